@@ -1,0 +1,51 @@
+"""The prepared-data format: one ``.npz`` per split (uint8 NHWC ``images``, int32 ``labels``),
+written byte-for-byte deterministically (fixed zip timestamps, stored, not compressed) so that
+two engines produce identical files and DVC hashes them in seconds; plus ``classes.tsv``."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from imgclf.errors import PipelineError
+
+SPLITS = ("train", "val", "test")
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def save_split(path: str | Path, images: np.ndarray, labels: np.ndarray) -> None:
+    """Write a split to ``path`` (not atomically: callers write into a temporary directory)."""
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be uint8 NHWC with 3 channels, got {images.dtype} {images.shape}")
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f"labels shape {labels.shape} does not match {images.shape[0]} images")
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, array in (("images", images), ("labels", labels.astype(np.int32))):
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_EPOCH)
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, buffer.getvalue())
+
+
+def load_split(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return data["images"], data["labels"]
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: prepared split not found (run the prepare stage)") from None
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise PipelineError(f"{path}: not a prepared split ({exc})") from None
+
+
+def write_classes(path: str | Path, wnids: list[str], words: list[str]) -> None:
+    lines = ["index\twnid\twords"] + [f"{i}\t{w}\t{t}" for i, (w, t) in enumerate(zip(wnids, words))]
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def read_classes(path: str | Path) -> list[tuple[str, str]]:
+    rows = Path(path).read_text().splitlines()[1:]
+    return [tuple(row.split("\t")[1:3]) for row in rows]

@@ -1,0 +1,140 @@
+"""``imgclf``: one subcommand per pipeline stage, explicit paths in and out. Snakemake rules and
+DVC stages call exactly these commands. Heavy modules (TensorFlow) load only where needed."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from imgclf import config
+from imgclf.errors import PipelineError
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _threads(value: int | None) -> int:
+    return value if value and value > 0 else available_cores()
+
+
+def cmd_schema(args) -> None:
+    from imgclf.io_utils import write_text
+
+    text = config.schema_json()
+    if args.check:
+        current = Path(args.out).read_text() if Path(args.out).exists() else ""
+        if current != text:
+            raise PipelineError(f"{args.out}: out of date; run `imgclf schema --out {args.out}`")
+        return
+    write_text(args.out, text)
+
+
+def cmd_check_params(args) -> None:
+    config.load(args.params)
+    print(f"{args.params}: valid")
+
+
+def cmd_make_sample(args) -> None:
+    from imgclf import sample
+
+    {"tiny_imagenet": sample.make_tiny_imagenet, "cifar10": sample.make_cifar10}[args.dataset](args.out)
+
+
+def cmd_download(args) -> None:
+    from imgclf import download
+
+    params = config.load(args.params)
+    entry = config.source_entry(params, args.dataset)
+    download.download(entry["url"], args.out, entry["md5"], entry["size"], progress=not args.quiet)
+    print(f"{args.out}: {entry['size']:,} bytes, MD5 {entry['md5']} verified")
+
+
+def cmd_prepare(args) -> None:
+    from imgclf import prepare
+
+    data = config.load(args.params)["data"]
+    source = Path(args.source)
+    if args.dataset == "cifar10":
+        meta = prepare.prepare_cifar10(source, args.out, data)
+    elif source.is_dir():
+        meta = prepare.prepare_image_folder(source, args.out, data, _threads(args.threads))
+    else:
+        meta = prepare.prepare_tiny_imagenet(source, args.out, data, _threads(args.threads))
+    print(f"{args.out}: {meta['train_images']} train, {meta['val_images']} val, {meta['test_images']} test images, "
+          f"{meta['n_classes']} classes at {meta['image_size']}x{meta['image_size']}")
+
+
+def cmd_dvc_yaml(args) -> None:
+    from imgclf import stages
+    from imgclf.io_utils import write_text
+
+    text = stages.dvc_yaml_text(config.load(args.params))
+    if args.check:
+        current = Path(args.out).read_text() if Path(args.out).exists() else ""
+        if current != text:
+            raise PipelineError(f"{args.out}: out of date with the stage table; run `imgclf dvc-yaml`")
+        return
+    write_text(args.out, text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imgclf", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name, func, help_text):
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    def with_params(p):
+        p.add_argument("--params", default=config.DEFAULT_PARAMS, help="params file (default: params.yaml)")
+        return p
+
+    p = add("schema", cmd_schema, "write the JSON Schema of params.yaml")
+    p.add_argument("--out", default="workflow/schemas/params.schema.json")
+    p.add_argument("--check", action="store_true", help="fail if the file is out of date")
+
+    with_params(add("check-params", cmd_check_params, "validate a params file"))
+
+    p = add("make-sample", cmd_make_sample, "generate an embedded sample archive")
+    p.add_argument("dataset", choices=["tiny_imagenet", "cifar10"])
+    p.add_argument("--out", required=True)
+
+    p = with_params(add("download", cmd_download, "download and verify an archive"))
+    p.add_argument("dataset", choices=["tiny_imagenet", "cifar10"])
+    p.add_argument("--out", required=True)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = with_params(add("prepare", cmd_prepare, "archive or image folder -> resized, subset arrays"))
+    p.add_argument("dataset", choices=["imagenet200", "cifar10"])
+    p.add_argument("--source", required=True, help="archive (zip / tar.gz) or, for imagenet200, an image folder")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--threads", type=int, default=0, help="worker processes (default: all cores)")
+
+    p = with_params(add("dvc-yaml", cmd_dvc_yaml, "write dvc.yaml from the stage table"))
+    p.add_argument("--out", default="dvc.yaml")
+    p.add_argument("--check", action="store_true", help="fail if the file is out of date")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""The registry of experiments: each name maps to a model builder, a data set, a trainer kind,
+its params section (schema and defaults) and the figures the paper reports.
+
+Adding an experiment is one ``register(Experiment(...))`` call here; Snakemake, dvc.yaml, the
+schema and the report all read this registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from imgclf.errors import PipelineError
+
+DATASETS = ("imagenet200", "cifar10")
+KINDS = ("keras", "autokeras", "transfer", "finetune")
+
+
+@dataclass(frozen=True)
+class Paper:
+    """What the paper reports for an experiment (fractions, not percent); None where it is silent."""
+
+    top1: float | None = None
+    top5: float | None = None
+    params_m: float | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    title: str
+    model: str  # a name in imgclf.models.MODELS
+    dataset: str
+    kind: str = "keras"
+    paper: Paper = Paper()
+    upstream: str | None = None  # experiment whose trained model this one starts from
+    defaults: dict = field(default_factory=dict)  # overrides of the common defaults
+    extra: dict = field(default_factory=dict)  # schema properties only this experiment has
+    model_source: str = ""  # module file of the model family, a dependency of training
+
+
+EXPERIMENTS: dict[str, Experiment] = {}
+
+
+def register(experiment: Experiment) -> Experiment:
+    if experiment.name in EXPERIMENTS:
+        raise ValueError(f"experiment {experiment.name!r} registered twice")
+    if experiment.dataset not in DATASETS or experiment.kind not in KINDS:
+        raise ValueError(f"experiment {experiment.name!r}: bad dataset or kind")
+    EXPERIMENTS[experiment.name] = experiment
+    return experiment
+
+
+def get(name: str) -> Experiment:
+    try:
+        return EXPERIMENTS[name]
+    except KeyError:
+        raise PipelineError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}") from None
+
+
+COMMON = {
+    "epochs": ({"type": "integer", "minimum": 1}, 10, "training epochs"),
+    "batch_size": ({"type": "integer", "minimum": 1}, 64, "mini-batch size"),
+    "learning_rate": ({"type": "number", "exclusiveMinimum": 0}, 1e-3, "initial learning rate"),
+    "optimizer": ({"type": "string", "enum": ["adam", "sgd", "rmsprop"]}, "adam", "optimizer"),
+    "weight_decay": ({"type": "number", "minimum": 0}, 0.0, "decoupled weight decay (0: none)"),
+    "lr_schedule": ({"type": "string", "enum": ["constant", "cosine"]}, "constant", "learning-rate schedule"),
+    "label_smoothing": ({"type": "number", "minimum": 0, "maximum": 0.5}, 0.0, "label smoothing"),
+    "augment_flip": ({"type": "boolean"}, False, "random horizontal flips"),
+    "augment_crop": ({"type": "integer", "minimum": 0, "maximum": 16}, 0, "pad by N pixels and randomly crop back (0: off)"),
+    "train_subset": (
+        {"type": ["integer", "null"], "minimum": 10},
+        None,
+        "train on a stratified subset of this many training images (null: all)",
+    ),
+    "seed": ({"type": "integer", "minimum": 0}, 0, "seed of weights, shuffling and augmentation"),
+    "mixed_precision": ({"type": "boolean"}, False, "mixed_float16 on a GPU (ignored on CPU)"),
+    "xla": ({"type": "boolean"}, False, "XLA-compile the training step on a GPU (ignored on CPU)"),
+    "runtime_min": ({"type": "integer", "minimum": 1}, 60, "cluster wall-time request of training, minutes"),
+    "mem_mb": ({"type": "integer", "minimum": 256}, 8000, "cluster memory request of training, MB"),
+    "gpus": ({"type": "integer", "minimum": 0}, 1, "GPUs a cluster training job asks for"),
+}
+
+
+def experiment_schema(experiment: Experiment) -> dict:
+    properties = {}
+    for key, (schema, default, description) in COMMON.items():
+        default = experiment.defaults.get(key, default)
+        properties[key] = {**schema, "default": default, "description": description}
+    for key, prop in experiment.extra.items():
+        properties[key] = {**prop, "default": experiment.defaults.get(key, prop["default"])}
+    return {
+        "type": "object",
+        "description": f"experiment {experiment.name}: {experiment.title}",
+        "additionalProperties": False,
+        "default": {},
+        "properties": properties,
+    }
+
+
+def check_params(experiment: Experiment, section: dict, where: str) -> None:
+    if experiment.kind == "finetune" and section["train_subset"] is not None:
+        raise PipelineError(f"{where}.train_subset: k-fold fine-tuning uses the whole training split")
+
+
+def section_keys(experiment: Experiment) -> list[str]:
+    return [*COMMON, *experiment.extra]
+
+
+# --- the paper's experiments ---------------------------------------------------------------
+
+_DENSENET_NOTE = (
+    "paper's table repeats the original DenseNet paper's ImageNet-1k 224x224 top-1/top-5 *error*; "
+    "shown here as 1 - error, not a 32x32 result"
+)
+_STEM = {
+    "stem": {
+        "type": "string",
+        "enum": ["imagenet", "small"],
+        "default": "imagenet",
+        "description": "'imagenet': 7x7/2 conv + 3x3/2 pool; 'small': 3x3/1 conv, no pooling (suited to 32x32)",
+    }
+}
+
+register(Experiment(
+    "seed_cnn", "Exp. 1: the paper's large-kernel CNN, (3,32,32) read channels-last", "seed_cnn", "imagenet200",
+    paper=Paper(params_m=0.795, note="paper reports the summary (795,000 params) but no accuracy"),
+    defaults={"epochs": 30, "learning_rate": 5e-4, "runtime_min": 30},
+    model_source="seed_cnn.py",
+))
+register(Experiment(
+    "seed_cnn_hwc", "Exp. 1 corrected: same layer plan on 32x32x3 channels-last", "seed_cnn_hwc", "imagenet200",
+    defaults={"epochs": 30, "learning_rate": 5e-4, "runtime_min": 30},
+    model_source="seed_cnn.py",
+))
+register(Experiment(
+    "autokeras", "Exp. 2: AutoKeras image classifier on a 10,000-image subset", "autokeras", "imagenet200",
+    kind="autokeras",
+    paper=Paper(top1=0.2236, note="best of 5 trials (paper's text says 24%; its trial table shows 0.2236)"),
+    defaults={"train_subset": 10000, "epochs": 10, "runtime_min": 240},
+    extra={
+        "max_trials": {"type": "integer", "minimum": 1, "default": 5, "description": "AutoKeras trials (paper: 5)"},
+        "block_type": {
+            "type": ["string", "null"],
+            "enum": ["vanilla", "resnet", "xception", "efficient", None],
+            "default": "vanilla",
+            "description": "restrict the search to one ImageBlock type; null searches all (ResNet50/EfficientNetB7 "
+            "at 224x224: impractical on CPU)",
+        },
+        "tuner": {
+            "type": "string", "enum": ["greedy", "random", "bayesian", "hyperband"], "default": "greedy",
+            "description": "keras-tuner search algorithm",
+        },
+    },
+    model_source="autokeras_search.py",
+))
+register(Experiment(
+    "alexnet32", "Exp. 3: AlexNet adapted to 32x32 (5 conv + 3 FC, ~0.8M params)", "alexnet32", "imagenet200",
+    paper=Paper(top1=0.12, params_m=0.8, note="paper: best accuracy ~12%"),
+    defaults={"epochs": 30, "runtime_min": 30},
+    model_source="alexnet.py",
+))
+for _depth, (_top1_err, _top5_err, _params) in {
+    121: (25.02, 7.71, 8.0), 169: (23.80, 6.85, 14.3), 201: (22.58, 6.34, 20.2), 161: (22.20, None, 28.9)
+}.items():
+    register(Experiment(
+        f"densenet{_depth}", f"Exp. 4: DenseNet-{_depth} from scratch", f"densenet{_depth}", "imagenet200",
+        paper=Paper(
+            top1=round(1 - _top1_err / 100, 4),
+            top5=None if _top5_err is None else round(1 - _top5_err / 100, 4),
+            params_m=_params, note=_DENSENET_NOTE,
+        ),
+        defaults={"epochs": 30, "runtime_min": {121: 240, 169: 300, 201: 360, 161: 600}[_depth], "mem_mb": 16000},
+        extra=_STEM,
+        model_source="densenet.py",
+    ))
+register(Experiment(
+    "densenet121_small_stem", "Exp. 4 extended: DenseNet-121 with a 32x32 stem", "densenet121", "imagenet200",
+    defaults={"epochs": 30, "stem": "small", "runtime_min": 900, "mem_mb": 16000},
+    extra=_STEM,
+    model_source="densenet.py",
+))
+register(Experiment(
+    "cifar_base_cnn", "Exp. 5 baseline: CNN from scratch on CIFAR-10", "cifar_cnn", "cifar10",
+    paper=Paper(top1=0.82, note="paper: 82% test accuracy"),
+    defaults={"epochs": 30, "augment_flip": True, "augment_crop": 4, "runtime_min": 30},
+    model_source="cifar_cnn.py",
+))
+register(Experiment(
+    "cifar_densenet201_transfer", "Exp. 5: DenseNet-201, frozen pretrained features + new softmax", "densenet201",
+    "cifar10", kind="transfer",
+    paper=Paper(top1=0.098, note="paper: sat at chance (train acc 0.1005, val acc 0.098)"),
+    upstream="densenet201",
+    defaults={"epochs": 10, "runtime_min": 60},
+    extra={
+        "weights": {
+            "type": "string", "default": "pipeline",
+            "description": "'pipeline': the DenseNet-201 trained in experiment densenet201; 'imagenet': Keras' "
+            "download and cache; or a path to a local DenseNet-201 no-top weights file",
+        },
+    },
+    model_source="transfer.py",
+))
+register(Experiment(
+    "cifar_densenet201_finetune", "Exp. 6: fine-tune the transfer model's top blocks, k-fold CV", "densenet201",
+    "cifar10", kind="finetune",
+    paper=Paper(top1=0.805, note="paper: 80.5% test accuracy"),
+    upstream="cifar_densenet201_transfer",
+    defaults={"epochs": 5, "runtime_min": 120},
+    extra={
+        "lr_factor": {
+            "type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.1,
+            "description": "fine-tuning learning rate = learning_rate (the from-scratch rate) x lr_factor",
+        },
+        "unfreeze_from": {
+            "type": "string", "default": "conv5_block1_",
+            "description": "layers from the first whose name starts with this prefix on are trainable "
+            "(BatchNormalization stays frozen)",
+        },
+        "kfold": {"type": "integer", "minimum": 2, "default": 5, "description": "k of the k-fold cross-validation"},
+    },
+    model_source="transfer.py",
+))

@@ -1,0 +1,144 @@
+"""The embedded sample: deterministic archives in the exact Tiny ImageNet zip layout and the
+CIFAR-10 binary tarball layout, with learnable classes and the odd images real data has.
+
+Class ``c`` is a sinusoidal grating whose hue, orientation and period encode ``c``, with a random
+phase, brightness and noise per image, so a CNN learns it but not from a single pixel. Odd cases,
+at fixed positions: grayscale, CMYK and progressive JPEGs, an image that is not 64x64, and a PNG
+saved under a .JPEG name (ImageNet has one)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from imgclf.io_utils import atomic_path
+
+ROOT = "tiny-imagenet-200"
+TINY_CLASSES = 200
+TINY_TRAIN_PER_CLASS = 40
+TINY_VAL_PER_CLASS = 10
+TINY_TEST_IMAGES = 200
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR_TRAIN_PER_BATCH = 300  # x 5 batches
+CIFAR_TEST_IMAGES = 500
+_DATE = (2015, 1, 1, 0, 0, 0)
+_HUES = np.array(
+    [[230, 40, 40], [40, 200, 40], [40, 60, 230], [230, 210, 30], [210, 40, 210],
+     [30, 210, 210], [240, 130, 20], [120, 60, 20], [150, 150, 150], [110, 30, 200]], dtype=np.float32
+)
+_PERIODS = (40.0, 24.0, 16.0, 12.0, 9.0)
+
+
+def wnid(index: int) -> str:
+    return f"n{1440000 + index * 7919:08d}"
+
+
+def class_image(label: int, rng: np.random.Generator, size: int = 64) -> np.ndarray:
+    """One learnable image of class ``label`` (0..199) as uint8 HxWx3."""
+    hue = _HUES[label % 10]
+    angle = np.pi / 4 * ((label // 10) % 4)
+    period = _PERIODS[(label // 40) % 5] * size / 64
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    phase = rng.uniform(0, 2 * np.pi)
+    wave = 0.5 + 0.5 * np.sin(2 * np.pi * (x * np.cos(angle) + y * np.sin(angle)) / period + phase)
+    background = rng.uniform(20, 80, size=3).astype(np.float32)
+    image = background + wave[..., None] * (hue - background) * rng.uniform(0.7, 1.0)
+    image += rng.normal(0, 18, size=image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def _encode(array: np.ndarray, odd: str | None) -> bytes:
+    image = Image.fromarray(array)
+    buffer = io.BytesIO()
+    if odd == "gray":
+        image.convert("L").save(buffer, "JPEG", quality=90)
+    elif odd == "cmyk":
+        image.convert("CMYK").save(buffer, "JPEG", quality=90)
+    elif odd == "progressive":
+        image.save(buffer, "JPEG", quality=90, progressive=True)
+    elif odd == "odd_size":
+        image.resize((72, 56), Image.Resampling.BILINEAR).save(buffer, "JPEG", quality=90)
+    elif odd == "png":
+        image.save(buffer, "PNG")
+    else:
+        image.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+_ODD = {0: "gray", 3: "cmyk", 5: "progressive", 7: "odd_size", 11: "png"}
+
+
+def _odd_case(label: int, index: int) -> str | None:
+    """The fixed positions of odd images: the first image of some classes."""
+    return _ODD.get(label % 13) if index == 0 else None
+
+
+def _add(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
+    info = zipfile.ZipInfo(f"{ROOT}/{name}", date_time=_DATE)
+    info.external_attr = 0o644 << 16
+    archive.writestr(info, data, compress_type=zipfile.ZIP_STORED)
+
+
+def make_tiny_imagenet(path: str | Path, seed: int = 0) -> None:
+    """Write a Tiny ImageNet-layout zip to ``path`` (atomically)."""
+    rng = np.random.default_rng(seed)
+    wnids = [wnid(c) for c in range(TINY_CLASSES)]
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w") as archive:
+        _add(archive, "wnids.txt", "".join(f"{w}\n" for w in wnids).encode())
+        extra = [f"n{9000000 + i:08d}\tunused class {i}\n" for i in range(5)]
+        words = [f"{w}\tsynthetic class {c}, grating {c % 10}/{(c // 10) % 4}/{(c // 40) % 5}\n" for c, w in enumerate(wnids)]
+        _add(archive, "words.txt", "".join(extra[:3] + words + extra[3:]).encode())
+        for label, w in enumerate(wnids):
+            boxes = []
+            for i in range(TINY_TRAIN_PER_CLASS):
+                name = f"{w}_{i}.JPEG"
+                _add(archive, f"train/{w}/images/{name}", _encode(class_image(label, rng), _odd_case(label, i)))
+                boxes.append(f"{name}\t0\t0\t63\t63\n")
+            _add(archive, f"train/{w}/{w}_boxes.txt", "".join(boxes).encode())
+        annotations = []
+        for i in range(TINY_CLASSES * TINY_VAL_PER_CLASS):
+            label = int(rng.integers(TINY_CLASSES)) if i >= TINY_CLASSES else i  # every class at least once
+            odd = "gray" if i % 97 == 5 else None
+            _add(archive, f"val/images/val_{i}.JPEG", _encode(class_image(label, rng), odd))
+            annotations.append(f"val_{i}.JPEG\t{wnids[label]}\t0\t0\t63\t63\n")
+        _add(archive, "val/val_annotations.txt", "".join(annotations).encode())
+        for i in range(TINY_TEST_IMAGES):
+            _add(archive, f"test/images/test_{i}.JPEG", _encode(class_image(int(rng.integers(TINY_CLASSES)), rng), None))
+
+
+def cifar_records(labels: np.ndarray, rng: np.random.Generator) -> bytes:
+    """CIFAR-10 binary records: 1 label byte then 1024 R, 1024 G, 1024 B bytes per image."""
+    records = bytearray()
+    for label in labels:
+        image = class_image(int(label) * 4, rng, size=32)  # 10 classes spread over hue and orientation
+        records.append(int(label))
+        records += image.transpose(2, 0, 1).tobytes()
+    return bytes(records)
+
+
+def make_cifar10(path: str | Path, seed: int = 0) -> None:
+    """Write a cifar-10-binary.tar.gz-layout tarball to ``path`` (atomically)."""
+    rng = np.random.default_rng(seed + 1)
+    members = {}
+    for batch in range(1, 6):
+        labels = np.arange(CIFAR_TRAIN_PER_BATCH) % 10
+        rng.shuffle(labels)
+        members[f"data_batch_{batch}.bin"] = cifar_records(labels, rng)
+    test_labels = np.arange(CIFAR_TEST_IMAGES) % 10
+    rng.shuffle(test_labels)
+    members["test_batch.bin"] = cifar_records(test_labels, rng)
+    members["batches.meta.txt"] = ("\n".join(CIFAR_CLASSES) + "\n\n").encode()
+    members["readme.html"] = b"<meta HTTP-EQUIV=\"REFRESH\" content=\"0; url=http://www.cs.toronto.edu/~kriz/cifar.html\">\n"
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="", compresslevel=6) as gz:
+            with tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+                for name in ["batches.meta.txt", *[f"data_batch_{b}.bin" for b in range(1, 6)], "readme.html", "test_batch.bin"]:
+                    info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
+                    info.size, info.mtime, info.mode = len(members[name]), 1245000000, 0o644
+                    tar.addfile(info, io.BytesIO(members[name]))

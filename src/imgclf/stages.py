@@ -1,0 +1,182 @@
+"""The stage table: paths, commands, dependencies and params of every stage, derived from the
+experiment registry. ``dvc.yaml`` is generated from it (``imgclf dvc-yaml``) and the Snakemake
+rules call the same functions, so both engines run the same commands on the same files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from imgclf import experiments
+
+PARAMS_FILE = "params.yaml"
+ARCHIVES = {"tiny_imagenet": "tiny-imagenet-200.zip", "cifar10": "cifar-10-binary.tar.gz"}
+DATASET_ARCHIVE = {"imagenet200": "tiny_imagenet", "cifar10": "cifar10"}
+PACKAGE = "src/imgclf"
+TRAIN_CODE = [f"{PACKAGE}/train.py", f"{PACKAGE}/data.py", f"{PACKAGE}/models/__init__.py", f"{PACKAGE}/models/layers.py"]
+EVAL_CODE = [f"{PACKAGE}/evaluate.py"]
+REPORT_CODE = [f"{PACKAGE}/report.py"]
+
+
+def sample_archive(archive: str) -> str:
+    return f"data/sample/{ARCHIVES[archive]}"
+
+
+def raw_archive(archive: str) -> str:
+    return f"data/raw/{ARCHIVES[archive]}"
+
+
+def prepared(dataset: str) -> str:
+    return f"data/prepared/{dataset}"
+
+
+def model_dir(name: str) -> str:
+    return f"models/{name}"
+
+
+def model_file(name: str) -> str:
+    return f"models/{name}/model.keras"
+
+
+def history_file(name: str) -> str:
+    return f"models/{name}/history.csv"
+
+
+def metrics_file(name: str) -> str:
+    return f"reports/metrics/{name}.json"
+
+
+def eval_dir(name: str) -> str:
+    return f"reports/eval/{name}"
+
+
+def confusion_file(name: str) -> str:
+    return f"reports/eval/{name}/confusion.csv"
+
+
+REPORT_OUTS = ["reports/results.md", "reports/results.csv", "reports/figures"]
+
+
+def data_params(dataset: str) -> list[str]:
+    common = ["data.image_size", "data.resize_filter", "data.val_fraction", "data.split_seed"]
+    if dataset == "imagenet200":
+        return common + ["data.jpeg_draft", "data.imagenet200"]
+    return common
+
+
+def download_params(archive: str) -> list[str]:
+    return ["data.source", f"data.sources.sample.{archive}", f"data.sources.official.{archive}"]
+
+
+@dataclass
+class Stage:
+    name: str
+    cmd: str
+    deps: list[str]
+    outs: list[str]
+    params: list[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
+    threads: bool = False  # the command takes --threads (Snakemake passes its own count)
+    group: str = "data"
+
+
+def _cmd(*parts: str, params_file: str) -> str:
+    return " ".join(["imgclf", *parts, "--params", params_file])
+
+
+def train_deps(experiment: experiments.Experiment) -> list[str]:
+    deps = [prepared(experiment.dataset), *TRAIN_CODE, f"{PACKAGE}/models/{experiment.model_source}"]
+    if experiment.upstream:
+        deps.append(model_file(experiment.upstream))
+    return deps
+
+
+def stage_list(params: dict, params_file: str = PARAMS_FILE) -> list[Stage]:
+    stages: list[Stage] = []
+    for archive, filename in ARCHIVES.items():
+        stages.append(Stage(
+            f"sample_{archive}",
+            f"imgclf make-sample {archive} --out {sample_archive(archive)}",
+            [f"{PACKAGE}/sample.py"],
+            [sample_archive(archive)],
+        ))
+        stages.append(Stage(
+            f"download_{archive}",
+            _cmd("download", archive, "--out", raw_archive(archive), params_file=params_file),
+            [sample_archive(archive), f"{PACKAGE}/download.py"],
+            [raw_archive(archive)],
+            params=download_params(archive),
+        ))
+    for dataset, archive in DATASET_ARCHIVE.items():
+        source = raw_archive(archive)
+        if dataset == "imagenet200" and params["data"]["imagenet200"]["image_folder"]:
+            source = params["data"]["imagenet200"]["image_folder"]
+        stages.append(Stage(
+            f"prepare_{dataset}",
+            _cmd("prepare", dataset, "--source", source, "--out", prepared(dataset), params_file=params_file),
+            [source, f"{PACKAGE}/prepare.py", f"{PACKAGE}/arrays.py"],
+            [prepared(dataset)],
+            params=data_params(dataset),
+            threads=True,
+        ))
+    for name, experiment in experiments.EXPERIMENTS.items():
+        upstream = f" --upstream {model_dir(experiment.upstream)}" if experiment.upstream else ""
+        stages.append(Stage(
+            f"train_{name}",
+            _cmd("train", name, "--data", prepared(experiment.dataset), "--out", model_dir(name), params_file=params_file)
+            .replace(" --params", upstream + " --params"),
+            train_deps(experiment),
+            [model_dir(name)],
+            params=[name],
+            threads=True,
+            group="train",
+        ))
+        stages.append(Stage(
+            f"evaluate_{name}",
+            _cmd("evaluate", name, "--data", prepared(experiment.dataset), "--model", model_dir(name),
+                 "--metrics", metrics_file(name), "--out", eval_dir(name), params_file=params_file),
+            [model_dir(name), prepared(experiment.dataset), *EVAL_CODE],
+            [eval_dir(name)],
+            metrics=[metrics_file(name)],
+            threads=True,
+            group="evaluate",
+        ))
+    stages.append(Stage(
+        "report",
+        "imgclf report --metrics-dir reports/metrics --models-dir models --eval-dir reports/eval --out reports",
+        [*(metrics_file(n) for n in experiments.EXPERIMENTS), *(model_dir(n) for n in experiments.EXPERIMENTS),
+         *REPORT_CODE],
+        list(REPORT_OUTS),
+        group="report",
+    ))
+    return stages
+
+
+def by_name(params: dict, params_file: str = PARAMS_FILE) -> dict[str, Stage]:
+    return {stage.name: stage for stage in stage_list(params, params_file)}
+
+
+def dvc_yaml(params: dict) -> dict:
+    stages = {}
+    for stage in stage_list(params):
+        entry: dict = {"cmd": stage.cmd, "deps": list(stage.deps)}
+        if stage.params:
+            entry["params"] = list(stage.params)
+        entry["outs"] = [
+            {out: {"cache": False}} if out.startswith("data/sample/") else out for out in stage.outs
+        ]
+        if stage.metrics:
+            entry["metrics"] = [{m: {"cache": False}} for m in stage.metrics]
+        stages[stage.name] = entry
+    plots = []
+    for name in experiments.EXPERIMENTS:
+        plots.append({history_file(name): {"x": "epoch", "y": ["accuracy", "val_accuracy"], "title": f"{name}: learning curve"}})
+        plots.append({confusion_file(name): {
+            "template": "confusion", "x": "predicted", "y": "actual", "title": f"{name}: confusion matrix"}})
+    return {"stages": stages, "plots": plots}
+
+
+def dvc_yaml_text(params: dict) -> str:
+    import yaml
+
+    header = "# Generated by `imgclf dvc-yaml` from src/imgclf/stages.py and the experiment registry. Do not edit.\n"
+    return header + yaml.safe_dump(dvc_yaml(params), sort_keys=False, width=200)

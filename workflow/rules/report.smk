@@ -1,0 +1,22 @@
+# Report: every experiment's metrics beside the paper's figures, plus plots.
+
+
+rule report:
+    input:
+        stage("report").deps,
+    output:
+        table=report("reports/results.md", caption="../report/results.rst", category="Results"),
+        csv="reports/results.csv",
+        figures=report(
+            directory("reports/figures"),
+            patterns=["{name}.png"],
+            caption="../report/figures.rst",
+            category="Figures",
+        ),
+    params:
+        cmd=command("report"),
+    log:
+        "logs/report/report.log",
+    threads: 1
+    shell:
+        "{params.cmd} > {log} 2>&1"
