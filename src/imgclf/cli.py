@@ -70,6 +70,30 @@ def cmd_prepare(args) -> None:
           f"{meta['n_classes']} classes at {meta['image_size']}x{meta['image_size']}")
 
 
+def cmd_train(args) -> None:
+    from imgclf import train
+
+    meta = train.run(args.experiment, args.data, args.out, config.load(args.params), _threads(args.threads), args.upstream)
+    print(f"{args.out}: {meta['epochs']} epochs on {meta['train_images']} images in {meta['train_seconds']:.1f} s "
+          f"({meta['device']}, {meta['params']:,} parameters)")
+
+
+def cmd_evaluate(args) -> None:
+    from imgclf import evaluate
+
+    config.load(args.params)
+    metrics = evaluate.run(args.experiment, args.data, args.model, args.metrics, args.out, _threads(args.threads))
+    print(f"{args.metrics}: top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f}, loss {metrics['loss']:.4f} "
+          f"on {metrics['test_images']} test images")
+
+
+def cmd_report(args) -> None:
+    from imgclf import report
+
+    table = report.run(args.metrics_dir, args.models_dir, args.eval_dir, args.out)
+    print(f"{args.out}/results.md: {len(table)} experiments")
+
+
 def cmd_dvc_yaml(args) -> None:
     from imgclf import stages
     from imgclf.io_utils import write_text
@@ -116,6 +140,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", required=True, help="archive (zip / tar.gz) or, for imagenet200, an image folder")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--threads", type=int, default=0, help="worker processes (default: all cores)")
+
+    p = with_params(add("train", cmd_train, "train one registered experiment"))
+    p.add_argument("experiment")
+    p.add_argument("--data", required=True, help="prepared data directory")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--upstream", help="model directory this experiment starts from (transfer, fine-tuning)")
+    p.add_argument("--threads", type=int, default=0, help="TensorFlow threads (default: all cores)")
+
+    p = with_params(add("evaluate", cmd_evaluate, "evaluate a trained model on the test split"))
+    p.add_argument("experiment")
+    p.add_argument("--data", required=True)
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument("--metrics", required=True, help="metrics JSON to write")
+    p.add_argument("--out", required=True, help="details directory to write")
+    p.add_argument("--threads", type=int, default=0)
+
+    p = add("report", cmd_report, "gather every experiment's metrics into reports/")
+    p.add_argument("--metrics-dir", required=True)
+    p.add_argument("--models-dir", required=True)
+    p.add_argument("--eval-dir", required=True)
+    p.add_argument("--out", required=True)
 
     p = with_params(add("dvc-yaml", cmd_dvc_yaml, "write dvc.yaml from the stage table"))
     p.add_argument("--out", default="dvc.yaml")

@@ -64,7 +64,6 @@ COMMON = {
     "optimizer": ({"type": "string", "enum": ["adam", "sgd", "rmsprop"]}, "adam", "optimizer"),
     "weight_decay": ({"type": "number", "minimum": 0}, 0.0, "decoupled weight decay (0: none)"),
     "lr_schedule": ({"type": "string", "enum": ["constant", "cosine"]}, "constant", "learning-rate schedule"),
-    "label_smoothing": ({"type": "number", "minimum": 0, "maximum": 0.5}, 0.0, "label smoothing"),
     "augment_flip": ({"type": "boolean"}, False, "random horizontal flips"),
     "augment_crop": ({"type": "integer", "minimum": 0, "maximum": 16}, 0, "pad by N pixels and randomly crop back (0: off)"),
     "train_subset": (

@@ -9,11 +9,8 @@ from __future__ import annotations
 import io
 import json
 import multiprocessing
-import os
 import posixpath
-import shutil
 import tarfile
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +21,7 @@ from sklearn.model_selection import train_test_split
 
 from imgclf import arrays
 from imgclf.errors import PipelineError
+from imgclf.io_utils import atomic_dir
 
 FILTERS = {
     "nearest": Image.Resampling.NEAREST,
@@ -216,23 +214,13 @@ def read_tiny_index(archive_path: str | Path) -> TinyIndex:
 
 def write_prepared(out_dir: str | Path, splits: dict, classes: list[str], words: list[str], meta: dict) -> None:
     """Write every file into a temporary sibling directory, then swap it into place."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         for split in arrays.SPLITS:
             images, labels = splits[split]
             arrays.save_split(tmp / f"{split}.npz", images, labels)
             meta[f"{split}_images"] = int(len(labels))
         arrays.write_classes(tmp / "classes.tsv", classes, words)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        tmp.chmod(0o755)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def _carve(images: np.ndarray, labels: np.ndarray, fraction: float, seed: int):

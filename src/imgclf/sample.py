@@ -85,10 +85,12 @@ def _add(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
     archive.writestr(info, data, compress_type=zipfile.ZIP_STORED)
 
 
-def make_tiny_imagenet(path: str | Path, seed: int = 0) -> None:
-    """Write a Tiny ImageNet-layout zip to ``path`` (atomically)."""
+def make_tiny_imagenet(path: str | Path, seed: int = 0, classes: int = TINY_CLASSES,
+                       train_per_class: int = TINY_TRAIN_PER_CLASS, val_per_class: int = TINY_VAL_PER_CLASS,
+                       test_images: int = TINY_TEST_IMAGES) -> None:
+    """Write a Tiny ImageNet-layout zip to ``path`` (atomically); the defaults make the embedded sample."""
     rng = np.random.default_rng(seed)
-    wnids = [wnid(c) for c in range(TINY_CLASSES)]
+    wnids = [wnid(c) for c in range(classes)]
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w") as archive:
         _add(archive, "wnids.txt", "".join(f"{w}\n" for w in wnids).encode())
         extra = [f"n{9000000 + i:08d}\tunused class {i}\n" for i in range(5)]
@@ -96,20 +98,20 @@ def make_tiny_imagenet(path: str | Path, seed: int = 0) -> None:
         _add(archive, "words.txt", "".join(extra[:3] + words + extra[3:]).encode())
         for label, w in enumerate(wnids):
             boxes = []
-            for i in range(TINY_TRAIN_PER_CLASS):
+            for i in range(train_per_class):
                 name = f"{w}_{i}.JPEG"
                 _add(archive, f"train/{w}/images/{name}", _encode(class_image(label, rng), _odd_case(label, i)))
                 boxes.append(f"{name}\t0\t0\t63\t63\n")
             _add(archive, f"train/{w}/{w}_boxes.txt", "".join(boxes).encode())
         annotations = []
-        for i in range(TINY_CLASSES * TINY_VAL_PER_CLASS):
-            label = int(rng.integers(TINY_CLASSES)) if i >= TINY_CLASSES else i  # every class at least once
+        for i in range(classes * val_per_class):
+            label = int(rng.integers(classes)) if i >= classes else i  # every class at least once
             odd = "gray" if i % 97 == 5 else None
             _add(archive, f"val/images/val_{i}.JPEG", _encode(class_image(label, rng), odd))
             annotations.append(f"val_{i}.JPEG\t{wnids[label]}\t0\t0\t63\t63\n")
         _add(archive, "val/val_annotations.txt", "".join(annotations).encode())
-        for i in range(TINY_TEST_IMAGES):
-            _add(archive, f"test/images/test_{i}.JPEG", _encode(class_image(int(rng.integers(TINY_CLASSES)), rng), None))
+        for i in range(test_images):
+            _add(archive, f"test/images/test_{i}.JPEG", _encode(class_image(int(rng.integers(classes)), rng), None))
 
 
 def cifar_records(labels: np.ndarray, rng: np.random.Generator) -> bytes:

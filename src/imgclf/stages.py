@@ -86,7 +86,7 @@ def _cmd(*parts: str, params_file: str) -> str:
 def train_deps(experiment: experiments.Experiment) -> list[str]:
     deps = [prepared(experiment.dataset), *TRAIN_CODE, f"{PACKAGE}/models/{experiment.model_source}"]
     if experiment.upstream:
-        deps.append(model_file(experiment.upstream))
+        deps.append(model_dir(experiment.upstream))
     return deps
 
 
@@ -144,7 +144,7 @@ def stage_list(params: dict, params_file: str = PARAMS_FILE) -> list[Stage]:
         "report",
         "imgclf report --metrics-dir reports/metrics --models-dir models --eval-dir reports/eval --out reports",
         [*(metrics_file(n) for n in experiments.EXPERIMENTS), *(model_dir(n) for n in experiments.EXPERIMENTS),
-         *REPORT_CODE],
+         *(eval_dir(n) for n in experiments.EXPERIMENTS), *REPORT_CODE],
         list(REPORT_OUTS),
         group="report",
     ))

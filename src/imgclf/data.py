@@ -1,0 +1,75 @@
+"""Training input: prepared arrays -> ``tf.data`` (shuffle, optional flip/crop, batch, prefetch)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from imgclf import arrays
+from imgclf.errors import PipelineError
+from imgclf.prepare import stratified_split
+
+
+@dataclass
+class Splits:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    num_classes: int
+    image_shape: tuple[int, int, int]
+
+
+def num_classes(data_dir: str | Path) -> int:
+    meta = Path(data_dir) / "meta.json"
+    try:
+        return int(json.loads(meta.read_text())["n_classes"])
+    except FileNotFoundError:
+        raise PipelineError(f"{meta}: not found (run the prepare stage)") from None
+
+
+def subset(images: np.ndarray, labels: np.ndarray, size: int | None, seed: int, where: str):
+    """A stratified subset of ``size`` images (all of them when ``size`` is None)."""
+    if size is None or size == len(labels):
+        return images, labels
+    if size > len(labels):
+        raise PipelineError(f"{where}.train_subset: {size} requested but the training split has {len(labels)} images")
+    if size < len(np.unique(labels)):
+        raise PipelineError(f"{where}.train_subset: {size} is fewer than the {len(np.unique(labels))} classes")
+    _, chosen = stratified_split(labels, size / len(labels), seed)
+    return images[chosen], labels[chosen]
+
+
+def load_training(data_dir: str | Path, train_subset: int | None, seed: int, where: str) -> Splits:
+    x_train, y_train = arrays.load_split(Path(data_dir) / "train.npz")
+    x_val, y_val = arrays.load_split(Path(data_dir) / "val.npz")
+    x_train, y_train = subset(x_train, y_train, train_subset, seed, where)
+    return Splits(x_train, y_train, x_val, y_val, num_classes(data_dir), tuple(x_train.shape[1:]))
+
+
+def dataset(images, labels, batch_size: int, training: bool, seed: int = 0, flip: bool = False, crop: int = 0):
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    if training:
+        ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+
+    def to_float(x, y):
+        return tf.cast(x, tf.float32), y
+
+    def augment(x, y):
+        x = tf.cast(x, tf.float32)
+        if flip:
+            x = tf.image.random_flip_left_right(x, seed=seed)
+        if crop:
+            height, width = x.shape[1], x.shape[2]
+            x = tf.pad(x, [[0, 0], [crop, crop], [crop, crop], [0, 0]], mode="REFLECT")
+            x = tf.image.random_crop(x, tf.stack([tf.shape(x)[0], height, width, 3]), seed=seed)
+        return x, y
+
+    ds = ds.map(augment if training and (flip or crop) else to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,107 @@
+"""The evaluate stage: a trained model on the held-out test split -> one flat metrics JSON
+(declared as DVC metrics) and a details directory (confusion matrix, per-class accuracy,
+classification report)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from imgclf import arrays, experiments
+from imgclf.errors import PipelineError
+from imgclf.io_utils import atomic_dir, write_json
+
+
+def scores(probabilities: np.ndarray, labels: np.ndarray) -> dict:
+    """Top-1, top-5 and mean cross-entropy of predicted class probabilities."""
+    if probabilities.ndim != 2 or len(probabilities) != len(labels):
+        raise PipelineError(f"predictions of shape {probabilities.shape} do not match {len(labels)} labels")
+    if not np.all(np.isfinite(probabilities)):
+        raise PipelineError("the model predicts NaN or infinite values")
+    k = min(5, probabilities.shape[1])
+    top_k = np.argsort(-probabilities, axis=1)[:, :k]
+    picked = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)
+    return {
+        "top1": float(np.mean(top_k[:, 0] == labels)),
+        "top5": float(np.mean(np.any(top_k == labels[:, None], axis=1))),
+        "loss": float(-np.mean(np.log(picked))),
+    }
+
+
+def per_class_accuracy(confusion: np.ndarray) -> np.ndarray:
+    totals = confusion.sum(axis=1)
+    return np.divide(np.diag(confusion), totals, out=np.full(len(totals), np.nan), where=totals > 0)
+
+
+def load_model(name: str, model_dir: Path):
+    import keras
+
+    path = model_dir / "model.keras"
+    if not path.exists():
+        raise PipelineError(f"{path}: not found (run the train stage)")
+    custom = {}
+    if experiments.get(name).kind == "autokeras":
+        from imgclf.models import autokeras_search
+
+        custom = autokeras_search.custom_objects()
+    return keras.models.load_model(path, compile=False, custom_objects=custom)
+
+
+def run(name: str, data_dir: str | Path, model_dir: str | Path, metrics_path: str | Path, out_dir: str | Path,
+        threads: int, batch_size: int = 256) -> dict:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    data_dir, model_dir = Path(data_dir), Path(model_dir)
+    images, labels = arrays.load_split(data_dir / "test.npz")
+    classes = arrays.read_classes(data_dir / "classes.tsv")
+    model = load_model(name, model_dir)
+    started = time.perf_counter()
+    probabilities = np.asarray(model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0), np.float64)
+    eval_seconds = time.perf_counter() - started
+    if probabilities.shape[1] != len(classes):
+        raise PipelineError(f"{model_dir}: model has {probabilities.shape[1]} outputs but the data has {len(classes)} classes")
+    result = scores(probabilities, labels)
+    predicted = probabilities.argmax(axis=1)
+    confusion = confusion_matrix(labels, predicted, labels=np.arange(len(classes)))
+    train_meta = json.loads((model_dir / "train.json").read_text())
+    metrics = {
+        **result,
+        "chance_top1": 1.0 / len(classes),
+        "test_images": int(len(labels)),
+        "params": int(model.count_params()),
+        "train_images": train_meta["train_images"],
+        "epochs": train_meta["epochs"],
+        "train_seconds": train_meta["train_seconds"],
+        "train_images_per_second": train_meta["train_images_per_second"],
+        "eval_images_per_second": round(len(labels) / eval_seconds, 2),
+        "mean_per_class_top1": float(np.nanmean(per_class_accuracy(confusion))),
+    }
+    for key in ("cv_top1_mean", "cv_top1_std", "cv_folds", "trials", "best_trial_val_accuracy", "trainable_params"):
+        if key in train_meta:
+            metrics[key] = train_meta[key]
+    names = [wnid for wnid, _ in classes]
+    with atomic_dir(out_dir) as tmp:
+        with open(tmp / "confusion.csv", "w", newline="") as handle:  # one row per image: DVC's confusion template
+            writer = csv.writer(handle)
+            writer.writerow(["actual", "predicted"])
+            writer.writerows((names[a], names[p]) for a, p in zip(labels, predicted))
+        np.savetxt(tmp / "confusion_matrix.csv", confusion, fmt="%d", delimiter=",")
+        with open(tmp / "per_class.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["index", "wnid", "words", "support", "accuracy"])
+            for i, ((wnid, words), accuracy) in enumerate(zip(classes, per_class_accuracy(confusion))):
+                writer.writerow([i, wnid, words, int(confusion[i].sum()), "" if np.isnan(accuracy) else round(accuracy, 6)])
+        (tmp / "classification_report.txt").write_text(
+            classification_report(labels, predicted, labels=np.arange(len(classes)), target_names=names, zero_division=0)
+        )
+    write_json(metrics_path, metrics)
+    return metrics

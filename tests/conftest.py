@@ -1,0 +1,72 @@
+import functools
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ['PATH']}"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def run(cmd, cwd, check=True, **kwargs):
+    """Run a command; on failure show its output in the assertion."""
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+@pytest.fixture
+def data_params():
+    from imgclf import config
+
+    return config.load(ROOT / "params.yaml")["data"]
+
+
+@pytest.fixture(scope="session")
+def small_tiny_zip(tmp_path_factory):
+    """A Tiny ImageNet-layout zip: 12 classes x 20 train, 5 val each, with the odd images."""
+    from imgclf import sample
+
+    path = tmp_path_factory.mktemp("tiny") / "tiny-imagenet-200.zip"
+    sample.make_tiny_imagenet(path, classes=12, train_per_class=20, val_per_class=5, test_images=4)
+    return path
+
+
+@pytest.fixture(scope="session")
+def http_server(tmp_path_factory):
+    """A real HTTP server on 127.0.0.1 serving a temporary directory; yields (directory, base URL)."""
+    directory = tmp_path_factory.mktemp("served")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield directory, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def make_project(dest: Path, params: dict | None = None) -> Path:
+    """A copy of the project's tracked files in ``dest`` as a fresh git + DVC repository."""
+    files = run(["git", "ls-files", "-co", "--exclude-standard"], ROOT).stdout.split()
+    for name in files:
+        source = ROOT / name
+        if source.is_file():
+            target = dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    if params is not None:
+        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], dest)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], dest)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"], dest)
+    return dest

@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+
+from imgclf import experiments, models
+
+# parameter counts at 32x32x3 input, 200 classes: a change to any architecture must show here
+EXPECTED_PARAMS = {
+    "seed_cnn": 795_000,
+    "seed_cnn_hwc": 3_732_520,
+    "alexnet32": 832_024,
+    "cifar_cnn": 330_664,
+    "densenet121": 7_242_504,
+    "densenet169": 12_975_880,
+    "densenet201": 18_706_184,
+    "densenet161": 27_133_736,
+}
+
+
+def test_every_model_has_an_expected_count():
+    assert sorted(EXPECTED_PARAMS) == models.names()
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMS))
+def test_model_forward_pass(name):
+    model = models.build(name, (32, 32, 3), 200)
+    assert model.count_params() == EXPECTED_PARAMS[name]
+    batch = np.random.default_rng(0).integers(0, 256, size=(2, 32, 32, 3)).astype(np.float32)
+    output = np.asarray(model(batch, training=False))
+    assert output.shape == (2, 200)
+    assert np.all(np.isfinite(output))
+    np.testing.assert_allclose(output.sum(axis=1), 1.0, rtol=1e-4)
+
+
+def test_seed_cnn_layer_shapes_match_the_paper_summary():
+    model = models.build("seed_cnn", (32, 32, 3), 200)
+    shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in model.layers}
+    assert shapes["conv1"] == (3, 32, 16)
+    assert shapes["pool"] == (1, 10, 64)
+    assert shapes["flatten"] == (640,)
+    assert model.get_layer("conv1").count_params() == 12_816
+
+
+def test_own_densenet_builder_matches_keras_applications():
+    import keras
+
+    from imgclf.models import densenet
+
+    ours = densenet._densenet((32, 32, 3), *densenet.CONFIGS[121], "imagenet", "densenet121")
+    theirs = keras.applications.DenseNet121(include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg")
+    assert [tuple(w.shape) for w in ours.weights] == [tuple(w.shape) for w in theirs.weights]
+
+
+def test_small_stem_keeps_spatial_resolution():
+    from imgclf.models import densenet
+
+    small = densenet.backbone(121, (32, 32, 3), stem="small")
+    imagenet = densenet.backbone(121, (32, 32, 3), stem="imagenet")
+    assert small.get_layer("conv2_block1_concat").output.shape[1] == 32
+    assert imagenet.get_layer("conv2_block1_concat").output.shape[1] == 8
+
+
+def test_unfreeze_keeps_batchnorm_frozen():
+    import keras
+
+    from imgclf.models import transfer
+
+    model = transfer.transfer_model((32, 32, 3), 10, weights=_local_weights())
+    base = model.get_layer("densenet201")
+    assert transfer.trainable_count(model) == 1920 * 10 + 10
+    transfer.unfreeze(base, "conv5_block1_")
+    opened = [layer for layer in base.layers if layer.trainable]
+    assert opened and all(not isinstance(layer, keras.layers.BatchNormalization) for layer in opened)
+    assert not base.get_layer("conv4_block1_1_conv").trainable and base.get_layer("conv5_block1_1_conv").trainable
+
+
+def _local_weights(cache={}):
+    """A DenseNet-201 no-top weights file made here (the ImageNet file cannot be downloaded offline)."""
+    if "path" not in cache:
+        import tempfile
+
+        from imgclf.models import densenet
+
+        path = tempfile.mkdtemp() + "/densenet201_notop.weights.h5"
+        densenet.backbone(201, (32, 32, 3)).save_weights(path)
+        cache["path"] = path
+    return cache["path"]
+
+
+def test_registry_errors_name_the_known_entries():
+    from imgclf.errors import PipelineError
+
+    with pytest.raises(PipelineError, match="unknown model 'resnet'; known: alexnet32"):
+        models.build("resnet", (32, 32, 3), 10)
+    with pytest.raises(PipelineError, match="unknown experiment 'x'; known: seed_cnn"):
+        experiments.get("x")
+
+
+def test_every_experiment_uses_a_registered_model():
+    for experiment in experiments.EXPERIMENTS.values():
+        assert experiment.kind == "autokeras" or experiment.model in models.names()

@@ -1,0 +1,216 @@
+import io
+import json
+import tarfile
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT, run
+from imgclf import arrays, prepare, sample
+from imgclf.errors import PipelineError
+
+
+def small_data(data_params, n_classes=12, **changes):
+    data = json.loads(json.dumps(data_params))
+    data["imagenet200"]["n_classes"] = n_classes
+    data.update(changes)
+    return data
+
+
+def jpeg(array, mode="RGB", **save):
+    buffer = io.BytesIO()
+    Image.fromarray(array).convert(mode).save(buffer, "JPEG", **save)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+@pytest.mark.parametrize("draft", [True, False])
+def test_decode_resize_gives_rgb_at_size(mode, draft):
+    image = sample.class_image(3, np.random.default_rng(0))
+    out = prepare.decode_resize(jpeg(image, mode), prepare.ResizeSpec(32, "box", draft))
+    assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+    if mode == "L":
+        assert np.array_equal(out[..., 0], out[..., 1])
+
+
+def test_decode_resize_matches_plain_pil_closely():
+    image = sample.class_image(7, np.random.default_rng(1))
+    data = jpeg(image, quality=95)
+    fast = prepare.decode_resize(data, prepare.ResizeSpec(32, "box", True)).astype(int)
+    plain = np.asarray(Image.open(io.BytesIO(data)).convert("RGB").resize((32, 32), Image.Resampling.BOX)).astype(int)
+    assert np.abs(fast - plain).mean() < 5  # DCT scaling vs. full decode + box: same picture
+
+
+def test_odd_sizes_png_and_progressive_decode():
+    image = sample.class_image(5, np.random.default_rng(2))
+    for odd in ("odd_size", "png", "progressive", "gray", "cmyk"):
+        out = prepare.decode_resize(sample._encode(image, odd), prepare.ResizeSpec(32, "bilinear", True))
+        assert out.shape == (32, 32, 3)
+
+
+def test_unreadable_image_raises():
+    with pytest.raises(Exception):
+        prepare.decode_resize(b"\xff\xd8\xff\xe0 not really a jpeg", prepare.ResizeSpec(32))
+
+
+def test_select_classes_is_deterministic_and_sorted():
+    available = [f"n{i:08d}" for i in range(50)]
+    first = prepare.select_classes(available, 10, "seeded", 3, [])
+    assert first == prepare.select_classes(list(reversed(available)), 10, "seeded", 3, [])
+    assert first == sorted(first) and len(set(first)) == 10
+    assert first != prepare.select_classes(available, 10, "seeded", 4, [])
+    assert prepare.select_classes(available, 2, "list", 0, ["n00000009", "n00000001"]) == ["n00000001", "n00000009"]
+    with pytest.raises(PipelineError, match="n_classes: 51 requested but the source has only 50"):
+        prepare.select_classes(available, 51, "seeded", 0, [])
+    with pytest.raises(PipelineError, match="not in the source: nope"):
+        prepare.select_classes(available, 1, "list", 0, ["nope"])
+
+
+def test_stratified_split_keeps_every_class():
+    labels = np.repeat(np.arange(10), 20)
+    kept, held = prepare.stratified_split(labels, 0.1, 0)
+    assert len(held) == 20 and set(np.bincount(labels[held])) == {2}
+    assert not set(kept) & set(held)
+
+
+def test_read_tiny_index(small_tiny_zip):
+    index = prepare.read_tiny_index(small_tiny_zip)
+    assert len(index.wnids) == 12 and len(index.train) == 240 and len(index.val) == 60
+    assert index.words[index.wnids[0]].startswith("synthetic class 0")
+
+
+def test_prepare_tiny_imagenet_subsets_and_splits(small_tiny_zip, tmp_path, data_params):
+    data = small_data(data_params, n_classes=6, val_fraction=0.2)
+    meta = prepare.prepare_tiny_imagenet(small_tiny_zip, tmp_path / "out", data, workers=2)
+    assert meta["n_classes"] == 6
+    x_train, y_train = arrays.load_split(tmp_path / "out" / "train.npz")
+    x_val, y_val = arrays.load_split(tmp_path / "out" / "val.npz")
+    x_test, y_test = arrays.load_split(tmp_path / "out" / "test.npz")
+    assert x_train.shape == (96, 32, 32, 3) and x_val.shape == (24, 32, 32, 3)
+    assert set(np.bincount(y_val)) == {4}
+    assert len(y_test) == sum(1 for _, w in prepare.read_tiny_index(small_tiny_zip).val
+                              if w in [c for c, _ in arrays.read_classes(tmp_path / "out" / "classes.tsv")])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "classes.tsv", "meta.json", "test.npz", "train.npz", "val.npz"]
+
+
+def test_prepare_is_byte_identical_and_worker_independent(small_tiny_zip, tmp_path, data_params):
+    data = small_data(data_params)
+    prepare.prepare_tiny_imagenet(small_tiny_zip, tmp_path / "a", data, workers=1)
+    prepare.prepare_tiny_imagenet(small_tiny_zip, tmp_path / "b", data, workers=2)
+    for name in ("train.npz", "val.npz", "test.npz", "classes.tsv"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_image_size_and_filter_apply(small_tiny_zip, tmp_path, data_params):
+    data = small_data(data_params, image_size=16, resize_filter="lanczos")
+    prepare.prepare_tiny_imagenet(small_tiny_zip, tmp_path / "out", data, workers=1)
+    assert arrays.load_split(tmp_path / "out" / "train.npz")[0].shape[1:] == (16, 16, 3)
+
+
+def _rewrite_zip(source, dest, drop=(), replace=None):
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(dest, "w") as out:
+        for info in src.infolist():
+            if any(info.filename.endswith(d) for d in drop):
+                continue
+            data = src.read(info)
+            if replace and info.filename.endswith(replace[0]):
+                data = replace[1]
+            out.writestr(info, data)
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("no_wnids", "wnids.txt missing"),
+        ("no_annotations", "val/val_annotations.txt missing"),
+        ("bad_jpeg", "_3.JPEG: unreadable image"),
+        ("truncated", "not a valid zip archive"),
+        ("garbage", "not a valid zip archive"),
+        ("too_many_classes", "n_classes: 13 requested but the source has only 12 classes"),
+    ],
+)
+def test_bad_archives_fail_cleanly_through_the_cli(case, message, small_tiny_zip, tmp_path):
+    archive = tmp_path / "bad.zip"
+    params = ROOT / "params.yaml"
+    if case == "no_wnids":
+        _rewrite_zip(small_tiny_zip, archive, drop=["/wnids.txt"])
+    elif case == "no_annotations":
+        _rewrite_zip(small_tiny_zip, archive, drop=["val_annotations.txt"])
+    elif case == "bad_jpeg":
+        name = f"{sample.wnid(1)}_3.JPEG"
+        _rewrite_zip(small_tiny_zip, archive, replace=(name, b"\xff\xd8\xff\xe0garbage"))
+    elif case == "truncated":
+        archive.write_bytes(small_tiny_zip.read_bytes()[: small_tiny_zip.stat().st_size // 2])
+    elif case == "garbage":
+        archive.write_bytes(b"this is not a zip file" * 100)
+    else:
+        archive = small_tiny_zip
+    if case != "too_many_classes":
+        params_text = params.read_text().replace("n_classes: 200", "n_classes: 12")
+    else:
+        params_text = params.read_text().replace("n_classes: 200", "n_classes: 13")
+    (tmp_path / "params.yaml").write_text(params_text)
+    out = tmp_path / "prepared"
+    result = run(["imgclf", "prepare", "imagenet200", "--source", str(archive), "--out", str(out),
+                  "--params", str(tmp_path / "params.yaml"), "--threads", "2"], tmp_path, check=False)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary directory left
+
+
+def test_unsafe_member_names_are_rejected(tmp_path):
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr("tiny-imagenet-200/wnids.txt", "n1\n")
+        out.writestr("../../etc/passwd", "x")
+    with pytest.raises(PipelineError, match="unsafe path"):
+        prepare.read_tiny_index(archive)
+
+
+def test_cifar_binary_parsing():
+    rng = np.random.default_rng(0)
+    records = sample.cifar_records(np.array([3, 7]), rng)
+    images, labels = prepare.parse_cifar_batch(records)
+    assert labels.tolist() == [3, 7] and images.shape == (2, 32, 32, 3)
+    raw = np.frombuffer(records, np.uint8)
+    assert images[0, 0, 1, 0] == raw[1 + 1] and images[0, 0, 0, 2] == raw[1 + 2048]  # R plane, then B plane
+    with pytest.raises(PipelineError, match="not a whole number"):
+        prepare.parse_cifar_batch(records[:-1])
+
+
+def test_prepare_cifar10(tmp_path, data_params):
+    archive = tmp_path / "cifar.tar.gz"
+    sample.make_cifar10(archive)
+    meta = prepare.prepare_cifar10(archive, tmp_path / "out", data_params)
+    assert meta["train_images"] + meta["val_images"] == 1500 and meta["test_images"] == 500
+    assert [w for w, _ in arrays.read_classes(tmp_path / "out" / "classes.tsv")][:2] == ["airplane", "automobile"]
+
+
+def test_cifar_missing_batch(tmp_path, data_params):
+    archive = tmp_path / "cifar.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("cifar-10-batches-bin/data_batch_1.bin")
+        info.size = 3073
+        tar.addfile(info, io.BytesIO(b"\0" * 3073))
+    with pytest.raises(PipelineError, match="missing .*test_batch.bin"):
+        prepare.prepare_cifar10(archive, tmp_path / "out", data_params)
+
+
+def test_image_folder_source(tmp_path, data_params):
+    rng = np.random.default_rng(0)
+    for c in range(4):
+        folder = tmp_path / "images" / f"class{c}"
+        folder.mkdir(parents=True)
+        for i in range(20):
+            size = (int(rng.integers(40, 300)), int(rng.integers(40, 300)))
+            Image.fromarray(sample.class_image(c * 10, rng)).resize(size).save(folder / f"{i}.jpg")
+    data = small_data(data_params, n_classes=3)
+    meta = prepare.prepare_image_folder(tmp_path / "images", tmp_path / "out", data, workers=2)
+    assert meta["n_classes"] == 3 and meta["test_images"] == 6
+    assert meta["train_images"] + meta["val_images"] == 54
+    assert arrays.load_split(tmp_path / "out" / "test.npz")[0].shape[1:] == (32, 32, 3)
