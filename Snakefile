@@ -8,7 +8,7 @@ from imgclf import config as params_config, errors, experiments, stages
 configfile: "params.yaml"
 
 
-PARAMS_FILE = (workflow.overwrite_configfiles or ["params.yaml"])[-1]
+PARAMS_FILE = str((workflow.overwrite_configfiles or ["params.yaml"])[-1])
 try:
     PARAMS = params_config.validate(config, PARAMS_FILE)
     if PARAMS != params_config.load(PARAMS_FILE):
@@ -29,6 +29,10 @@ include: "workflow/rules/report.smk"
 
 
 localrules: all, sample, download
+
+
+onsuccess:
+    record_in_dvc()
 
 
 rule all:

@@ -70,3 +70,47 @@ def make_project(dest: Path, params: dict | None = None) -> Path:
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], dest)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"], dest)
     return dest
+
+
+def snakemake_jobs(cwd, *args) -> dict:
+    """Rule -> job count that ``snakemake --dry-run`` would run (empty: nothing to do)."""
+    out = run(["snakemake", "--dry-run", "--cores", "2", *args], cwd).stdout
+    jobs, table = {}, False
+    for line in out.splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            table = True
+        elif table and len(parts) == 2 and parts[1].isdigit():
+            if parts[0] == "total":
+                break
+            jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
+def dvc_stages_to_run(cwd, *args) -> set:
+    """Stages that ``dvc repro --dry`` would run."""
+    out = run(["dvc", "repro", "--dry", *args], cwd).stdout
+    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
+
+
+def file_hashes(root: Path, *dirs: str) -> dict:
+    import hashlib
+
+    hashes = {}
+    for directory in dirs:
+        for path in sorted((root / directory).rglob("*")):
+            if path.is_file():
+                hashes[str(path.relative_to(root))] = hashlib.md5(path.read_bytes()).hexdigest()
+    return hashes
+
+
+def load_params(name: str = "params.yaml") -> dict:
+    return yaml.safe_load((ROOT / name).read_text())
+
+
+@pytest.fixture(scope="session")
+def ci_project(tmp_path_factory):
+    """The whole pipeline (config/ci.yaml) run once by Snakemake in a fresh git + DVC repository."""
+    project = make_project(tmp_path_factory.mktemp("ci"), load_params("config/ci.yaml"))
+    run(["snakemake", "--cores", "2"], project, timeout=1800)
+    return project

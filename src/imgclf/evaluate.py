@@ -55,11 +55,11 @@ def load_model(name: str, model_dir: Path):
 def run(name: str, data_dir: str | Path, model_dir: str | Path, metrics_path: str | Path, out_dir: str | Path,
         threads: int, batch_size: int = 256) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
     from sklearn.metrics import classification_report, confusion_matrix
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    from imgclf.train import set_threads
+
+    set_threads(threads)
     data_dir, model_dir = Path(data_dir), Path(model_dir)
     images, labels = arrays.load_split(data_dir / "test.npz")
     classes = arrays.read_classes(data_dir / "classes.tsv")

@@ -72,6 +72,11 @@ COMMON = {
         "train on a stratified subset of this many training images (null: all)",
     ),
     "seed": ({"type": "integer", "minimum": 0}, 0, "seed of weights, shuffling and augmentation"),
+    "threads": (
+        {"type": "integer", "minimum": 1}, 4,
+        "CPU threads of the train and evaluate jobs (Snakemake caps them at --cores). Graph building is "
+        "single-threaded, so on few cores 1 lets two DenseNet jobs overlap",
+    ),
     "mixed_precision": ({"type": "boolean"}, False, "mixed_float16 on a GPU (ignored on CPU)"),
     "xla": ({"type": "boolean"}, False, "XLA-compile the training step on a GPU (ignored on CPU)"),
     "runtime_min": ({"type": "integer", "minimum": 1}, 60, "cluster wall-time request of training, minutes"),

@@ -161,11 +161,9 @@ def dvc_yaml(params: dict) -> dict:
         entry: dict = {"cmd": stage.cmd, "deps": list(stage.deps)}
         if stage.params:
             entry["params"] = list(stage.params)
-        entry["outs"] = [
-            {out: {"cache": False}} if out.startswith("data/sample/") else out for out in stage.outs
-        ]
+        entry["outs"] = list(stage.outs)
         if stage.metrics:
-            entry["metrics"] = [{m: {"cache": False}} for m in stage.metrics]
+            entry["metrics"] = list(stage.metrics)  # cached, so push/pull and diffs across commits carry them
         stages[stage.name] = entry
     plots = []
     for name in experiments.EXPERIMENTS:

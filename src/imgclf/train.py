@@ -33,8 +33,7 @@ def configure_runtime(threads: int, section: dict) -> dict:
     import keras
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    set_threads(threads)
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)
@@ -43,6 +42,17 @@ def configure_runtime(threads: int, section: dict) -> dict:
     keras.utils.set_random_seed(section["seed"])
     return {"device": "GPU" if gpus else "CPU", "gpus": len(gpus), "mixed_precision": mixed,
             "xla": bool(gpus) and section["xla"], "threads": threads}
+
+
+def set_threads(threads: int) -> None:
+    """TensorFlow's thread pools, sized to what Snakemake gave the job (no oversubscription)."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    except RuntimeError:  # TensorFlow already started in this process (tests): keep its pools
+        pass
 
 
 def make_optimizer(section: dict, learning_rate: float, steps: int):
@@ -192,12 +202,16 @@ def train_finetune(experiment, section, splits, runtime, work, upstream_dir):
     from imgclf.models import transfer
 
     rate = section["learning_rate"] * section["lr_factor"]
-    source = Path(upstream_dir) / "model.keras"
+    # one model, compiled (and so traced) once: every fold and the final fit restart from the
+    # transfer model's weights with a fresh optimizer state, instead of paying the graph build again
+    model = transfer.finetune_model(Path(upstream_dir) / "model.keras", section["unfreeze_from"])
+    compile_model(model, section, runtime, rate, steps_for(splits, section))
+    start_weights = model.get_weights()
 
-    def fresh():
-        model = transfer.finetune_model(source, section["unfreeze_from"])
-        compile_model(model, section, runtime, rate, steps_for(splits, section))
-        return model
+    def restart():
+        model.set_weights(start_weights)
+        for variable in model.optimizer.variables:
+            variable.assign(np.zeros(variable.shape, variable.dtype))
 
     folds = StratifiedKFold(section["kfold"], shuffle=True, random_state=section["seed"])
     scores = []
@@ -207,12 +221,12 @@ def train_finetune(experiment, section, splits, runtime, work, upstream_dir):
             fold = data_module.Splits(splits.x_train[fit_idx], splits.y_train[fit_idx], splits.x_train[held_idx],
                                       splits.y_train[held_idx], splits.num_classes, splits.image_shape)
             (work / f"fold{index}").mkdir(exist_ok=True)
-            model = fresh()
+            restart()
             rows = fit(model, fold, section, work / f"fold{index}")
             done.write_text(json.dumps({"val_accuracy": float(rows[-1]["val_accuracy"])}))
         scores.append(json.loads(done.read_text())["val_accuracy"])
         print(f"fold {index}/{section['kfold']}: accuracy {scores[-1]:.4f}", flush=True)
-    model = fresh()
+    restart()
     (work / "final").mkdir(exist_ok=True)
     rows = fit(model, splits, section, work / "final")
     extra = {

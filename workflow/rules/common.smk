@@ -1,5 +1,9 @@
 # Helpers shared by the rule files: every value comes from the stage table in imgclf.stages.
+import os
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
 ARCHIVE_OF = {filename: archive for archive, filename in stages.ARCHIVES.items()}
 
@@ -8,6 +12,15 @@ wildcard_constraints:
     filename="|".join(map(re.escape, ARCHIVE_OF)),
     dataset="|".join(stages.DATASET_ARCHIVE),
     experiment="|".join(EXPERIMENTS),
+
+
+# cluster partition and account come from the environment (sbatch's own variable names), never
+# from the workflow; on the command line: --set-resources <rule>:slurm_partition=...
+CLUSTER = {
+    resource: os.environ[variable]
+    for resource, variable in (("slurm_partition", "SBATCH_PARTITION"), ("slurm_account", "SBATCH_ACCOUNT"))
+    if os.environ.get(variable)
+}
 
 
 def stage(name):
@@ -28,3 +41,21 @@ def stage_params(name):
 def command(name):
     """The stage's command, as in dvc.yaml; rules whose stage takes ``--threads`` append their own count."""
     return stage(name).cmd
+
+
+def record_in_dvc():
+    """After a successful run, record every stage of this run's DAG in dvc.lock (``dvc commit``:
+    hashes only, no retraining), so ``dvc status`` is clean and ``dvc metrics diff`` and
+    ``dvc push`` see the results. Skipped outside a DVC repository and when the run read another
+    params file than the one dvc.yaml names (dvc.lock would record the wrong params)."""
+    if not Path(".dvc").is_dir() or shutil.which("dvc") is None:
+        return
+    if Path(PARAMS_FILE).resolve() != Path("params.yaml").resolve():
+        print(f"note: not recording in dvc.lock: this run read {PARAMS_FILE}, dvc.yaml reads params.yaml")
+        return
+    stage_of = {out: name for name, entry in STAGES.items() for out in entry.outs}
+    names = sorted({stage_of[str(f)] for job in workflow.dag.jobs for f in job.output if str(f) in stage_of})
+    if names:
+        result = subprocess.run(["dvc", "commit", "--force", "--quiet", *names], capture_output=True, text=True)
+        if result.returncode != 0:
+            print(f"warning: dvc commit failed; dvc.lock not updated:\n{result.stderr.strip()}")

@@ -45,7 +45,8 @@ rule prepare:
         "logs/prepare/{dataset}.log",
     threads: 8
     resources:
-        mem_mb=16000,
+        mem_mb=4000,
         runtime=60,
+        **CLUSTER,
     shell:
         "{params.cmd} --threads {threads} > {log} 2>&1"

@@ -2,8 +2,14 @@
 
 
 def train_resources(name):
+    """Per-experiment cluster requests from params.yaml: DenseNet-161 and the seed CNN differ 100x."""
     section = PARAMS[name]
-    return {"mem_mb": section["mem_mb"], "runtime": section["runtime_min"], "gpu": section["gpus"]}
+    return {
+        "mem_mb": section["mem_mb"],
+        "runtime": section["runtime_min"],
+        "gpu": section["gpus"],
+        "cpus_per_gpu": section["threads"] if section["gpus"] else 0,
+    }
 
 
 rule train:
@@ -18,11 +24,13 @@ rule train:
         "logs/train/{experiment}.log",
     benchmark:
         "logs/train/{experiment}.benchmark.tsv"
-    threads: 8
+    threads: lambda w: PARAMS[w.experiment]["threads"]
     resources:
         mem_mb=lambda w: train_resources(w.experiment)["mem_mb"],
         runtime=lambda w: train_resources(w.experiment)["runtime"],
         gpu=lambda w: train_resources(w.experiment)["gpu"],
+        cpus_per_gpu=lambda w: train_resources(w.experiment)["cpus_per_gpu"],
+        **CLUSTER,
     shell:
         "{params.cmd} --threads {threads} > {log} 2>&1"
 
@@ -39,9 +47,10 @@ rule evaluate:
         "logs/evaluate/{experiment}.log",
     benchmark:
         "logs/evaluate/{experiment}.benchmark.tsv"
-    threads: 4
+    threads: lambda w: PARAMS[w.experiment]["threads"]
     resources:
-        mem_mb=8000,
+        mem_mb=4000,
         runtime=30,
+        **CLUSTER,
     shell:
         "{params.cmd} --threads {threads} > {log} 2>&1"

@@ -18,5 +18,9 @@ rule report:
     log:
         "logs/report/report.log",
     threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
+        **CLUSTER,
     shell:
         "{params.cmd} > {log} 2>&1"
