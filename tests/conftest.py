@@ -99,7 +99,7 @@ def file_hashes(root: Path, *dirs: str) -> dict:
     hashes = {}
     for directory in dirs:
         for path in sorted((root / directory).rglob("*")):
-            if path.is_file():
+            if path.is_file() and path.name != ".snakemake_timestamp":  # Snakemake's marker (.dvcignore'd)
                 hashes[str(path.relative_to(root))] = hashlib.md5(path.read_bytes()).hexdigest()
     return hashes
 

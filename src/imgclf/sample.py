@@ -22,7 +22,7 @@ from imgclf.io_utils import atomic_path
 ROOT = "tiny-imagenet-200"
 TINY_CLASSES = 200
 TINY_TRAIN_PER_CLASS = 40
-TINY_VAL_PER_CLASS = 10
+TINY_VAL_PER_CLASS = 5
 TINY_TEST_IMAGES = 200
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR_TRAIN_PER_BATCH = 300  # x 5 batches

@@ -55,7 +55,20 @@ def record_in_dvc():
         return
     stage_of = {out: name for name, entry in STAGES.items() for out in entry.outs}
     names = sorted({stage_of[str(f)] for job in workflow.dag.jobs for f in job.output if str(f) in stage_of})
-    if names:
-        result = subprocess.run(["dvc", "commit", "--force", "--quiet", *names], capture_output=True, text=True)
-        if result.returncode != 0:
-            print(f"warning: dvc commit failed; dvc.lock not updated:\n{result.stderr.strip()}")
+    if not names:
+        return
+    # dvc commit moves outputs into its cache and links or copies them back: new file times.
+    # Put the old ones back, or Snakemake would see inputs newer than outputs next time.
+    times = {}
+    for name in names:
+        for out in STAGES[name].outs + STAGES[name].metrics:
+            top = Path(out)
+            for path in [top, *(top.rglob("*") if top.is_dir() else [])]:
+                if path.exists():
+                    times[path] = path.stat()
+    result = subprocess.run(["dvc", "commit", "--force", "--quiet", *names], capture_output=True, text=True)
+    for path, stat in sorted(times.items(), key=lambda item: -len(item[0].parts)):  # files before their dirs
+        if path.exists():
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    if result.returncode != 0:
+        print(f"warning: dvc commit failed; dvc.lock not updated:\n{result.stderr.strip()}")
