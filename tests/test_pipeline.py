@@ -46,6 +46,12 @@ def test_every_experiment_reaches_the_report(ci_project):
     assert (ci_project / "models/autokeras/trials.csv").exists()
 
 
+def test_snakemake_html_report(ci_project):
+    run(["snakemake", "--report", "reports/report.html"], ci_project, timeout=600)
+    page = (ci_project / "reports/report.html").read_text(errors="replace")
+    assert "results.md" in page and "learning_curves.png" in page
+
+
 def test_nothing_to_do_after_a_run(ci_project):
     assert snakemake_jobs(ci_project) == {}
 

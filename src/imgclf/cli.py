@@ -81,8 +81,9 @@ def cmd_train(args) -> None:
 def cmd_evaluate(args) -> None:
     from imgclf import evaluate
 
-    config.load(args.params)
-    metrics = evaluate.run(args.experiment, args.data, args.model, args.metrics, args.out, _threads(args.threads))
+    section = config.load(args.params)[args.experiment]
+    metrics = evaluate.run(args.experiment, args.data, args.model, args.metrics, args.out, _threads(args.threads),
+                           eager=section["run_eagerly"])
     print(f"{args.metrics}: top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f}, loss {metrics['loss']:.4f} "
           f"on {metrics['test_images']} test images")
 

@@ -32,21 +32,22 @@ def num_classes(data_dir: str | Path) -> int:
 
 
 def subset(images: np.ndarray, labels: np.ndarray, size: int | None, seed: int, where: str):
-    """A stratified subset of ``size`` images (all of them when ``size`` is None)."""
+    """A stratified subset of ``size`` images (all of them when ``size`` is None); ``where`` names the param."""
     if size is None or size == len(labels):
         return images, labels
     if size > len(labels):
-        raise PipelineError(f"{where}.train_subset: {size} requested but the training split has {len(labels)} images")
+        raise PipelineError(f"{where}: {size} requested but the split has {len(labels)} images")
     if size < len(np.unique(labels)):
-        raise PipelineError(f"{where}.train_subset: {size} is fewer than the {len(np.unique(labels))} classes")
+        raise PipelineError(f"{where}: {size} is fewer than the {len(np.unique(labels))} classes")
     _, chosen = stratified_split(labels, size / len(labels), seed)
     return images[chosen], labels[chosen]
 
 
-def load_training(data_dir: str | Path, train_subset: int | None, seed: int, where: str) -> Splits:
+def load_training(data_dir: str | Path, section: dict, where: str) -> Splits:
     x_train, y_train = arrays.load_split(Path(data_dir) / "train.npz")
     x_val, y_val = arrays.load_split(Path(data_dir) / "val.npz")
-    x_train, y_train = subset(x_train, y_train, train_subset, seed, where)
+    x_train, y_train = subset(x_train, y_train, section["train_subset"], section["seed"], f"{where}.train_subset")
+    x_val, y_val = subset(x_val, y_val, section["val_subset"], section["seed"], f"{where}.val_subset")
     return Splits(x_train, y_train, x_val, y_val, num_classes(data_dir), tuple(x_train.shape[1:]))
 
 

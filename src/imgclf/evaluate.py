@@ -52,8 +52,17 @@ def load_model(name: str, model_dir: Path):
     return keras.models.load_model(path, compile=False, custom_objects=custom)
 
 
+def predict(model, images: np.ndarray, batch_size: int, eager: bool) -> np.ndarray:
+    """Class probabilities; ``eager`` calls the model batch by batch instead of building a graph."""
+    if not eager:
+        return np.asarray(model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0), np.float64)
+    parts = [np.asarray(model(images[i : i + batch_size].astype(np.float32), training=False), np.float64)
+             for i in range(0, len(images), batch_size)]
+    return np.concatenate(parts)
+
+
 def run(name: str, data_dir: str | Path, model_dir: str | Path, metrics_path: str | Path, out_dir: str | Path,
-        threads: int, batch_size: int = 256) -> dict:
+        threads: int, eager: bool = False, batch_size: int = 256) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from sklearn.metrics import classification_report, confusion_matrix
 
@@ -65,7 +74,7 @@ def run(name: str, data_dir: str | Path, model_dir: str | Path, metrics_path: st
     classes = arrays.read_classes(data_dir / "classes.tsv")
     model = load_model(name, model_dir)
     started = time.perf_counter()
-    probabilities = np.asarray(model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0), np.float64)
+    probabilities = predict(model, images, batch_size, eager)
     eval_seconds = time.perf_counter() - started
     if probabilities.shape[1] != len(classes):
         raise PipelineError(f"{model_dir}: model has {probabilities.shape[1]} outputs but the data has {len(classes)} classes")

@@ -71,11 +71,21 @@ COMMON = {
         None,
         "train on a stratified subset of this many training images (null: all)",
     ),
+    "val_subset": (
+        {"type": ["integer", "null"], "minimum": 10},
+        None,
+        "monitor each epoch on a stratified subset of this many validation images (null: all)",
+    ),
     "seed": ({"type": "integer", "minimum": 0}, 0, "seed of weights, shuffling and augmentation"),
     "threads": (
         {"type": "integer", "minimum": 1}, 4,
         "CPU threads of the train and evaluate jobs (Snakemake caps them at --cores). Graph building is "
         "single-threaded, so on few cores 1 lets two DenseNet jobs overlap",
+    ),
+    "run_eagerly": (
+        {"type": "boolean"}, False,
+        "skip TensorFlow graph building (about a minute for a DenseNet): faster for a handful of steps, "
+        "as on the embedded sample; far slower for real training",
     ),
     "mixed_precision": ({"type": "boolean"}, False, "mixed_float16 on a GPU (ignored on CPU)"),
     "xla": ({"type": "boolean"}, False, "XLA-compile the training step on a GPU (ignored on CPU)"),
@@ -102,8 +112,9 @@ def experiment_schema(experiment: Experiment) -> dict:
 
 
 def check_params(experiment: Experiment, section: dict, where: str) -> None:
-    if experiment.kind == "finetune" and section["train_subset"] is not None:
-        raise PipelineError(f"{where}.train_subset: k-fold fine-tuning uses the whole training split")
+    """Checks across keys of one section (the schema checks each key on its own)."""
+    if experiment.kind == "finetune" and section["train_subset"] is not None and section["train_subset"] < 2 * section["kfold"]:
+        raise PipelineError(f"{where}.train_subset: {section['train_subset']} is too few for {section['kfold']} folds")
 
 
 def section_keys(experiment: Experiment) -> list[str]:

@@ -137,6 +137,7 @@ def stage_list(params: dict, params_file: str = PARAMS_FILE) -> list[Stage]:
             [model_dir(name), prepared(experiment.dataset), *EVAL_CODE],
             [eval_dir(name)],
             metrics=[metrics_file(name)],
+            params=[f"{name}.run_eagerly"],
             threads=True,
             group="evaluate",
         ))

@@ -77,6 +77,7 @@ def compile_model(model, section: dict, runtime: dict, learning_rate: float, ste
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")],
         jit_compile=runtime["xla"],
+        run_eagerly=section.get("run_eagerly", False),
     )
 
 
@@ -248,7 +249,7 @@ def run(name: str, data_dir: str | Path, out_dir: str | Path, params: dict, thre
     if experiment.upstream and upstream_dir is None:
         raise PipelineError(f"experiment {name} needs --upstream (the {experiment.upstream} model directory)")
     runtime = configure_runtime(threads, section)
-    splits = data_module.load_training(data_dir, section["train_subset"], section["seed"], name)
+    splits = data_module.load_training(data_dir, section, name)
     key = fingerprint(name, section, data_dir, upstream_dir)
     work = resume_dir(name, key)
     started = time.perf_counter()

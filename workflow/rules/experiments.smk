@@ -43,6 +43,7 @@ rule evaluate:
         details=directory("reports/eval/{experiment}"),
     params:
         cmd=lambda w: command(f"evaluate_{w.experiment}"),
+        values=lambda w: stage_params(f"evaluate_{w.experiment}"),
     log:
         "logs/evaluate/{experiment}.log",
     benchmark:
