@@ -23,16 +23,20 @@ def _threads(value: int | None) -> int:
     return value if value and value > 0 else available_cores()
 
 
-def cmd_schema(args) -> None:
+def _write_generated(path: str, text: str, check: bool, how: str) -> None:
+    """Write a generated file, or with ``check`` fail if the committed one differs."""
     from imgclf.io_utils import write_text
 
-    text = config.schema_json()
-    if args.check:
-        current = Path(args.out).read_text() if Path(args.out).exists() else ""
+    if check:
+        current = Path(path).read_text() if Path(path).exists() else ""
         if current != text:
-            raise PipelineError(f"{args.out}: out of date; run `imgclf schema --out {args.out}`")
+            raise PipelineError(f"{path}: out of date; run `{how}`")
         return
-    write_text(args.out, text)
+    write_text(path, text)
+
+
+def cmd_schema(args) -> None:
+    _write_generated(args.out, config.schema_json(), args.check, f"imgclf schema --out {args.out}")
 
 
 def cmd_check_params(args) -> None:
@@ -97,15 +101,8 @@ def cmd_report(args) -> None:
 
 def cmd_dvc_yaml(args) -> None:
     from imgclf import stages
-    from imgclf.io_utils import write_text
 
-    text = stages.dvc_yaml_text(config.load(args.params))
-    if args.check:
-        current = Path(args.out).read_text() if Path(args.out).exists() else ""
-        if current != text:
-            raise PipelineError(f"{args.out}: out of date with the stage table; run `imgclf dvc-yaml`")
-        return
-    write_text(args.out, text)
+    _write_generated(args.out, stages.dvc_yaml_text(config.load(args.params)), args.check, "imgclf dvc-yaml")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -207,12 +207,14 @@ def train_finetune(experiment, section, splits, runtime, work, upstream_dir):
     # transfer model's weights with a fresh optimizer state, instead of paying the graph build again
     model = transfer.finetune_model(Path(upstream_dir) / "model.keras", section["unfreeze_from"])
     compile_model(model, section, runtime, rate, steps_for(splits, section))
+    model.optimizer.build(model.trainable_variables)
     start_weights = model.get_weights()
+    start_optimizer = [variable.numpy() for variable in model.optimizer.variables]  # step 0, rate, zero slots
 
     def restart():
         model.set_weights(start_weights)
-        for variable in model.optimizer.variables:
-            variable.assign(np.zeros(variable.shape, variable.dtype))
+        for variable, value in zip(model.optimizer.variables, start_optimizer):
+            variable.assign(value)
 
     folds = StratifiedKFold(section["kfold"], shuffle=True, random_state=section["seed"])
     scores = []
