@@ -97,6 +97,7 @@ def run(name: str, data_dir: str | Path, model_dir: str | Path, metrics_path: st
     for key in ("cv_top1_mean", "cv_top1_std", "cv_folds", "trials", "best_trial_val_accuracy", "trainable_params"):
         if key in train_meta:
             metrics[key] = train_meta[key]
+    metrics = {key: value for key, value in metrics.items() if value is not None}  # flat numbers only
     names = [wnid for wnid, _ in classes]
     with atomic_dir(out_dir) as tmp:
         with open(tmp / "confusion.csv", "w", newline="") as handle:  # one row per image: DVC's confusion template

@@ -31,7 +31,7 @@ def collect(metrics_dir: Path, models_dir: Path) -> pd.DataFrame:
             "top1": metrics["top1"], "top5": metrics["top5"], "loss": metrics["loss"],
             "chance_top1": metrics["chance_top1"], "params": metrics["params"],
             "epochs": metrics["epochs"], "train_images": metrics["train_images"],
-            "train_seconds": metrics["train_seconds"], "train_images_per_second": metrics["train_images_per_second"],
+            "train_seconds": metrics["train_seconds"], "train_images_per_second": metrics.get("train_images_per_second"),
             "cv_top1_mean": metrics.get("cv_top1_mean"), "cv_top1_std": metrics.get("cv_top1_std"),
             "paper_top1": paper.top1, "paper_top5": paper.top5, "paper_params_m": paper.params_m,
             "paper_note": paper.note,
