@@ -83,7 +83,8 @@ def snakemake_jobs(cwd, *args) -> dict:
         elif table and len(parts) == 2 and parts[1].isdigit():
             if parts[0] == "total":
                 break
-            jobs[parts[0]] = int(parts[1])
+            if parts[0] != "all":  # the target rule, not a stage
+                jobs[parts[0]] = int(parts[1])
     return jobs
 
 

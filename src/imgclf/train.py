@@ -146,6 +146,20 @@ def _epoch_logger(path: Path):
     return EpochLog()
 
 
+def _discard_broken_backup(backup: Path) -> None:
+    """A run killed while writing its checkpoint leaves an unreadable file: start that run over."""
+    import h5py
+
+    for path in backup.glob("*.h5") if backup.exists() else []:
+        try:
+            with h5py.File(path, "r"):
+                pass
+        except OSError:
+            print(f"warning: {path} is unreadable (killed while saving?): training restarts", flush=True)
+            shutil.rmtree(backup)
+            return
+
+
 def fit(model, splits, section: dict, work: Path, epochs: int | None = None, validation=True) -> list[dict]:
     """Fit with per-epoch backup in ``work``; return the history rows of every epoch."""
     import keras
@@ -157,9 +171,11 @@ def fit(model, splits, section: dict, work: Path, epochs: int | None = None, val
     )
     val_ds = data_module.dataset(splits.x_val, splits.y_val, section["batch_size"], False) if validation else None
     history_path = work / "history.csv"
+    _discard_broken_backup(work / "backup")
+    # backup first: a history row then always means that epoch's checkpoint is complete
     callbacks = [
-        _epoch_logger(history_path),
         keras.callbacks.BackupAndRestore(str(work / "backup"), delete_checkpoint=False),
+        _epoch_logger(history_path),
     ]
     model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=2)
     return read_history(history_path)
