@@ -18,7 +18,7 @@ def _pct(value) -> str:
     return "" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{100 * value:.2f}"
 
 
-def collect(metrics_dir: Path, models_dir: Path) -> pd.DataFrame:
+def collect(metrics_dir: Path) -> pd.DataFrame:
     rows = []
     for name, experiment in experiments.EXPERIMENTS.items():
         path = metrics_dir / f"{name}.json"
@@ -104,7 +104,7 @@ def _plots(table: pd.DataFrame, models_dir: Path, eval_dir: Path, out: Path) -> 
 
 def run(metrics_dir: str | Path, models_dir: str | Path, eval_dir: str | Path, out_dir: str | Path) -> pd.DataFrame:
     metrics_dir, models_dir, eval_dir, out_dir = map(Path, (metrics_dir, models_dir, eval_dir, out_dir))
-    table = collect(metrics_dir, models_dir)
+    table = collect(metrics_dir)
     with atomic_dir(out_dir / "figures") as tmp:
         _plots(table, models_dir, eval_dir, tmp)
     write_text(out_dir / "results.csv", table.to_csv(index=False))

@@ -33,10 +33,6 @@ def model_dir(name: str) -> str:
     return f"models/{name}"
 
 
-def model_file(name: str) -> str:
-    return f"models/{name}/model.keras"
-
-
 def history_file(name: str) -> str:
     return f"models/{name}/history.csv"
 
