@@ -50,6 +50,113 @@ def test_odd_sizes_png_and_progressive_decode():
         assert out.shape == (32, 32, 3)
 
 
+def pil_reference(data: bytes, spec) -> np.ndarray:
+    """The plain PIL path: draft (DCT scaling) for JPEGs, convert to RGB, resize with the filter."""
+    image = Image.open(io.BytesIO(data))
+    if spec.draft and image.format == "JPEG":
+        image.draft("RGB", (spec.size, spec.size))
+    image = image.convert("RGB")
+    if image.size != (spec.size, spec.size):
+        image = image.resize((spec.size, spec.size), prepare.FILTERS[spec.filter])
+    return np.asarray(image)
+
+
+SPECS = [prepare.ResizeSpec(32, "box", True), prepare.ResizeSpec(32, "bicubic", False),
+         prepare.ResizeSpec(16, "lanczos", True), prepare.ResizeSpec(64, "bilinear", True)]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+def test_turbo_decoder_gives_exactly_the_pil_pixels_on_every_sample_image(small_tiny_zip, spec):
+    members = prepare.open_zip(small_tiny_zip)
+    names = [n for n in members.names() if n.endswith(".JPEG")]
+    turbo = 0
+    for name in names:
+        data = members.read(name)
+        assert np.array_equal(prepare.decode_resize(data, spec), pil_reference(data, spec)), name
+        turbo += prepare._decode_turbo(data, spec, None) is not None
+    assert turbo >= len(names) - 12  # all but the CMYK and PNG-named-.JPEG ones take the fast path
+
+
+@pytest.mark.parametrize("width,height", [(500, 375), (333, 500), (65, 63), (256, 256), (31, 40), (1000, 20)])
+@pytest.mark.parametrize("subsampling", [0, 1, 2])
+def test_turbo_decoder_matches_pil_on_any_size_and_subsampling(width, height, subsampling):
+    image = Image.fromarray(sample.class_image(9, np.random.default_rng(width))).resize((width, height))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=85, subsampling=subsampling)
+    for spec in SPECS:
+        assert prepare._decode_turbo(buffer.getvalue(), spec, None) is not None
+        assert np.array_equal(prepare.decode_resize(buffer.getvalue(), spec), pil_reference(buffer.getvalue(), spec))
+
+
+def test_turbo_decoder_writes_into_the_given_row():
+    data = jpeg(sample.class_image(1, np.random.default_rng(0)))
+    out = np.zeros((2, 32, 32, 3), np.uint8)
+    result = prepare.decode_resize(data, prepare.ResizeSpec(32, "box", True), out[1])
+    assert np.shares_memory(result, out) and out[1].any() and not out[0].any()
+
+
+def test_truncated_jpeg_is_an_error_not_a_grey_image():
+    data = jpeg(sample.class_image(1, np.random.default_rng(0)))
+    for cut in (len(data) // 2, len(data) - 10, 40):
+        with pytest.raises(OSError):
+            prepare.decode_resize(data[:cut], prepare.ResizeSpec(32))
+
+
+def _zip_with(path, members, compression=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compression=compression) as out:
+        for name, data in members.items():
+            out.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_zip_members_read_what_zipfile_reads(tmp_path, compression):
+    rng = np.random.default_rng(0)
+    members = {f"d/{i}.bin": rng.bytes(int(rng.integers(0, 3000))) for i in range(50)}
+    members["ünïcode/name.txt"] = b"text " * 100
+    path = _zip_with(tmp_path / "a.zip", members, compression)
+    reader = prepare.ZipMembers(path)
+    assert reader.names() == list(members)
+    assert all(reader.read(name) == data for name, data in members.items())
+
+
+def test_zip_members_handle_zip64_directories(tmp_path):
+    names = [f"m/{i}" for i in range(65_600)]  # over 65,535 members: zipfile writes a zip64 end record
+    path = _zip_with(tmp_path / "big.zip", dict.fromkeys(names, b"x"))
+    reader = prepare.ZipMembers(path)
+    assert prepare._central_directory(reader._map) is not None and reader._zip is None  # parsed here
+    assert reader.names() == names and reader.read(names[-1]) == b"x"
+
+
+def test_zip_members_detect_corrupt_member_data(tmp_path):
+    path = _zip_with(tmp_path / "a.zip", {"a.bin": b"A" * 1000, "b.bin": b"B" * 1000})
+    raw = bytearray(path.read_bytes())
+    raw[raw.index(b"A" * 1000) + 500] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    reader = prepare.ZipMembers(path)
+    assert reader.read("b.bin") == b"B" * 1000
+    with pytest.raises(zipfile.BadZipFile, match="CRC"):
+        reader.read("a.bin")
+
+
+def test_zip_members_read_in_forked_workers(tmp_path, small_tiny_zip):
+    """bzip2 members go through zipfile: each forked worker must reopen it (no shared file position)."""
+    with zipfile.ZipFile(small_tiny_zip) as src:
+        members = {info.filename: src.read(info) for info in src.infolist()}
+    path = _zip_with(tmp_path / "bz.zip", members, zipfile.ZIP_BZIP2)
+    reader = prepare.open_zip(path)
+    reader.read("tiny-imagenet-200/wnids.txt")  # opens zipfile in this process before forking
+    names = [n for n in members if n.endswith(".JPEG")]
+    spec = prepare.ResizeSpec(32)
+    serial = prepare.decode_many("zip", reader, names, spec, workers=1)
+    prepare.CHUNK, chunk = 7, prepare.CHUNK
+    try:
+        parallel = prepare.decode_many("zip", reader, names, spec, workers=2)
+    finally:
+        prepare.CHUNK = chunk
+    assert np.array_equal(serial, parallel)
+
+
 def test_unreadable_image_raises():
     with pytest.raises(Exception):
         prepare.decode_resize(b"\xff\xd8\xff\xe0 not really a jpeg", prepare.ResizeSpec(32))

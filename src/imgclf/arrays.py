@@ -4,7 +4,6 @@ two engines produce identical files and DVC hashes them in seconds; plus ``class
 
 from __future__ import annotations
 
-import io
 import zipfile
 from pathlib import Path
 
@@ -24,11 +23,10 @@ def save_split(path: str | Path, images: np.ndarray, labels: np.ndarray) -> None
         raise ValueError(f"labels shape {labels.shape} does not match {images.shape[0]} images")
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         for name, array in (("images", images), ("labels", labels.astype(np.int32))):
-            buffer = io.BytesIO()
-            np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
             info = zipfile.ZipInfo(f"{name}.npy", date_time=_EPOCH)
             info.external_attr = 0o644 << 16
-            archive.writestr(info, buffer.getvalue())
+            with archive.open(info, "w", force_zip64=True) as member:  # streamed: no copy of the array
+                np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
 
 
 def load_split(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -39,8 +39,8 @@ def wnid(index: int) -> str:
     return f"n{1440000 + index * 7919:08d}"
 
 
-def class_image(label: int, rng: np.random.Generator, size: int = 64) -> np.ndarray:
-    """One learnable image of class ``label`` (0..199) as uint8 HxWx3."""
+def class_image(label: int, rng: np.random.Generator, size: int = 64, noise: float = 18.0) -> np.ndarray:
+    """One learnable image of class ``label`` (0..199) as uint8 HxWx3, with Gaussian pixel noise of std ``noise``."""
     hue = _HUES[label % 10]
     angle = np.pi / 4 * ((label // 10) % 4)
     period = _PERIODS[(label // 40) % 5] * size / 64
@@ -49,7 +49,7 @@ def class_image(label: int, rng: np.random.Generator, size: int = 64) -> np.ndar
     wave = 0.5 + 0.5 * np.sin(2 * np.pi * (x * np.cos(angle) + y * np.sin(angle)) / period + phase)
     background = rng.uniform(20, 80, size=3).astype(np.float32)
     image = background + wave[..., None] * (hue - background) * rng.uniform(0.7, 1.0)
-    image += rng.normal(0, 18, size=image.shape)
+    image += rng.normal(0, noise, size=image.shape)
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
@@ -87,7 +87,7 @@ def _add(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
 
 def make_tiny_imagenet(path: str | Path, seed: int = 0, classes: int = TINY_CLASSES,
                        train_per_class: int = TINY_TRAIN_PER_CLASS, val_per_class: int = TINY_VAL_PER_CLASS,
-                       test_images: int = TINY_TEST_IMAGES) -> None:
+                       test_images: int = TINY_TEST_IMAGES, noise: float = 18.0) -> None:
     """Write a Tiny ImageNet-layout zip to ``path`` (atomically); the defaults make the embedded sample."""
     rng = np.random.default_rng(seed)
     wnids = [wnid(c) for c in range(classes)]
@@ -100,18 +100,18 @@ def make_tiny_imagenet(path: str | Path, seed: int = 0, classes: int = TINY_CLAS
             boxes = []
             for i in range(train_per_class):
                 name = f"{w}_{i}.JPEG"
-                _add(archive, f"train/{w}/images/{name}", _encode(class_image(label, rng), _odd_case(label, i)))
+                _add(archive, f"train/{w}/images/{name}", _encode(class_image(label, rng, noise=noise), _odd_case(label, i)))
                 boxes.append(f"{name}\t0\t0\t63\t63\n")
             _add(archive, f"train/{w}/{w}_boxes.txt", "".join(boxes).encode())
         annotations = []
         for i in range(classes * val_per_class):
             label = int(rng.integers(classes)) if i >= classes else i  # every class at least once
             odd = "gray" if i % 97 == 5 else None
-            _add(archive, f"val/images/val_{i}.JPEG", _encode(class_image(label, rng), odd))
+            _add(archive, f"val/images/val_{i}.JPEG", _encode(class_image(label, rng, noise=noise), odd))
             annotations.append(f"val_{i}.JPEG\t{wnids[label]}\t0\t0\t63\t63\n")
         _add(archive, "val/val_annotations.txt", "".join(annotations).encode())
         for i in range(test_images):
-            _add(archive, f"test/images/test_{i}.JPEG", _encode(class_image(int(rng.integers(classes)), rng), None))
+            _add(archive, f"test/images/test_{i}.JPEG", _encode(class_image(int(rng.integers(classes)), rng, noise=noise), None))
 
 
 def cifar_records(labels: np.ndarray, rng: np.random.Generator) -> bytes:
