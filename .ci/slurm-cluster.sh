@@ -15,6 +15,7 @@ install() {
 }
 
 start() {
+    stop  # a fresh cluster every time: no daemons or job state left from an earlier start
     host=$(hostname -s)
     cpus=$(nproc)
     mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
@@ -70,8 +71,12 @@ stop() {
     scancel --quiet --user "$(id -un)" 2>/dev/null || true
     pkill -x slurmd 2>/dev/null || true
     pkill -x slurmctld 2>/dev/null || true
-    for _ in $(seq 20); do pgrep -x 'slurmctld|slurmd' >/dev/null || break; sleep 0.5; done
+    for _ in $(seq 20); do pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null || break; sleep 0.5; done
     rm -rf "$STATE"
+    # No config, no controller to wait for: with slurm.conf left behind and slurmctld down, every
+    # `scontrol` call (snakemake-executor-plugin-slurm makes one whenever snakemake starts)
+    # retries for MessageTimeout (10 s) before it gives up.
+    rm -f "$CONF_DIR/slurm.conf" "$CONF_DIR/cgroup.conf"
 }
 
 status() { sinfo && squeue; }

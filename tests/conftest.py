@@ -116,25 +116,37 @@ def slurm_installed() -> bool:
     return shutil.which("slurmctld") is not None and shutil.which("munged") is not None
 
 
-@pytest.fixture(scope="session")
-def ci_project(tmp_path_factory):
-    """The whole pipeline (config/ci.yaml) run once in a fresh git + DVC repository.
-
-    Where slurm-wlm is installed (CI installs it) the run goes through a real single-node SLURM
-    cluster with ``--profile profiles/slurm``, started here and stopped at the end, pass or fail;
-    elsewhere through the local profile. ``project.slurm_log`` keeps the SLURM run's output."""
-    project = make_project(tmp_path_factory.mktemp("ci"), load_params("config/ci.yaml"))
+@pytest.fixture(scope="session", autouse=True)
+def slurm_cluster():
+    """Where slurm-wlm is installed, its single-node cluster runs for the whole session (started
+    here, stopped at the end, pass or fail). Besides the SLURM run below, this matters to every
+    ``snakemake`` call: snakemake-executor-plugin-slurm runs ``scontrol show config`` when it is
+    imported, which waits MessageTimeout (10 s) on a host whose SLURM controller is down."""
     if not slurm_installed():
         if os.environ.get("IMGCLF_REQUIRE_SLURM"):
             pytest.fail("IMGCLF_REQUIRE_SLURM is set but slurm-wlm/munge are not installed")
-        run(["snakemake", "--cores", "2"], project, timeout=2400)
-        yield project
+        yield False
         return
     run(["bash", str(SLURM_SCRIPT), "start"], ROOT, timeout=180)
     try:
-        result = run(["snakemake", "--profile", "profiles/slurm", "--slurm-status-command", "squeue", "--jobs", "4"],
-                     project, timeout=3000)
-        (project / ".slurm-run.log").write_text(result.stdout + result.stderr)
-        yield project
+        yield True
     finally:
         run(["bash", str(SLURM_SCRIPT), "stop"], ROOT, check=False, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def ci_project(tmp_path_factory, slurm_cluster):
+    """The whole pipeline (config/ci.yaml) run once in a fresh git + DVC repository.
+
+    Where slurm-wlm is installed (CI installs it) the run goes through the real single-node SLURM
+    cluster with ``--profile profiles/slurm``; elsewhere through the local profile.
+    ``project.slurm_log`` keeps the SLURM run's output."""
+    project = make_project(tmp_path_factory.mktemp("ci"), load_params("config/ci.yaml"))
+    if not slurm_cluster:
+        run(["snakemake", "--cores", "2"], project, timeout=2400)
+        yield project
+        return
+    result = run(["snakemake", "--profile", "profiles/slurm", "--slurm-status-command", "squeue", "--jobs", "4"],
+                 project, timeout=3000)
+    (project / ".slurm-run.log").write_text(result.stdout + result.stderr)
+    yield project

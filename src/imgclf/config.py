@@ -15,6 +15,7 @@ from imgclf import experiments
 from imgclf.errors import PipelineError
 
 DEFAULT_PARAMS = "params.yaml"
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml where PyYAML has it: parsed on every stage start
 RESIZE_FILTERS = ["nearest", "box", "bilinear", "hamming", "bicubic", "lanczos"]
 
 
@@ -206,7 +207,7 @@ def _check_consistency(params: dict, origin: str) -> None:
 def load(path: str | Path = DEFAULT_PARAMS) -> dict:
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_SafeLoader)
     except FileNotFoundError:
         raise PipelineError(f"{path}: params file not found") from None
     except yaml.YAMLError as exc:
