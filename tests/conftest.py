@@ -119,13 +119,16 @@ def slurm_installed() -> bool:
 @pytest.fixture(scope="session", autouse=True)
 def slurm_cluster():
     """Where slurm-wlm is installed, its single-node cluster runs for the whole session (started
-    here, stopped at the end, pass or fail). Besides the SLURM run below, this matters to every
+    here and stopped at the end, pass or fail, unless it was already up). Besides the SLURM run below, this matters to every
     ``snakemake`` call: snakemake-executor-plugin-slurm runs ``scontrol show config`` when it is
     imported, which waits MessageTimeout (10 s) on a host whose SLURM controller is down."""
     if not slurm_installed():
         if os.environ.get("IMGCLF_REQUIRE_SLURM"):
             pytest.fail("IMGCLF_REQUIRE_SLURM is set but slurm-wlm/munge are not installed")
         yield False
+        return
+    if run(["scontrol", "ping"], ROOT, check=False, timeout=60).returncode == 0:
+        yield True  # already up (another session's, or started by hand): used, left running
         return
     run(["bash", str(SLURM_SCRIPT), "start"], ROOT, timeout=180)
     try:

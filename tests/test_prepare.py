@@ -321,3 +321,15 @@ def test_image_folder_source(tmp_path, data_params):
     assert meta["n_classes"] == 3 and meta["test_images"] == 6
     assert meta["train_images"] + meta["val_images"] == 54
     assert arrays.load_split(tmp_path / "out" / "test.npz")[0].shape[1:] == (32, 32, 3)
+
+
+def test_split_file_bytes_are_stable(tmp_path):
+    """The .npz bytes are pinned: a changed byte would change the prepared data's DVC hash and
+    rerun every training stage downstream, though no number changed."""
+    import hashlib
+
+    images = np.arange(500 * 32 * 32 * 3, dtype=np.uint64).astype(np.uint8).reshape(500, 32, 32, 3)
+    arrays.save_split(tmp_path / "s.npz", images, np.arange(500, dtype=np.int32))
+    assert hashlib.md5((tmp_path / "s.npz").read_bytes()).hexdigest() == "ffde75b2f2fc7b1230556b1401e4984c"
+    loaded_images, loaded_labels = arrays.load_split(tmp_path / "s.npz")
+    assert np.array_equal(loaded_images, images) and np.array_equal(loaded_labels, np.arange(500))

@@ -25,7 +25,10 @@ def save_split(path: str | Path, images: np.ndarray, labels: np.ndarray) -> None
         for name, array in (("images", images), ("labels", labels.astype(np.int32))):
             info = zipfile.ZipInfo(f"{name}.npy", date_time=_EPOCH)
             info.external_attr = 0o644 << 16
-            with archive.open(info, "w", force_zip64=True) as member:  # streamed: no copy of the array
+            # streamed, no copy of the array; the zip64 extra only where needed, so files of
+            # ordinary size stay byte-identical to what earlier versions wrote (no DVC reruns)
+            large = array.nbytes * 1.05 > zipfile.ZIP64_LIMIT
+            with archive.open(info, "w", force_zip64=large) as member:
                 np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
 
 
