@@ -62,15 +62,22 @@ def dataset(images, labels, batch_size: int, training: bool, seed: int = 0, flip
     def to_float(x, y):
         return tf.cast(x, tf.float32), y
 
-    def augment(x, y):
+    def augment(batch, key):
+        # stateless ops keyed per batch by a seeded random stream that differs each epoch: the
+        # same augmentation on every run, whatever order the parallel map finishes batches in
+        x, y = batch
         x = tf.cast(x, tf.float32)
         if flip:
-            x = tf.image.random_flip_left_right(x, seed=seed)
+            x = tf.image.stateless_random_flip_left_right(x, seed=key[0])
         if crop:
             height, width = x.shape[1], x.shape[2]
             x = tf.pad(x, [[0, 0], [crop, crop], [crop, crop], [0, 0]], mode="REFLECT")
-            x = tf.image.random_crop(x, tf.stack([tf.shape(x)[0], height, width, 3]), seed=seed)
+            x = tf.image.stateless_random_crop(x, tf.stack([tf.shape(x)[0], height, width, 3]), seed=key[1])
         return x, y
 
-    ds = ds.map(augment if training and (flip or crop) else to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    if training and (flip or crop):
+        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2).batch(2)
+        ds = tf.data.Dataset.zip((ds, keys)).map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    else:
+        ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
