@@ -134,6 +134,22 @@ def test_a_change_reruns_exactly_what_it_touches(ci_project, case):
     assert dvc_stages_to_run(ci_project) == set()
 
 
+def test_dvc_command_reproduces_the_snakemake_training(ci_project, tmp_path):
+    """dvc.yaml's command (no --threads) trains with the same TensorFlow thread count as the
+    Snakemake job (--threads from the rule), so the same params give the same numbers in both
+    engines; cifar_base_cnn also exercises the random flip and crop."""
+    cmd = yaml.safe_load((ci_project / "dvc.yaml").read_text())["stages"]["train_cifar_base_cnn"]["cmd"]
+    assert "--threads" not in cmd
+    out = tmp_path / "dvc-trained"
+    run(cmd.replace("--out models/cifar_base_cnn", f"--out {out}").split(), ci_project, timeout=900)
+
+    def numbers(model_dir):
+        rows = (model_dir / "history.csv").read_text().splitlines()
+        return [",".join(row.split(",")[:-1]) for row in rows]  # every column but the seconds
+
+    assert numbers(out) == numbers(ci_project / "models/cifar_base_cnn")
+
+
 def test_compare_runs_and_cross_engines(ci_project):
     run([*GIT, "add", "-A"], ci_project)
     run([*GIT, "commit", "-qm", "baseline results"], ci_project)

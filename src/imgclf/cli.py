@@ -23,6 +23,14 @@ def _threads(value: int | None) -> int:
     return value if value and value > 0 else available_cores()
 
 
+def _tf_threads(value: int | None, section: dict) -> int:
+    """TensorFlow threads for train/evaluate: ``--threads`` (what Snakemake passes: the rule's
+    threads, the experiment's ``threads`` param unless --cores is smaller), else that param.
+    Never "all cores": CPU results depend on the thread count, so a DVC run (no ``--threads``)
+    must use the same count as a Snakemake run of the same params."""
+    return value if value and value > 0 else (section or {}).get("threads") or available_cores()
+
+
 def _write_generated(path: str, text: str, check: bool, how: str) -> None:
     """Write a generated file, or with ``check`` fail if the committed one differs."""
     from imgclf.io_utils import write_text
@@ -77,7 +85,9 @@ def cmd_prepare(args) -> None:
 def cmd_train(args) -> None:
     from imgclf import train
 
-    meta = train.run(args.experiment, args.data, args.out, config.load(args.params), _threads(args.threads), args.upstream)
+    params = config.load(args.params)
+    meta = train.run(args.experiment, args.data, args.out, params, _tf_threads(args.threads, params.get(args.experiment)),
+                     args.upstream)
     print(f"{args.out}: {meta['epochs']} epochs on {meta['train_images']} images in {meta['train_seconds']:.1f} s "
           f"({meta['device']}, {meta['params']:,} parameters)")
 
@@ -86,7 +96,7 @@ def cmd_evaluate(args) -> None:
     from imgclf import evaluate
 
     section = config.load(args.params)[args.experiment]
-    metrics = evaluate.run(args.experiment, args.data, args.model, args.metrics, args.out, _threads(args.threads),
+    metrics = evaluate.run(args.experiment, args.data, args.model, args.metrics, args.out, _tf_threads(args.threads, section),
                            eager=section["run_eagerly"])
     print(f"{args.metrics}: top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f}, loss {metrics['loss']:.4f} "
           f"on {metrics['test_images']} test images")
@@ -144,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="prepared data directory")
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--upstream", help="model directory this experiment starts from (transfer, fine-tuning)")
-    p.add_argument("--threads", type=int, default=0, help="TensorFlow threads (default: all cores)")
+    p.add_argument("--threads", type=int, default=0, help="TensorFlow threads (default: the experiment's threads param)")
 
     p = with_params(add("evaluate", cmd_evaluate, "evaluate a trained model on the test split"))
     p.add_argument("experiment")
@@ -152,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model directory")
     p.add_argument("--metrics", required=True, help="metrics JSON to write")
     p.add_argument("--out", required=True, help="details directory to write")
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="TensorFlow threads (default: the experiment's threads param)")
 
     p = add("report", cmd_report, "gather every experiment's metrics into reports/")
     p.add_argument("--metrics-dir", required=True)
