@@ -66,8 +66,7 @@ def main() -> int:
     ours_count = meta["train_images"] + meta["val_images"] + meta["test_images"]
     assert ours_count == count, (ours_count, count)
 
-    with zipfile.ZipFile(archive) as handle:
-        jpeg_bytes = [info.file_size for info in handle.infolist() if info.filename.endswith(".JPEG")]
+    jpeg_bytes = [entry[2] for name, entry in prepare.open_zip(archive).entries.items() if name.endswith(".JPEG")]
     print(f"images                     {count}, {sum(jpeg_bytes) / len(jpeg_bytes):.0f} bytes per JPEG on average")
     print(f"naive PIL loop, 1 process  {naive_seconds:7.2f} s  {count / naive_seconds:8.0f} img/s")
     print(f"imgclf prepare, {args.workers} workers  {ours_seconds:7.2f} s  {count / ours_seconds:8.0f} img/s "

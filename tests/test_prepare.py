@@ -148,10 +148,10 @@ def test_zip_members_read_in_forked_workers(tmp_path, small_tiny_zip):
     reader.read("tiny-imagenet-200/wnids.txt")  # opens zipfile in this process before forking
     names = [n for n in members if n.endswith(".JPEG")]
     spec = prepare.ResizeSpec(32)
-    serial = prepare.decode_many("zip", reader, names, spec, workers=1)
+    serial = prepare.decode_many(reader, names, spec, workers=1)
     prepare.CHUNK, chunk = 7, prepare.CHUNK
     try:
-        parallel = prepare.decode_many("zip", reader, names, spec, workers=2)
+        parallel = prepare.decode_many(reader, names, spec, workers=2)
     finally:
         prepare.CHUNK = chunk
     assert np.array_equal(serial, parallel)

@@ -83,13 +83,22 @@ def _decode_turbo(data: bytes, spec: ResizeSpec, out: np.ndarray | None) -> np.n
 
 
 def decode_resize(data: bytes, spec: ResizeSpec, out: np.ndarray | None = None) -> np.ndarray:
-    """Decode any PIL-readable image (grayscale, CMYK, palette, PNG...) to RGB ``size``x``size`` uint8.
+    """Decode any PIL-readable image (grayscale, CMYK, palette, PNG...) to RGB ``size``x``size`` uint8,
+    written into ``out`` (and returned) when given.
 
     JPEGs in YCbCr or grayscale go through libjpeg-turbo directly (simplejpeg): the same pixels
-    as PIL's path below, without its per-image overhead; everything else goes through PIL."""
-    fast = _decode_turbo(data, spec, out)
-    if fast is not None:
-        return fast
+    as PIL's path, without its per-image overhead; everything else goes through PIL."""
+    image = _decode_turbo(data, spec, out)
+    if image is None:
+        image = _decode_pil(data, spec)
+    if out is None:
+        return image
+    if not np.shares_memory(image, out):  # the turbo path decodes straight into ``out``
+        out[...] = image
+    return out
+
+
+def _decode_pil(data: bytes, spec: ResizeSpec) -> np.ndarray:
     image = Image.open(io.BytesIO(data))
     if spec.draft and image.format == "JPEG":
         image.draft("RGB", (spec.size, spec.size))  # DCT scaling by 1/2, 1/4, 1/8: never below size
@@ -145,9 +154,9 @@ Entry = tuple  # (header_offset, compress_size, file_size, crc, method, flags)
 
 
 def _central_directory(view: mmap.mmap) -> dict[str, Entry] | None:
-    """Name -> entry from the central directory, or None for what zipfile must parse (zip64,
-    data before the archive, multi-disk). One struct unpack per member, no objects: for
-    Tiny ImageNet's 120,000 members about 10x faster than ``zipfile.ZipFile``."""
+    """Name -> entry from the central directory (zip64 end records included), or None for what
+    zipfile must parse (zip64 sizes per member, data before the archive, multi-disk). One struct
+    unpack per member, no objects: 0.42 s for 110,203 members where ``zipfile.ZipFile`` takes 1.3 s."""
     tail_start = max(0, len(view) - (_EOCD.size + 0xFFFF))
     where = view.rfind(b"PK\x05\x06", tail_start)
     if where < 0:
@@ -244,24 +253,23 @@ READ_ERRORS = (OSError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
 def _read(name: str) -> bytes:
-    if _SOURCE["kind"] == "zip":
-        return _SOURCE["zip"].read(name)
-    return Path(_SOURCE["location"], name).read_bytes()
+    source = _SOURCE["source"]
+    if isinstance(source, ZipMembers):
+        return source.read(name)
+    return Path(source, name).read_bytes()
 
 
 def _decode_range(bounds: tuple[int, int]) -> None:
-    spec, names, out = _SOURCE["spec"], _SOURCE["names"], _SOURCE["out"]
+    spec, names, out, where = _SOURCE["spec"], _SOURCE["names"], _SOURCE["out"], _SOURCE["where"]
     for i in range(*bounds):
         try:
             data = _read(names[i])
         except READ_ERRORS as exc:
-            raise PipelineError(f"{_SOURCE['location']}: {names[i]}: cannot read ({exc})") from None
+            raise PipelineError(f"{where}: {names[i]}: cannot read ({exc})") from None
         try:
-            image = decode_resize(data, spec, out[i])
+            decode_resize(data, spec, out[i])
         except Exception as exc:  # PIL raises many types for broken images
-            raise PipelineError(f"{_SOURCE['location']}: {names[i]}: unreadable image ({exc})") from None
-        if image is not out[i]:
-            out[i] = image
+            raise PipelineError(f"{where}: {names[i]}: unreadable image ({exc})") from None
 
 
 def _shared_array(shape: tuple[int, ...]) -> np.ndarray:
@@ -272,15 +280,14 @@ def _shared_array(shape: tuple[int, ...]) -> np.ndarray:
     return np.frombuffer(mmap.mmap(-1, size), np.uint8).reshape(shape)
 
 
-def decode_many(kind: str, location: str | ZipMembers, names: list[str], spec: ResizeSpec, workers: int) -> np.ndarray:
-    """Decode ``names`` from a zip (path or open ``ZipMembers``) or a folder in order, over ``workers`` processes."""
+def decode_many(source: ZipMembers | str, names: list[str], spec: ResizeSpec, workers: int) -> np.ndarray:
+    """Decode ``names`` from an open zip or a folder (path) in order, over ``workers`` processes."""
     ranges = [(i, min(i + CHUNK, len(names))) for i in range(0, len(names), CHUNK)]
     parallel = workers > 1 and len(ranges) > 1
     shape = (len(names), spec.size, spec.size, 3)
     out = _shared_array(shape) if parallel else np.empty(shape, np.uint8)
-    source = location if isinstance(location, ZipMembers) or kind != "zip" else ZipMembers(location)
     _SOURCE.clear()
-    _SOURCE.update(kind=kind, location=getattr(source, "path", source), zip=source, spec=spec, names=names, out=out)
+    _SOURCE.update(source=source, where=getattr(source, "path", source), spec=spec, names=names, out=out)
     try:
         if parallel:
             with multiprocessing.get_context("fork").Pool(min(workers, len(ranges))) as pool:
@@ -413,7 +420,7 @@ def prepare_tiny_imagenet(archive: str | Path, out_dir: str | Path, data: dict, 
     # is a view of one array and nothing is copied after decoding.
     kept, held = stratified_split(train_labels, data["val_fraction"], data["split_seed"])
     order = [train[i] for i in kept] + [train[i] for i in held] + test
-    images = decode_many("zip", members, [m for m, _ in order], spec, workers)
+    images = decode_many(members, [m for m, _ in order], spec, workers)
     labels = np.array([label for _, label in order], np.int32)
     cuts = np.cumsum([len(kept), len(held)])
     splits = {split: (images[a:b], labels[a:b]) for split, a, b in
@@ -458,10 +465,10 @@ def prepare_image_folder(folder: str | Path, out_dir: str | Path, data: dict, wo
 
     names, labels = listing(train_tree)
     _check_carve(labels, data["val_fraction"], str(folder))
-    images = decode_many("folder", base, names, spec, workers)
+    images = decode_many(base, names, spec, workers)
     if has_splits:
         test_names, test_labels = listing(_folder_classes(folder / "val"))
-        test = (decode_many("folder", base, test_names, spec, workers), test_labels)
+        test = (decode_many(base, test_names, spec, workers), test_labels)
     else:
         _check_carve(labels, subset["test_fraction"], str(folder))
         (images, labels), test = _carve(images, labels, subset["test_fraction"], data["split_seed"])

@@ -91,6 +91,10 @@ def make_tiny_imagenet(path: str | Path, seed: int = 0, classes: int = TINY_CLAS
     """Write a Tiny ImageNet-layout zip to ``path`` (atomically); the defaults make the embedded sample."""
     rng = np.random.default_rng(seed)
     wnids = [wnid(c) for c in range(classes)]
+
+    def image(label: int) -> np.ndarray:
+        return class_image(label, rng, noise=noise)
+
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w") as archive:
         _add(archive, "wnids.txt", "".join(f"{w}\n" for w in wnids).encode())
         extra = [f"n{9000000 + i:08d}\tunused class {i}\n" for i in range(5)]
@@ -100,18 +104,18 @@ def make_tiny_imagenet(path: str | Path, seed: int = 0, classes: int = TINY_CLAS
             boxes = []
             for i in range(train_per_class):
                 name = f"{w}_{i}.JPEG"
-                _add(archive, f"train/{w}/images/{name}", _encode(class_image(label, rng, noise=noise), _odd_case(label, i)))
+                _add(archive, f"train/{w}/images/{name}", _encode(image(label), _odd_case(label, i)))
                 boxes.append(f"{name}\t0\t0\t63\t63\n")
             _add(archive, f"train/{w}/{w}_boxes.txt", "".join(boxes).encode())
         annotations = []
         for i in range(classes * val_per_class):
             label = int(rng.integers(classes)) if i >= classes else i  # every class at least once
             odd = "gray" if i % 97 == 5 else None
-            _add(archive, f"val/images/val_{i}.JPEG", _encode(class_image(label, rng, noise=noise), odd))
+            _add(archive, f"val/images/val_{i}.JPEG", _encode(image(label), odd))
             annotations.append(f"val_{i}.JPEG\t{wnids[label]}\t0\t0\t63\t63\n")
         _add(archive, "val/val_annotations.txt", "".join(annotations).encode())
         for i in range(test_images):
-            _add(archive, f"test/images/test_{i}.JPEG", _encode(class_image(int(rng.integers(classes)), rng, noise=noise), None))
+            _add(archive, f"test/images/test_{i}.JPEG", _encode(image(int(rng.integers(classes))), None))
 
 
 def cifar_records(labels: np.ndarray, rng: np.random.Generator) -> bytes:
