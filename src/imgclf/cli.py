@@ -82,12 +82,20 @@ def cmd_prepare(args) -> None:
           f"{meta['n_classes']} classes at {meta['image_size']}x{meta['image_size']}")
 
 
+def _seed(value: int | None, section: dict) -> int:
+    if value is not None and value < 0:
+        raise PipelineError(f"--seed: {value} is negative")
+    return section["seeds"][0] if value is None else value
+
+
 def cmd_train(args) -> None:
-    from imgclf import train
+    from imgclf import experiments, train
 
     params = config.load(args.params)
-    meta = train.run(args.experiment, args.data, args.out, params, _tf_threads(args.threads, params.get(args.experiment)),
-                     args.upstream)
+    experiments.get(args.experiment)
+    section = params[args.experiment]
+    meta = train.run(args.experiment, args.data, args.out, params, _tf_threads(args.threads, section),
+                     _seed(args.seed, section), args.upstream)
     print(f"{args.out}: {meta['epochs']} epochs on {meta['train_images']} images in {meta['train_seconds']:.1f} s "
           f"({meta['device']}, {meta['params']:,} parameters)")
 
@@ -95,17 +103,20 @@ def cmd_train(args) -> None:
 def cmd_evaluate(args) -> None:
     from imgclf import evaluate
 
+    from imgclf import experiments
+
+    experiments.get(args.experiment)
     section = config.load(args.params)[args.experiment]
     metrics = evaluate.run(args.experiment, args.data, args.model, args.metrics, args.out, _tf_threads(args.threads, section),
-                           eager=section["run_eagerly"])
+                           section, _seed(args.seed, section))
     print(f"{args.metrics}: top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f}, loss {metrics['loss']:.4f} "
-          f"on {metrics['test_images']} test images")
+          f"on {metrics['test_images']} test images; train top-1 {metrics['train_top1']:.4f}")
 
 
 def cmd_report(args) -> None:
     from imgclf import report
 
-    table = report.run(args.metrics_dir, args.models_dir, args.eval_dir, args.out)
+    table = report.run(args.metrics_dir, args.models_dir, args.eval_dir, args.out, config.load(args.params))
     print(f"{args.out}/results.md: {len(table)} experiments")
 
 
@@ -154,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="prepared data directory")
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--upstream", help="model directory this experiment starts from (transfer, fine-tuning)")
+    p.add_argument("--seed", type=int, default=None, help="run seed (default: the experiment's first seed)")
     p.add_argument("--threads", type=int, default=0, help="TensorFlow threads (default: the experiment's threads param)")
 
     p = with_params(add("evaluate", cmd_evaluate, "evaluate a trained model on the test split"))
@@ -161,10 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--model", required=True, help="model directory")
     p.add_argument("--metrics", required=True, help="metrics JSON to write")
+    p.add_argument("--seed", type=int, default=None, help="seed the model was trained with (default: the first seed)")
     p.add_argument("--out", required=True, help="details directory to write")
     p.add_argument("--threads", type=int, default=0, help="TensorFlow threads (default: the experiment's threads param)")
 
-    p = add("report", cmd_report, "gather every experiment's metrics into reports/")
+    p = with_params(add("report", cmd_report, "gather every experiment's metrics into reports/"))
     p.add_argument("--metrics-dir", required=True)
     p.add_argument("--models-dir", required=True)
     p.add_argument("--eval-dir", required=True)

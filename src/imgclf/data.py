@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,21 +44,37 @@ def subset(images: np.ndarray, labels: np.ndarray, size: int | None, seed: int, 
     return images[chosen], labels[chosen]
 
 
-def load_training(data_dir: str | Path, section: dict, where: str) -> Splits:
+def training_split(data_dir: str | Path, section: dict, seed: int, where: str):
+    """The training images a run of ``seed`` trains on (``train_subset`` of them, or all)."""
     x_train, y_train = arrays.load_split(Path(data_dir) / "train.npz")
+    return subset(x_train, y_train, section["train_subset"], seed, f"{where}.train_subset")
+
+
+def load_training(data_dir: str | Path, section: dict, seed: int, where: str) -> Splits:
+    x_train, y_train = training_split(data_dir, section, seed, where)
     x_val, y_val = arrays.load_split(Path(data_dir) / "val.npz")
-    x_train, y_train = subset(x_train, y_train, section["train_subset"], section["seed"], f"{where}.train_subset")
-    x_val, y_val = subset(x_val, y_val, section["val_subset"], section["seed"], f"{where}.val_subset")
+    x_val, y_val = subset(x_val, y_val, section["val_subset"], seed, f"{where}.val_subset")
     return Splits(x_train, y_train, x_val, y_val, num_classes(data_dir), tuple(x_train.shape[1:]))
 
 
-def dataset(images, labels, batch_size: int, training: bool, seed: int = 0, flip: bool = False, crop: int = 0):
+def stream_seed(*key) -> int:
+    """A 31-bit seed for one random stream, a pure function of its key (e.g. run seed, fold, epoch):
+    the same key gives the same numbers in any process, so a resumed run draws what an undisturbed
+    one would have drawn."""
+    parts = [part if isinstance(part, int) else zlib.crc32(str(part).encode()) for part in key]
+    return int(np.random.SeedSequence(parts).generate_state(1)[0] >> 1)
+
+
+def dataset(images, labels, batch_size: int, key: tuple | None = None, flip: bool = False, crop: int = 0):
+    """Batches of float32 images. With a ``key`` (training: run seed, fold, epoch) the order is a
+    permutation drawn from that key, and flips and crops are keyed per batch from it too; without
+    one (validation, evaluation), the stored order and no augmentation."""
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((images, labels))
-    if training:
-        ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+    if key is not None:
+        order = np.random.default_rng(stream_seed(*key, "order")).permutation(len(labels))
+        images, labels = images[order], labels[order]
+    ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
 
     def to_float(x, y):
         return tf.cast(x, tf.float32), y
@@ -75,9 +92,10 @@ def dataset(images, labels, batch_size: int, training: bool, seed: int = 0, flip
             x = tf.image.stateless_random_crop(x, tf.stack([tf.shape(x)[0], height, width, 3]), seed=key[1])
         return x, y
 
-    if training and (flip or crop):
-        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2).batch(2)
-        ds = tf.data.Dataset.zip((ds, keys)).map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if key is not None and (flip or crop):
+        batches = -(-len(labels) // batch_size)
+        draws = np.random.default_rng(stream_seed(*key, "augment")).integers(0, 2**31 - 1, (batches, 2, 2), dtype=np.int64)
+        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.from_tensor_slices(draws))).map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     else:
         ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,6 +1,11 @@
 """The evaluate stage: a trained model on the held-out test split -> one flat metrics JSON
 (declared as DVC metrics) and a details directory (confusion matrix, per-class accuracy,
-classification report)."""
+classification report).
+
+As a sanity check it also scores, in inference mode, a stratified subset of the very images the
+model trained on (``train_top1``), and measures how far its test predictions collapse onto one
+class (``top_class_share``): a model that learned but scores chance on the test split (stale
+BatchNorm statistics, a preprocessing mismatch) shows as train top-1 far above test top-1."""
 
 from __future__ import annotations
 
@@ -33,6 +38,23 @@ def scores(probabilities: np.ndarray, labels: np.ndarray) -> dict:
     }
 
 
+def prediction_spread(predicted: np.ndarray, num_classes: int) -> dict:
+    """How many classes the model predicts at all, and the share of its most predicted class."""
+    counts = np.bincount(predicted, minlength=num_classes)
+    return {"predicted_classes": int(np.count_nonzero(counts)), "top_class_share": float(counts.max() / len(predicted))}
+
+
+def train_sample(data_dir: Path, section: dict, seed: int, where: str):
+    """A stratified subset (``train_eval_images``) of the images a run of ``seed`` trained on."""
+    from imgclf import data
+
+    images, labels = data.training_split(data_dir, section, seed, where)
+    size = section["train_eval_images"]
+    if size is None or size >= len(labels):
+        return images, labels
+    return data.subset(images, labels, max(size, len(np.unique(labels))), seed, f"{where}.train_eval_images")
+
+
 def per_class_accuracy(confusion: np.ndarray) -> np.ndarray:
     totals = confusion.sum(axis=1)
     return np.divide(np.diag(confusion), totals, out=np.full(len(totals), np.nan), where=totals > 0)
@@ -62,13 +84,15 @@ def predict(model, images: np.ndarray, batch_size: int, eager: bool) -> np.ndarr
 
 
 def run(name: str, data_dir: str | Path, model_dir: str | Path, metrics_path: str | Path, out_dir: str | Path,
-        threads: int, eager: bool = False, batch_size: int = 256) -> dict:
+        threads: int, section: dict, seed: int, batch_size: int = 256) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from sklearn.metrics import classification_report, confusion_matrix
 
-    from imgclf.train import set_threads
+    from imgclf.train import pin_cpu_isa, set_threads
 
+    pin_cpu_isa(section["cpu_isa"])
     set_threads(threads)
+    eager = section["run_eagerly"]
     data_dir, model_dir = Path(data_dir), Path(model_dir)
     images, labels = arrays.load_split(data_dir / "test.npz")
     classes = arrays.read_classes(data_dir / "classes.tsv")
@@ -80,6 +104,8 @@ def run(name: str, data_dir: str | Path, model_dir: str | Path, metrics_path: st
         raise PipelineError(f"{model_dir}: model has {probabilities.shape[1]} outputs but the data has {len(classes)} classes")
     result = scores(probabilities, labels)
     predicted = probabilities.argmax(axis=1)
+    train_images, train_labels = train_sample(data_dir, section, seed, name)
+    train_result = scores(predict(model, train_images, batch_size, eager), train_labels)
     confusion = confusion_matrix(labels, predicted, labels=np.arange(len(classes)))
     train_meta = json.loads((model_dir / "train.json").read_text())
     metrics = {
@@ -93,6 +119,11 @@ def run(name: str, data_dir: str | Path, model_dir: str | Path, metrics_path: st
         "train_images_per_second": train_meta["train_images_per_second"],
         "eval_images_per_second": round(len(labels) / eval_seconds, 2),
         "mean_per_class_top1": float(np.nanmean(per_class_accuracy(confusion))),
+        **{f"train_{key}": value for key, value in train_result.items()},
+        "train_eval_images": int(len(train_labels)),
+        **prediction_spread(predicted, len(classes)),
+        "seed": seed,
+        "bn_recalibrated_layers": train_meta.get("bn_recalibrated_layers", 0),
     }
     for key in ("cv_top1_mean", "cv_top1_std", "cv_folds", "trials", "best_trial_val_accuracy", "trainable_params"):
         if key in train_meta:

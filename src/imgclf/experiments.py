@@ -16,12 +16,15 @@ KINDS = ("keras", "autokeras", "transfer", "finetune")
 
 @dataclass(frozen=True)
 class Paper:
-    """What the paper reports for an experiment (fractions, not percent); None where it is silent."""
+    """What the paper prints for an experiment, exactly as printed (fractions, not percent; None
+    where it is silent). ``same_task``: the figure was measured on the task this experiment runs
+    (the same classes at 32x32), so it may stand beside our result in a plot."""
 
     top1: float | None = None
     top5: float | None = None
     params_m: float | None = None
     note: str = ""
+    same_task: bool = True
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,30 @@ COMMON = {
         None,
         "monitor each epoch on a stratified subset of this many validation images (null: all)",
     ),
-    "seed": ({"type": "integer", "minimum": 0}, 0, "seed of weights, shuffling and augmentation"),
+    "seeds": (
+        {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1, "uniqueItems": True}, [0],
+        "one training run per seed (weights, subsets, order, augmentation, dropout), each its own stage; "
+        "the report gives mean and std over them",
+    ),
+    "bn_recalibration": (
+        {"type": "boolean"}, True,
+        "after training, set BatchNorm moving statistics to their average over the training images "
+        "(weights untouched); no effect on models without trainable BatchNorm",
+    ),
+    "train_eval_images": (
+        {"type": ["integer", "null"], "minimum": 10}, 1000,
+        "evaluate also scores a stratified subset of this many of the images the model trained on, in "
+        "inference mode, as a sanity check (null: all of them)",
+    ),
+    "cpu_isa": (
+        {"type": "string", "enum": ["native", "sse41", "avx", "avx2", "avx2_vnni", "avx512_core", "avx512_core_vnni"]},
+        "avx2",
+        "highest instruction set oneDNN's CPU kernels may use (ONEDNN_MAX_CPU_ISA): a fixed set makes "
+        "different x86-64 CPUs run the same kernels; 'native' uses the best the CPU has",
+    ),
+    "op_determinism": (
+        {"type": "boolean"}, True, "tf.config.experimental.enable_op_determinism: deterministic kernels only",
+    ),
     "threads": (
         {"type": "integer", "minimum": 1}, 4,
         "CPU threads of the train and evaluate jobs (Snakemake caps them at --cores). Graph building is "
@@ -121,11 +147,37 @@ def section_keys(experiment: Experiment) -> list[str]:
     return [*COMMON, *experiment.extra]
 
 
+# cluster requests and the seed list: they choose where and how often a run happens, not what it computes
+SCHEDULING_KEYS = ("runtime_min", "mem_mb", "gpus")
+RUN_SET_KEYS = ("seeds",)
+EVALUATION_KEYS = ("train_eval_images",)  # read by evaluate only
+
+
+def result_keys(experiment: Experiment) -> list[str]:
+    """The keys of a section a training run's result depends on (its DVC and Snakemake params)."""
+    return [key for key in section_keys(experiment) if key not in SCHEDULING_KEYS + RUN_SET_KEYS + EVALUATION_KEYS]
+
+
+def result_params(section: dict) -> dict:
+    return {key: value for key, value in section.items()
+            if key not in SCHEDULING_KEYS + RUN_SET_KEYS + EVALUATION_KEYS}
+
+
+def upstream_seed(experiment: Experiment, seed: int, params: dict) -> int | None:
+    """The seed of the upstream run this run starts from: the same seed where the upstream
+    experiment has it, else the upstream's first seed."""
+    if experiment.upstream is None:
+        return None
+    seeds = params[experiment.upstream]["seeds"]
+    return seed if seed in seeds else seeds[0]
+
+
 # --- the paper's experiments ---------------------------------------------------------------
 
 _DENSENET_NOTE = (
-    "paper's table repeats the original DenseNet paper's ImageNet-1k 224x224 top-1/top-5 *error*; "
-    "shown here as 1 - error, not a 32x32 result"
+    "printed under 'ImageNet Acc (Top 1/Top 5)', but these are the top-1/top-5 *error* rates of the "
+    "ImageNet-1k DenseNets at 224x224 (as listed for Keras' pretrained DenseNets): copied from there, "
+    "not a 32x32 200-class result, so not plotted beside ours"
 )
 _STEM = {
     "stem": {
@@ -180,9 +232,9 @@ for _depth, (_top1_err, _top5_err, _params) in {
     register(Experiment(
         f"densenet{_depth}", f"Exp. 4: DenseNet-{_depth} from scratch", f"densenet{_depth}", "imagenet200",
         paper=Paper(
-            top1=round(1 - _top1_err / 100, 4),
-            top5=None if _top5_err is None else round(1 - _top5_err / 100, 4),
-            params_m=_params, note=_DENSENET_NOTE,
+            top1=round(_top1_err / 100, 4),
+            top5=None if _top5_err is None else round(_top5_err / 100, 4),
+            params_m=_params, note=_DENSENET_NOTE, same_task=False,
         ),
         defaults={"epochs": 30, "runtime_min": {121: 240, 169: 300, 201: 360, 161: 600}[_depth], "mem_mb": 16000},
         extra=_STEM,

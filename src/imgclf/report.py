@@ -1,5 +1,6 @@
-"""The report stage: every experiment's metrics beside the paper's figures (markdown + CSV) and
-PNG plots: learning curves, accuracy against the paper, confusion matrices."""
+"""The report stage: every selected experiment's metrics, mean and std over its seeds, beside the
+paper's figures (markdown + CSV), with a sanity flag per row, and PNG plots: learning curves,
+accuracy against the paper (same-task figures only), confusion matrices."""
 
 from __future__ import annotations
 
@@ -9,43 +10,87 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from imgclf import experiments
+from imgclf import experiments, stages
 from imgclf.errors import PipelineError
 from imgclf.io_utils import atomic_dir, write_text
+
+COLLAPSE_SHARE = 0.5  # at least half of the test predictions on one class (or all of them, with 2 classes)
+SUSPECT_TEST = 2.0  # test top-1 at most this many times chance ...
+LEARNED_TRAIN = 10.0  # ... while train top-1 is at least this many times chance
+
+
+def flags(metrics: dict) -> list[str]:
+    """What looks wrong with one run's metrics: predictions collapsed onto one class, or a model
+    that scores far above chance on its own training images but near chance on the test split."""
+    chance = metrics["chance_top1"]
+    found = []
+    if metrics["top_class_share"] >= max(COLLAPSE_SHARE, 2 * chance):
+        found.append(f"collapsed: {100 * metrics['top_class_share']:.0f}% of test predictions are one class")
+    # 10x chance is out of reach with 10 classes or fewer: there, halfway from chance to 100 % counts
+    learned = min(LEARNED_TRAIN * chance, (1 + chance) / 2)
+    if metrics["top1"] <= SUSPECT_TEST * chance and metrics.get("train_top1", 0.0) >= learned:
+        found.append(f"chance on test ({100 * metrics['top1']:.1f}%) but {100 * metrics['train_top1']:.1f}% on training images")
+    return found
 
 
 def _pct(value) -> str:
     return "" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{100 * value:.2f}"
 
 
-def collect(metrics_dir: Path) -> pd.DataFrame:
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def _pct_std(mean, std, n) -> str:
+    return _pct(mean) if n < 2 else f"{100 * mean:.2f} ± {100 * std:.2f}"
+
+
+def collect(metrics_dir: Path, params: dict) -> pd.DataFrame:
+    """One row per experiment that params select (its seeds), registry order; a missing metrics
+    file of a selected run is an error that names it."""
     rows = []
     for name, experiment in experiments.EXPERIMENTS.items():
-        path = metrics_dir / f"{name}.json"
-        if not path.exists():
-            raise PipelineError(f"{path}: metrics missing (run the evaluate stage)")
-        metrics = json.loads(path.read_text())
-        paper = experiment.paper
-        rows.append({
-            "experiment": name, "dataset": experiment.dataset, "title": experiment.title,
-            "top1": metrics["top1"], "top5": metrics["top5"], "loss": metrics["loss"],
-            "chance_top1": metrics["chance_top1"], "params": metrics["params"],
-            "epochs": metrics["epochs"], "train_images": metrics["train_images"],
-            "train_seconds": metrics["train_seconds"], "train_images_per_second": metrics.get("train_images_per_second"),
-            "cv_top1_mean": metrics.get("cv_top1_mean"), "cv_top1_std": metrics.get("cv_top1_std"),
-            "paper_top1": paper.top1, "paper_top5": paper.top5, "paper_params_m": paper.params_m,
-            "paper_note": paper.note,
+        seeds = params[name]["seeds"]
+        per_seed = []
+        for seed in seeds:
+            path = metrics_dir / name / f"seed{seed}.json"
+            if not path.exists():
+                raise PipelineError(f"{path}: metrics missing (run the evaluate stage)")
+            per_seed.append(json.loads(path.read_text()))
+        row = {"experiment": name, "dataset": experiment.dataset, "title": experiment.title,
+               "seeds": " ".join(map(str, seeds)), "n_seeds": len(seeds)}
+        for key in ("top1", "top5", "loss", "train_top1"):
+            row[key], row[f"{key}_std"] = _mean_std([m[key] for m in per_seed])
+        first = per_seed[0]
+        problems = [f"seed {seed}: {text}" if len(seeds) > 1 else text
+                    for seed, m in zip(seeds, per_seed) for text in flags(m)]
+        row.update({
+            "chance_top1": first["chance_top1"], "top_class_share": max(m["top_class_share"] for m in per_seed),
+            "flag": "; ".join(problems), "params": first["params"], "epochs": first["epochs"],
+            "train_images": first["train_images"],
+            "train_seconds": float(np.mean([m["train_seconds"] for m in per_seed])),
+            "train_images_per_second": first.get("train_images_per_second"),
+            "cv_top1_mean": first.get("cv_top1_mean"), "cv_top1_std": first.get("cv_top1_std"),
+            "paper_top1": experiment.paper.top1, "paper_top5": experiment.paper.top5,
+            "paper_params_m": experiment.paper.params_m, "paper_same_task": experiment.paper.same_task,
+            "paper_note": experiment.paper.note,
         })
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
 def markdown(table: pd.DataFrame) -> str:
-    header = ["experiment", "data", "top-1 %", "top-5 %", "loss", "chance %", "params (M)", "epochs", "train s",
-              "img/s", "k-fold top-1 %", "paper top-1 %", "paper top-5 %", "paper params (M)", "paper note"]
+    header = ["experiment", "data", "seeds", "test top-1 %", "train top-1 %", "top-5 %", "loss", "chance %", "check",
+              "params (M)", "epochs", "train s", "img/s", "k-fold top-1 %", "paper top-1 %", "paper top-5 %",
+              "paper params (M)", "paper note"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table.itertuples():
         cv = "" if row.cv_top1_mean is None or pd.isna(row.cv_top1_mean) else f"{100 * row.cv_top1_mean:.2f} ± {100 * row.cv_top1_std:.2f}"
-        cells = [row.experiment, row.dataset, _pct(row.top1), _pct(row.top5), f"{row.loss:.3f}", _pct(row.chance_top1),
+        loss = f"{row.loss:.3f}" if row.n_seeds < 2 else f"{row.loss:.3f} ± {row.loss_std:.3f}"
+        cells = [row.experiment, row.dataset, row.seeds, _pct_std(row.top1, row.top1_std, row.n_seeds),
+                 _pct_std(row.train_top1, row.train_top1_std, row.n_seeds),
+                 _pct_std(row.top5, row.top5_std, row.n_seeds), loss, _pct(row.chance_top1),
+                 f"⚠ {row.flag}" if row.flag else "ok",
                  f"{row.params / 1e6:.3f}", str(row.epochs), f"{row.train_seconds:.0f}",
                  "" if pd.isna(row.train_images_per_second) else f"{row.train_images_per_second:.0f}",
                  cv, _pct(row.paper_top1), _pct(row.paper_top5),
@@ -54,46 +99,62 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plots(table: pd.DataFrame, models_dir: Path, eval_dir: Path, out: Path) -> None:
+def _plots(table: pd.DataFrame, params: dict, models_dir: Path, eval_dir: Path, out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = list(table["experiment"])
-    columns = 4
-    fig, axes = plt.subplots(-(-len(names) // columns), columns, figsize=(16, 3.2 * -(-len(names) // columns)), squeeze=False)
+    columns = min(4, max(1, len(names)))
+    grid_rows = -(-len(names) // columns)
+    fig, axes = plt.subplots(grid_rows, columns, figsize=(4 * columns, 3.2 * grid_rows), squeeze=False)
     for ax, name in zip(axes.flat, names):
-        history = pd.read_csv(models_dir / name / "history.csv")
-        for column in ("accuracy", "val_accuracy"):
-            if column in history and history[column].notna().any():
-                ax.plot(history["epoch"], history[column], marker="o", label=column)
+        for seed in params[name]["seeds"]:
+            history = pd.read_csv(models_dir / name / f"seed{seed}" / "history.csv")
+            for column, style in (("accuracy", "-"), ("val_accuracy", "--")):
+                if column in history and history[column].notna().any():
+                    ax.plot(history["epoch"], history[column], style, marker="o", label=f"{column} s{seed}")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("epoch")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(out / "learning_curves.png", dpi=80)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(12, 4))
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(names)), 4.5))
     x = np.arange(len(names))
-    ax.bar(x - 0.2, 100 * table["top1"], 0.4, label="ours (test top-1)")
-    ax.bar(x + 0.2, 100 * table["paper_top1"].astype(float).fillna(0), 0.4, label="paper")
+    paper = [100 * row.paper_top1 if row.paper_same_task and row.paper_top1 is not None and not pd.isna(row.paper_top1)
+             else np.nan for row in table.itertuples()]
+    ax.bar(x - 0.27, 100 * table["top1"], 0.27, yerr=100 * table["top1_std"], capsize=2, label="ours: test top-1")
+    ax.bar(x, 100 * table["train_top1"], 0.27, yerr=100 * table["train_top1_std"], capsize=2, alpha=0.6,
+           label="ours: train top-1 (inference mode)")
+    ax.bar(x + 0.27, paper, 0.27, label="paper, same task (test top-1)")
+    ax.plot(x, 100 * table["chance_top1"], "k_", markersize=14, label="chance")
+    top = float(np.nanmax([100 * table["train_top1"].max(), 100 * table["top1"].max(), np.nanmax(paper + [0])]))
+    for index, row in enumerate(table.itertuples()):
+        if row.flag:
+            ax.annotate("⚠", (index - 0.27, 100 * row.top1), ha="center", va="bottom", color="red", fontsize=14)
     ax.set_xticks(x, names, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("top-1 accuracy %")
-    ax.legend()
+    ax.set_ylim(0, max(10.0, 1.15 * top))
+    flagged = [row.experiment for row in table.itertuples() if row.flag]
+    ax.set_title("⚠ = check column of results.md: " + ", ".join(flagged) if flagged else "no run flagged", fontsize=8,
+                 color="red" if flagged else "black")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "accuracy.png", dpi=80)
     plt.close(fig)
 
     for name in names:
-        confusion = np.loadtxt(eval_dir / name / "confusion_matrix.csv", delimiter=",", ndmin=2)
+        seed = params[name]["seeds"][0]
+        confusion = np.loadtxt(eval_dir / name / f"seed{seed}" / "confusion_matrix.csv", delimiter=",", ndmin=2)
         rates = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
         fig, ax = plt.subplots(figsize=(5, 4.5))
         image = ax.imshow(rates, cmap="viridis", vmin=0, vmax=1)
-        ax.set_title(f"{name}: confusion (row-normalised)", fontsize=9)
+        ax.set_title(f"{name} seed {seed}: confusion (row-normalised)", fontsize=9)
         ax.set_xlabel("predicted class")
         ax.set_ylabel("actual class")
         fig.colorbar(image, ax=ax)
@@ -102,11 +163,17 @@ def _plots(table: pd.DataFrame, models_dir: Path, eval_dir: Path, out: Path) -> 
         plt.close(fig)
 
 
-def run(metrics_dir: str | Path, models_dir: str | Path, eval_dir: str | Path, out_dir: str | Path) -> pd.DataFrame:
+def run(metrics_dir: str | Path, models_dir: str | Path, eval_dir: str | Path, out_dir: str | Path,
+        params: dict) -> pd.DataFrame:
     metrics_dir, models_dir, eval_dir, out_dir = map(Path, (metrics_dir, models_dir, eval_dir, out_dir))
-    table = collect(metrics_dir)
+    table = collect(metrics_dir, params)
     with atomic_dir(out_dir / "figures") as tmp:
-        _plots(table, models_dir, eval_dir, tmp)
+        _plots(table, params, models_dir, eval_dir, tmp)
     write_text(out_dir / "results.csv", table.to_csv(index=False))
-    write_text(out_dir / "results.md", "# Results\n\nTest-split figures; paper figures as the paper states them.\n\n" + markdown(table))
+    intro = ("# Results\n\nTest-split figures, mean ± std over seeds where there are several; train top-1 scores, in "
+             "inference mode, a stratified subset of the images each model trained on. The check column flags runs "
+             "whose test predictions collapse onto one class, or that test near chance (at most 2x) while scoring "
+             "far above it on their training images. Paper figures exactly as the paper prints them; only those "
+             "measured on the same task are plotted beside ours.\n\n")
+    write_text(out_dir / "results.md", intro + markdown(table))
     return table

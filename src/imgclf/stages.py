@@ -13,8 +13,8 @@ ARCHIVES = {"tiny_imagenet": "tiny-imagenet-200.zip", "cifar10": "cifar-10-binar
 DATASET_ARCHIVE = {"imagenet200": "tiny_imagenet", "cifar10": "cifar10"}
 PACKAGE = "src/imgclf"
 TRAIN_CODE = [f"{PACKAGE}/train.py", f"{PACKAGE}/data.py", f"{PACKAGE}/models/__init__.py", f"{PACKAGE}/models/layers.py"]
-EVAL_CODE = [f"{PACKAGE}/evaluate.py"]
-REPORT_CODE = [f"{PACKAGE}/report.py"]
+EVAL_CODE = [f"{PACKAGE}/evaluate.py", f"{PACKAGE}/data.py"]
+REPORT_CODE = [f"{PACKAGE}/report.py", f"{PACKAGE}/experiments.py"]
 
 
 def sample_archive(archive: str) -> str:
@@ -29,24 +29,33 @@ def prepared(dataset: str) -> str:
     return f"data/prepared/{dataset}"
 
 
-def model_dir(name: str) -> str:
-    return f"models/{name}"
+def model_dir(name: str, seed: int) -> str:
+    return f"models/{name}/seed{seed}"
 
 
-def history_file(name: str) -> str:
-    return f"models/{name}/history.csv"
+def history_file(name: str, seed: int) -> str:
+    return f"{model_dir(name, seed)}/history.csv"
 
 
-def metrics_file(name: str) -> str:
-    return f"reports/metrics/{name}.json"
+def metrics_file(name: str, seed: int) -> str:
+    return f"reports/metrics/{name}/seed{seed}.json"
 
 
-def eval_dir(name: str) -> str:
-    return f"reports/eval/{name}"
+def eval_dir(name: str, seed: int) -> str:
+    return f"reports/eval/{name}/seed{seed}"
 
 
-def confusion_file(name: str) -> str:
-    return f"reports/eval/{name}/confusion.csv"
+def confusion_file(name: str, seed: int) -> str:
+    return f"{eval_dir(name, seed)}/confusion.csv"
+
+
+def runs(params: dict) -> list[tuple[str, int]]:
+    """Every (experiment, seed) training run that params ask for, in registry order."""
+    return [(name, seed) for name in experiments.EXPERIMENTS for seed in params[name]["seeds"]]
+
+
+def run_stage(kind: str, name: str, seed: int) -> str:
+    return f"{kind}_{name}_s{seed}"
 
 
 REPORT_OUTS = ["reports/results.md", "reports/results.csv", "reports/figures"]
@@ -79,11 +88,14 @@ def _cmd(*parts: str, params_file: str) -> str:
     return " ".join(["imgclf", *parts, "--params", params_file])
 
 
-def train_deps(experiment: experiments.Experiment) -> list[str]:
+def train_deps(experiment: experiments.Experiment, seed: int, params: dict) -> list[str]:
     deps = [prepared(experiment.dataset), *TRAIN_CODE, f"{PACKAGE}/models/{experiment.model_source}"]
     if experiment.upstream:
-        deps.append(model_dir(experiment.upstream))
+        deps.append(model_dir(experiment.upstream, experiments.upstream_seed(experiment, seed, params)))
     return deps
+
+
+EVAL_KEYS = ("run_eagerly", "train_subset", "train_eval_images", "threads", "cpu_isa")
 
 
 def stage_list(params: dict, params_file: str = PARAMS_FILE) -> list[Stage]:
@@ -114,35 +126,41 @@ def stage_list(params: dict, params_file: str = PARAMS_FILE) -> list[Stage]:
             params=data_params(dataset),
             threads=True,
         ))
-    for name, experiment in experiments.EXPERIMENTS.items():
-        upstream = f" --upstream {model_dir(experiment.upstream)}" if experiment.upstream else ""
+    for name, seed in runs(params):
+        experiment = experiments.EXPERIMENTS[name]
+        train_args = ["train", name, "--seed", str(seed), "--data", prepared(experiment.dataset), "--out", model_dir(name, seed)]
+        if experiment.upstream:
+            train_args += ["--upstream", model_dir(experiment.upstream, experiments.upstream_seed(experiment, seed, params))]
         stages.append(Stage(
-            f"train_{name}",
-            _cmd("train", name, "--data", prepared(experiment.dataset), "--out", model_dir(name), params_file=params_file)
-            .replace(" --params", upstream + " --params"),
-            train_deps(experiment),
-            [model_dir(name)],
-            params=[name],
+            run_stage("train", name, seed),
+            _cmd(*train_args, params_file=params_file),
+            train_deps(experiment, seed, params),
+            [model_dir(name, seed)],
+            params=[f"{name}.{key}" for key in experiments.result_keys(experiment)],
             threads=True,
             group="train",
         ))
         stages.append(Stage(
-            f"evaluate_{name}",
-            _cmd("evaluate", name, "--data", prepared(experiment.dataset), "--model", model_dir(name),
-                 "--metrics", metrics_file(name), "--out", eval_dir(name), params_file=params_file),
-            [model_dir(name), prepared(experiment.dataset), *EVAL_CODE],
-            [eval_dir(name)],
-            metrics=[metrics_file(name)],
-            params=[f"{name}.run_eagerly"],
+            run_stage("evaluate", name, seed),
+            _cmd("evaluate", name, "--seed", str(seed), "--data", prepared(experiment.dataset), "--model",
+                 model_dir(name, seed), "--metrics", metrics_file(name, seed), "--out", eval_dir(name, seed),
+                 params_file=params_file),
+            [model_dir(name, seed), prepared(experiment.dataset), *EVAL_CODE],
+            [eval_dir(name, seed)],
+            metrics=[metrics_file(name, seed)],
+            params=[f"{name}.{key}" for key in EVAL_KEYS],
             threads=True,
             group="evaluate",
         ))
+    every = runs(params)
     stages.append(Stage(
         "report",
-        "imgclf report --metrics-dir reports/metrics --models-dir models --eval-dir reports/eval --out reports",
-        [*(metrics_file(n) for n in experiments.EXPERIMENTS), *(model_dir(n) for n in experiments.EXPERIMENTS),
-         *(eval_dir(n) for n in experiments.EXPERIMENTS), *REPORT_CODE],
+        "imgclf report --metrics-dir reports/metrics --models-dir models --eval-dir reports/eval --out reports"
+        f" --params {params_file}",
+        [*(metrics_file(n, s) for n, s in every), *(model_dir(n, s) for n, s in every),
+         *(eval_dir(n, s) for n, s in every), *REPORT_CODE],
         list(REPORT_OUTS),
+        params=[f"{name}.seeds" for name in experiments.EXPERIMENTS],
         group="report",
     ))
     return stages
@@ -163,10 +181,11 @@ def dvc_yaml(params: dict) -> dict:
             entry["metrics"] = list(stage.metrics)  # cached, so push/pull and diffs across commits carry them
         stages[stage.name] = entry
     plots = []
-    for name in experiments.EXPERIMENTS:
-        plots.append({history_file(name): {"x": "epoch", "y": ["accuracy", "val_accuracy"], "title": f"{name}: learning curve"}})
-        plots.append({confusion_file(name): {
-            "template": "confusion", "x": "predicted", "y": "actual", "title": f"{name}: confusion matrix"}})
+    for name, seed in runs(params):
+        plots.append({history_file(name, seed): {
+            "x": "epoch", "y": ["accuracy", "val_accuracy"], "title": f"{name} seed {seed}: learning curve"}})
+        plots.append({confusion_file(name, seed): {
+            "template": "confusion", "x": "predicted", "y": "actual", "title": f"{name} seed {seed}: confusion matrix"}})
     return {"stages": stages, "plots": plots}
 
 

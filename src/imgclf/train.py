@@ -1,9 +1,12 @@
 """The train stage: one registered experiment -> ``models/<name>/`` (model.keras, history.csv,
 train.json), written atomically.
 
-A killed run resumes from its last completed epoch: Keras ``BackupAndRestore`` checkpoints into
-``.resume/<name>/``, which is keyed by a fingerprint of the params, the data and the upstream
-model, so a changed experiment never resumes from a stale checkpoint."""
+A killed run resumes from its last completed epoch and ends with the model an undisturbed run
+ends with, bit for bit: every random stream (order, augmentation, dropout, initial weights) is a
+function of (seed, fold, epoch), not of how long the process has run, and each epoch's weights and
+optimizer state are checkpointed atomically into ``.resume/<name>/seed<seed>/``, which is keyed by
+a fingerprint of the params, the data and the upstream model, so a changed experiment never
+resumes from a stale checkpoint."""
 
 from __future__ import annotations
 
@@ -11,14 +14,16 @@ import csv
 import hashlib
 import json
 import os
+import platform
 import shutil
+import sys
 import time
 from pathlib import Path
 
 from imgclf import data as data_module
-from imgclf import experiments
+from imgclf import experiments, faults
 from imgclf.errors import PipelineError
-from imgclf.io_utils import atomic_dir
+from imgclf.io_utils import atomic_dir, atomic_path, write_json
 
 RESUME_ROOT = Path(".resume")
 HISTORY_FIELDS = ["epoch", "loss", "accuracy", "top5", "val_loss", "val_accuracy", "val_top5", "seconds"]
@@ -26,22 +31,64 @@ HISTORY_FIELDS = ["epoch", "loss", "accuracy", "top5", "val_loss", "val_accuracy
 
 # --- runtime -----------------------------------------------------------------------------
 
+# oneDNN's kernels are JIT-compiled for the CPU's best instruction set, and kernels for different
+# sets sum in different orders: pinning the set makes an AVX-512 Xeon and an AVX2 EPYC run the same
+# code. Names as oneDNN's ONEDNN_MAX_CPU_ISA takes them.
+CPU_ISAS = {"native": None, "sse41": "SSE41", "avx": "AVX", "avx2": "AVX2", "avx2_vnni": "AVX2_VNNI",
+            "avx512_core": "AVX512_CORE", "avx512_core_vnni": "AVX512_CORE_VNNI"}
 
-def configure_runtime(threads: int, section: dict) -> dict:
-    """Threads, seeds, GPU memory growth, mixed precision and XLA, before any TF op runs."""
+
+def pin_cpu_isa(isa: str) -> str | None:
+    """Set ONEDNN_MAX_CPU_ISA before TensorFlow loads oneDNN (it reads it once); return what is in
+    force. The commands call this before importing TensorFlow; where TensorFlow is loaded already
+    (tests), a different value would not take effect, and is not set."""
+    value = CPU_ISAS[isa]
+    if value is not None and "tensorflow" not in sys.modules:
+        os.environ["ONEDNN_MAX_CPU_ISA"] = value
+    return os.environ.get("ONEDNN_MAX_CPU_ISA")
+
+
+def cpu_description() -> dict:
+    """CPU model and the instruction-set flags that decide which kernels oneDNN can pick."""
+    model, flags = platform.processor() or platform.machine(), []
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = line.split(":", 1)[1].split()
+                break
+    except OSError:
+        pass
+    wanted = ("sse4_1", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+              "avx512_bf16", "amx_tile", "avx_vnni")
+    return {"cpu_model": model, "cpu_flags": " ".join(f for f in wanted if f in flags)}
+
+
+def configure_runtime(threads: int, section: dict, seed: int) -> dict:
+    """Threads, instruction set, op determinism, seeds, GPU memory growth, mixed precision and
+    XLA, before any TF op runs; returns what a result depends on, for train.json."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    isa = pin_cpu_isa(section["cpu_isa"])
     import keras
     import tensorflow as tf
 
     set_threads(threads)
+    if section["op_determinism"]:
+        tf.config.experimental.enable_op_determinism()
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)
     mixed = bool(gpus) and section["mixed_precision"]
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
-    keras.utils.set_random_seed(section["seed"])
+    keras.utils.set_random_seed(seed)
     return {"device": "GPU" if gpus else "CPU", "gpus": len(gpus), "mixed_precision": mixed,
-            "xla": bool(gpus) and section["xla"], "threads": threads}
+            "xla": bool(gpus) and section["xla"], "threads": threads, "seed": seed,
+            "cpu_isa": section["cpu_isa"], "onednn_max_cpu_isa": isa,
+            "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
+            "op_determinism": bool(section["op_determinism"]),
+            "tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version(),
+            **cpu_description()}
 
 
 def set_threads(threads: int) -> None:
@@ -81,7 +128,7 @@ def compile_model(model, section: dict, runtime: dict, learning_rate: float, ste
     )
 
 
-# --- resumable fit -------------------------------------------------------------------------
+# --- exact resume ----------------------------------------------------------------------------
 
 
 def _file_digest(path: Path) -> str:
@@ -92,8 +139,8 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fingerprint(name: str, section: dict, data_dir: Path, upstream_dir: Path | None) -> str:
-    parts = {"experiment": name, "section": section}
+def fingerprint(name: str, section: dict, seed: int, data_dir: Path, upstream_dir: Path | None) -> str:
+    parts = {"experiment": name, "section": experiments.result_params(section), "seed": seed}
     for split in ("train.npz", "val.npz"):
         parts[split] = _file_digest(data_dir / split)
     if upstream_dir is not None:
@@ -101,9 +148,9 @@ def fingerprint(name: str, section: dict, data_dir: Path, upstream_dir: Path | N
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def resume_dir(name: str, key: str) -> Path:
-    """``.resume/<name>/``, emptied first if it belongs to another fingerprint."""
-    path = RESUME_ROOT / name
+def resume_dir(name: str, seed: int, key: str) -> Path:
+    """``.resume/<name>/seed<seed>/``, emptied first if it belongs to another fingerprint."""
+    path = RESUME_ROOT / name / f"seed{seed}"
     marker = path / "fingerprint"
     if path.exists() and (not marker.exists() or marker.read_text() != key):
         shutil.rmtree(path)
@@ -128,61 +175,136 @@ def write_history(path: Path, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def _epoch_logger(path: Path):
+def save_checkpoint(work: Path, epoch: int, model, rows: list[dict]) -> None:
+    """Weights and optimizer state after ``epoch`` epochs, then the state file that points at
+    them, each written atomically: a kill at any moment leaves the last complete checkpoint."""
+    import numpy as np
+
+    path = work / f"epoch{epoch:04d}.npz"
+    arrays_ = {f"w{i}": v.numpy() for i, v in enumerate(model.weights)}
+    arrays_.update({f"o{i}": v.numpy() for i, v in enumerate(model.optimizer.variables)})
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays_)
+        faults.reached("checkpoint")
+    faults.reached("state")
+    write_json(work / "state.json", {"epoch": epoch, "checkpoint": path.name, "rows": rows})
+    for old in work.glob("epoch*.npz"):
+        if old != path:
+            old.unlink()
+
+
+def load_checkpoint(work: Path, model) -> tuple[int, list[dict]]:
+    """Restore the last complete checkpoint in ``work``; (0, []) when there is none."""
+    import numpy as np
+
+    state_path = work / "state.json"
+    if not state_path.exists():
+        return 0, []
+    state = json.loads(state_path.read_text())
+    with np.load(work / state["checkpoint"]) as saved:
+        model.optimizer.build(model.trainable_variables)
+        weights, optimizer = model.weights, model.optimizer.variables
+        if len(saved.files) != len(weights) + len(optimizer):
+            raise PipelineError(f"{work}: checkpoint does not match the model (delete {work} to start over)")
+        for i, variable in enumerate(weights):
+            variable.assign(saved[f"w{i}"])
+        for i, variable in enumerate(optimizer):
+            variable.assign(saved[f"o{i}"])
+    print(f"resuming after epoch {state['epoch']} from {work}", flush=True)
+    return state["epoch"], state["rows"]
+
+
+def reseed(model, *key) -> None:
+    """Every random stream a model holds, keyed by ``key`` (run seed, fold, epoch): Keras'
+    global seeds and each layer's seed generator (dropout). Seed generators are not part of a
+    saved model, so without this a resumed epoch would drop other units than the undisturbed one."""
     import keras
 
-    class EpochLog(keras.callbacks.Callback):
-        """One CSV row per finished epoch, keyed by epoch: a rerun epoch replaces its row."""
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.started = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            rows = [r for r in read_history(path) if int(r["epoch"]) != epoch + 1]
-            row = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - self.started, 3)}
-            row.update({k: round(float(v), 6) for k, v in (logs or {}).items() if k in HISTORY_FIELDS})
-            write_history(path, sorted(rows + [row], key=lambda r: int(r["epoch"])))
-
-    return EpochLog()
+    keras.utils.set_random_seed(data_module.stream_seed(*key, "global"))
+    index = 0
+    for layer in model._flatten_layers(include_self=True):
+        for generator in getattr(layer, "_seed_generators", []):
+            generator.state.assign([data_module.stream_seed(*key, "layer", index), 0])
+            index += 1
 
 
-def _discard_broken_backup(backup: Path) -> None:
-    """A run killed while writing its checkpoint leaves an unreadable file: start that run over."""
-    import h5py
-
-    for path in backup.glob("*.h5") if backup.exists() else []:
-        try:
-            with h5py.File(path, "r"):
-                pass
-        except OSError:
-            print(f"warning: {path} is unreadable (killed while saving?): training restarts", flush=True)
-            shutil.rmtree(backup)
-            return
-
-
-def fit(model, splits, section: dict, work: Path, epochs: int | None = None, validation=True) -> list[dict]:
-    """Fit with per-epoch backup in ``work``; return the history rows of every epoch."""
-    import keras
-
+def fit(model, splits, section: dict, work: Path, seed: int, stream: tuple = (), epochs: int | None = None,
+        validation=True) -> list[dict]:
+    """Fit epoch by epoch, each epoch's randomness keyed by (seed, *stream, epoch), with a
+    checkpoint after every epoch in ``work``; return the history rows of every epoch."""
     epochs = epochs or section["epochs"]
-    train_ds = data_module.dataset(
-        splits.x_train, splits.y_train, section["batch_size"], True, section["seed"],
-        section["augment_flip"], section["augment_crop"],
-    )
-    val_ds = data_module.dataset(splits.x_val, splits.y_val, section["batch_size"], False) if validation else None
-    history_path = work / "history.csv"
-    _discard_broken_backup(work / "backup")
-    # backup first: a history row then always means that epoch's checkpoint is complete
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(work / "backup"), delete_checkpoint=False),
-        _epoch_logger(history_path),
-    ]
-    model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=2)
-    return read_history(history_path)
+    val_ds = data_module.dataset(splits.x_val, splits.y_val, section["batch_size"]) if validation else None
+    done, rows = load_checkpoint(work, model)
+    for epoch in range(done, epochs):
+        key = (seed, *stream, epoch)
+        reseed(model, *key)
+        train_ds = data_module.dataset(splits.x_train, splits.y_train, section["batch_size"], key,
+                                       section["augment_flip"], section["augment_crop"])
+        started = time.perf_counter()
+        logs = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1, verbose=0,
+                         callbacks=faults.keras_callbacks()).history
+        row = {"epoch": epoch + 1, **{k: round(float(v[-1]), 6) for k, v in logs.items() if k in HISTORY_FIELDS},
+               "seconds": round(time.perf_counter() - started, 3)}
+        rows.append(row)
+        save_checkpoint(work, epoch + 1, model, rows)
+        print(f"epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "epoch"), flush=True)
+    return rows
 
 
 def steps_for(splits, section: dict, epochs: int | None = None) -> int:
     return -(-len(splits.y_train) // section["batch_size"]) * (epochs or section["epochs"])
+
+
+# --- BatchNorm statistics ----------------------------------------------------------------------
+
+
+def recalibrate_batchnorm(model, images, batch_size: int, seed: int) -> int:
+    """Set every trainable BatchNorm layer's moving mean and variance to their average over the
+    training images, weights untouched (``torch.optim.swa_utils.update_bn``'s cumulative
+    average). After short training, momentum-0.99 moving statistics still lag the weights, and
+    the model scores near chance in inference mode while it has learned. Dropout is off during
+    the pass, as at inference. Returns the number of layers recalibrated."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    layers = [layer for layer in model._flatten_layers(include_self=False)
+              if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+    if not layers:
+        return 0
+    dropouts = [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, keras.layers.Dropout)]
+    saved = ([layer.momentum for layer in layers], [layer.rate for layer in dropouts])
+    for layer in layers:
+        layer.momentum = 0.0  # each batch's statistics land in the moving variables as they are
+    for layer in dropouts:
+        layer.rate = 0.0
+    step = tf.function(lambda x: model(x, training=True), reduce_retracing=True)
+    order = np.random.default_rng(data_module.stream_seed(seed, "batchnorm")).permutation(len(images))
+    sums = [[np.zeros(layer.moving_mean.shape, np.float64), np.zeros(layer.moving_variance.shape, np.float64)]
+            for layer in layers]
+    batches = 0
+    try:
+        for start in range(0, len(images), batch_size):
+            chosen = order[start : start + batch_size]
+            if len(chosen) < 2:  # one image has no variance
+                continue
+            step(tf.constant(images[chosen], tf.float32))
+            for total, layer in zip(sums, layers):
+                total[0] += layer.moving_mean.numpy()
+                total[1] += layer.moving_variance.numpy()
+            batches += 1
+    finally:
+        for layer, momentum in zip(layers, saved[0]):
+            layer.momentum = momentum
+        for layer, rate in zip(dropouts, saved[1]):
+            layer.rate = rate
+    if batches == 0:
+        raise PipelineError("BatchNorm recalibration needs at least 2 training images")
+    for (mean, variance), layer in zip(sums, layers):
+        layer.moving_mean.assign((mean / batches).astype(np.float32))
+        layer.moving_variance.assign((variance / batches).astype(np.float32))
+    return len(layers)
 
 
 # --- trainers, one per experiment kind -----------------------------------------------------
@@ -194,13 +316,13 @@ def train_keras(experiment, section, splits, runtime, work, upstream_dir):
     options = {"stem": section["stem"]} if "stem" in section else {}
     model = models.build(experiment.model, splits.image_shape, splits.num_classes, **options)
     compile_model(model, section, runtime, section["learning_rate"], steps_for(splits, section))
-    return model, fit(model, splits, section, work), {}, []
+    return model, fit(model, splits, section, work, runtime["seed"]), {}, []
 
 
 def train_autokeras(experiment, section, splits, runtime, work, upstream_dir):
     from imgclf.models import autokeras_search
 
-    return autokeras_search.search(splits, section, work)
+    return autokeras_search.search(splits, section, work, runtime["seed"])
 
 
 def train_transfer(experiment, section, splits, runtime, work, upstream_dir):
@@ -208,7 +330,7 @@ def train_transfer(experiment, section, splits, runtime, work, upstream_dir):
 
     model = transfer.transfer_model(splits.image_shape, splits.num_classes, section["weights"], upstream_dir)
     compile_model(model, section, runtime, section["learning_rate"], steps_for(splits, section))
-    rows = fit(model, splits, section, work)
+    rows = fit(model, splits, section, work, runtime["seed"])
     return model, rows, {"weights": section["weights"], "trainable_params": transfer.trainable_count(model)}, []
 
 
@@ -218,6 +340,7 @@ def train_finetune(experiment, section, splits, runtime, work, upstream_dir):
 
     from imgclf.models import transfer
 
+    seed = runtime["seed"]
     rate = section["learning_rate"] * section["lr_factor"]
     # one model, compiled (and so traced) once: every fold and the final fit restart from the
     # transfer model's weights with a fresh optimizer state, instead of paying the graph build again
@@ -232,7 +355,7 @@ def train_finetune(experiment, section, splits, runtime, work, upstream_dir):
         for variable, value in zip(model.optimizer.variables, start_optimizer):
             variable.assign(value)
 
-    folds = StratifiedKFold(section["kfold"], shuffle=True, random_state=section["seed"])
+    folds = StratifiedKFold(section["kfold"], shuffle=True, random_state=seed)
     scores = []
     for index, (fit_idx, held_idx) in enumerate(folds.split(splits.x_train, splits.y_train), 1):
         done = work / f"fold{index}.json"
@@ -241,13 +364,14 @@ def train_finetune(experiment, section, splits, runtime, work, upstream_dir):
                                       splits.y_train[held_idx], splits.num_classes, splits.image_shape)
             (work / f"fold{index}").mkdir(exist_ok=True)
             restart()
-            rows = fit(model, fold, section, work / f"fold{index}")
-            done.write_text(json.dumps({"val_accuracy": float(rows[-1]["val_accuracy"])}))
+            rows = fit(model, fold, section, work / f"fold{index}", seed, stream=("fold", index))
+            write_json(done, {"val_accuracy": float(rows[-1]["val_accuracy"])})
+            faults.reached("fold")
         scores.append(json.loads(done.read_text())["val_accuracy"])
         print(f"fold {index}/{section['kfold']}: accuracy {scores[-1]:.4f}", flush=True)
     restart()
     (work / "final").mkdir(exist_ok=True)
-    rows = fit(model, splits, section, work / "final")
+    rows = fit(model, splits, section, work / "final", seed, stream=("final",))
     extra = {
         "cv_top1_mean": float(np.mean(scores)), "cv_top1_std": float(np.std(scores)), "cv_folds": len(scores),
         "cv_top1_folds": scores, "learning_rate_effective": rate, "trainable_params": transfer.trainable_count(model),
@@ -258,7 +382,7 @@ def train_finetune(experiment, section, splits, runtime, work, upstream_dir):
 TRAINERS = {"keras": train_keras, "autokeras": train_autokeras, "transfer": train_transfer, "finetune": train_finetune}
 
 
-def run(name: str, data_dir: str | Path, out_dir: str | Path, params: dict, threads: int,
+def run(name: str, data_dir: str | Path, out_dir: str | Path, params: dict, threads: int, seed: int,
         upstream_dir: str | Path | None = None) -> dict:
     experiment = experiments.get(name)
     section = params[name]
@@ -266,21 +390,29 @@ def run(name: str, data_dir: str | Path, out_dir: str | Path, params: dict, thre
     upstream_dir = Path(upstream_dir) if upstream_dir else None
     if experiment.upstream and upstream_dir is None:
         raise PipelineError(f"experiment {name} needs --upstream (the {experiment.upstream} model directory)")
-    runtime = configure_runtime(threads, section)
-    splits = data_module.load_training(data_dir, section, name)
-    key = fingerprint(name, section, data_dir, upstream_dir)
-    work = resume_dir(name, key)
+    runtime = configure_runtime(threads, section, seed)
+    splits = data_module.load_training(data_dir, section, seed, name)
+    key = fingerprint(name, section, seed, data_dir, upstream_dir)
+    work = resume_dir(name, seed, key)
     started = time.perf_counter()
     # a trainer returns the model, per-epoch history rows, extra facts and extra files to keep
     model, rows, extra, files = TRAINERS[experiment.kind](experiment, section, splits, runtime, work, upstream_dir)
     timed = rows and all(r.get("seconds") not in (None, "") for r in rows)
     train_seconds = sum(float(r["seconds"]) for r in rows) if timed else time.perf_counter() - started
+    recalibrated = 0
+    if section["bn_recalibration"]:
+        recal_started = time.perf_counter()
+        recalibrated = recalibrate_batchnorm(model, splits.x_train, section["batch_size"], seed)
+        if recalibrated:
+            print(f"BatchNorm statistics of {recalibrated} layers recalibrated on {len(splits.y_train)} training "
+                  f"images in {time.perf_counter() - recal_started:.1f} s", flush=True)
     meta = {
         "experiment": name, "model": experiment.model, "kind": experiment.kind, "dataset": experiment.dataset,
         "params": model.count_params(), "train_images": int(len(splits.y_train)), "epochs": len(rows),
         "train_seconds": round(train_seconds, 3),
         "train_images_per_second": round(len(rows) * len(splits.y_train) / train_seconds, 2) if timed else None,
-        "wall_seconds_this_run": round(time.perf_counter() - started, 3), "fingerprint": key, **runtime, **extra,
+        "wall_seconds_this_run": round(time.perf_counter() - started, 3), "fingerprint": key,
+        "bn_recalibrated_layers": recalibrated, **runtime, **extra,
     }
     with atomic_dir(out_dir) as tmp:
         model.save(tmp / "model.keras")

@@ -12,6 +12,7 @@ wildcard_constraints:
     filename="|".join(map(re.escape, ARCHIVE_OF)),
     dataset="|".join(stages.DATASET_ARCHIVE),
     experiment="|".join(EXPERIMENTS),
+    seed=r"\d+",
 
 
 # cluster partition and account come from the environment (sbatch's own variable names), never
@@ -25,6 +26,11 @@ CLUSTER = {
 
 def stage(name):
     return STAGES[name]
+
+
+def run_stage(kind, wildcards):
+    """The stage name of one (experiment, seed) run: train_<experiment>_s<seed>."""
+    return stages.run_stage(kind, wildcards.experiment, int(wildcards.seed))
 
 
 def stage_params(name):

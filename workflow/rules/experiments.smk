@@ -1,4 +1,4 @@
-# Experiments: one train and one evaluate job per registered experiment.
+# Experiments: one train and one evaluate job per registered experiment and seed (params: seeds).
 
 
 def train_resources(name):
@@ -14,16 +14,16 @@ def train_resources(name):
 
 rule train:
     input:
-        lambda w: stage(f"train_{w.experiment}").deps,
+        lambda w: stage(run_stage("train", w)).deps,
     output:
-        directory("models/{experiment}"),
+        directory("models/{experiment}/seed{seed}"),
     params:
-        cmd=lambda w: command(f"train_{w.experiment}"),
-        values=lambda w: stage_params(f"train_{w.experiment}"),
+        cmd=lambda w: command(run_stage("train", w)),
+        values=lambda w: stage_params(run_stage("train", w)),
     log:
-        "logs/train/{experiment}.log",
+        "logs/train/{experiment}/seed{seed}.log",
     benchmark:
-        "logs/train/{experiment}.benchmark.tsv"
+        "logs/train/{experiment}/seed{seed}.benchmark.tsv"
     threads: lambda w: PARAMS[w.experiment]["threads"]
     resources:
         mem_mb=lambda w: train_resources(w.experiment)["mem_mb"],
@@ -37,17 +37,17 @@ rule train:
 
 rule evaluate:
     input:
-        lambda w: stage(f"evaluate_{w.experiment}").deps,
+        lambda w: stage(run_stage("evaluate", w)).deps,
     output:
-        metrics="reports/metrics/{experiment}.json",
-        details=directory("reports/eval/{experiment}"),
+        metrics="reports/metrics/{experiment}/seed{seed}.json",
+        details=directory("reports/eval/{experiment}/seed{seed}"),
     params:
-        cmd=lambda w: command(f"evaluate_{w.experiment}"),
-        values=lambda w: stage_params(f"evaluate_{w.experiment}"),
+        cmd=lambda w: command(run_stage("evaluate", w)),
+        values=lambda w: stage_params(run_stage("evaluate", w)),
     log:
-        "logs/evaluate/{experiment}.log",
+        "logs/evaluate/{experiment}/seed{seed}.log",
     benchmark:
-        "logs/evaluate/{experiment}.benchmark.tsv"
+        "logs/evaluate/{experiment}/seed{seed}.benchmark.tsv"
     threads: lambda w: PARAMS[w.experiment]["threads"]
     resources:
         mem_mb=4000,

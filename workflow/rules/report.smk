@@ -15,6 +15,7 @@ rule report:
         ),
     params:
         cmd=command("report"),
+        values=stage_params("report"),
     log:
         "logs/report/report.log",
     threads: 1

@@ -3,7 +3,10 @@
 The search space is one ``ImageBlock`` type (params ``block_type``, default 'vanilla'): AutoKeras'
 default search moves on to ResNet50 and EfficientNetB7 at 224x224 from its second trial, which is
 impractical at 32x32 on a CPU. The tuner's project lives in the resume directory, so a killed
-search picks up at its last trial."""
+search picks up at its last trial: finished trials are kept, and the trial that was running is
+run again from its start. Each trial and the final fit of the best model begin by reseeding every
+random stream from (seed, trial), so a trial run again draws what it drew the first time, and the
+exported model equals an undisturbed search's."""
 
 from __future__ import annotations
 
@@ -28,21 +31,51 @@ def trials_table(tuner) -> list[dict]:
     return rows
 
 
-def search(splits, section: dict, work: Path):
+def _keyed(method, seed: int, key):
+    """``method``, called only after every random stream is reseeded from (seed, key(args))."""
+    import keras
+
+    from imgclf.data import stream_seed
+
+    def wrapped(*args, **kwargs):
+        keras.utils.set_random_seed(stream_seed(seed, "autokeras", key(*args)))
+        return method(*args, **kwargs)
+
+    return wrapped
+
+
+def search(splits, section: dict, work: Path, seed: int):
+    import json
+    import shutil
+
+    try:
+        return _search(splits, section, work, seed)
+    except (json.JSONDecodeError, EOFError, OSError) as exc:  # a kill while the tuner wrote its state
+        print(f"warning: the AutoKeras search state in {work} is unreadable ({exc}): the search starts over", flush=True)
+        shutil.rmtree(work / "search", ignore_errors=True)
+        return _search(splits, section, work, seed)
+
+
+def _search(splits, section: dict, work: Path, seed: int):
     import autokeras as ak
+
+    from imgclf import faults
 
     input_node = ak.ImageInput()
     block = ak.ImageBlock(block_type=section["block_type"], normalize=True, augment=False)
     output = ak.ClassificationHead(num_classes=splits.num_classes)(block(input_node))
     auto = ak.AutoModel(
         inputs=input_node, outputs=output, tuner=section["tuner"], max_trials=section["max_trials"],
-        directory=str(work), project_name="search", overwrite=False, seed=section["seed"],
+        directory=str(work), project_name="search", overwrite=False, seed=seed,
         objective="val_accuracy",
     )
+    tuner = auto.tuner
+    tuner._build_and_fit_model = _keyed(tuner._build_and_fit_model, seed, lambda trial, *a, **k: trial.trial_id)
+    tuner.final_fit = _keyed(tuner.final_fit, seed, lambda *a, **k: "final")
     history = auto.fit(
         splits.x_train.astype(np.float32), splits.y_train,
         validation_data=(splits.x_val.astype(np.float32), splits.y_val),
-        epochs=section["epochs"], batch_size=section["batch_size"], verbose=2,
+        epochs=section["epochs"], batch_size=section["batch_size"], verbose=2, callbacks=faults.keras_callbacks(),
     )
     model = auto.export_model()
     trials = trials_table(auto.tuner)
