@@ -8,7 +8,7 @@ import re
 import pytest
 
 from conftest import ROOT, file_hashes, load_params, make_project, run, slurm_installed
-from imgclf import experiments
+from imgclf import config, experiments, stages
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
@@ -18,7 +18,9 @@ def test_ci_pipeline_went_through_slurm(ci_project, tmp_path):
         pytest.skip("slurm-wlm and munge are not installed (bash .ci/slurm-cluster.sh install)")
     log = (ci_project / ".slurm-run.log").read_text()
     submitted = re.findall(r"submitted with SLURM jobid (\d+)", log)
-    cluster_jobs = 2 + 2 * len(experiments.EXPERIMENTS) + 1  # prepare x2, train + evaluate each, report
+    runs = stages.runs(config.load(ci_project / "params.yaml"))
+    assert len(runs) > len(experiments.EXPERIMENTS)  # CI's config has two seed_cnn seeds
+    cluster_jobs = 2 + 2 * len(runs) + 1  # prepare x2, train + evaluate per (experiment, seed), report
     assert len(submitted) == cluster_jobs, log[-3000:]
     local_jobs = re.findall(r"^localrule (\w+):", log, re.M)
     assert sorted(set(local_jobs)) == ["all", "download", "sample"]
@@ -28,9 +30,9 @@ def test_ci_pipeline_went_through_slurm(ci_project, tmp_path):
     local = make_project(tmp_path / "local", load_params("config/ci.yaml"))
     run(["snakemake", "--cores", "2", "data/prepared/imagenet200", "data/prepared/cifar10"], local)
     assert file_hashes(ci_project, "data/prepared") == file_hashes(local, "data/prepared")
-    for name in experiments.EXPERIMENTS:
-        assert (ci_project / f"reports/metrics/{name}.json").exists()
-        assert (ci_project / f"models/{name}/model.keras").exists()
+    for name, seed in runs:
+        assert (ci_project / stages.metrics_file(name, seed)).exists()
+        assert (ci_project / stages.model_dir(name, seed) / "model.keras").exists()
 
 
 def test_dry_run_of_the_full_reproduction_shows_gpu_requests():

@@ -1,8 +1,8 @@
 """DVC and Snakemake agree: one DAG, the same reruns for the same change, results recorded across
 engines, runs compared and shared through a DVC remote."""
 
+import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -59,8 +59,10 @@ def test_one_dag_in_both_engines():
     assert set(smk_outputs) == set(dvc_outputs)
     assert smk_outputs == dvc_outputs
     assert smk_edges == dvc_edges
-    assert ("train_densenet201", "train_cifar_densenet201_transfer") in dvc_edges
-    assert len(dvc_outputs) == 4 + 2 + 2 * len(experiments.EXPERIMENTS) + 1
+    assert ("train_densenet201_s0", "train_cifar_densenet201_transfer_s0") in dvc_edges
+    runs = stages.runs(config.load(ROOT / "params.yaml"))
+    assert len(dvc_outputs) == 4 + 2 + 2 * len(runs) + 1
+    assert {("train_seed_cnn_s1", "evaluate_seed_cnn_s1"), ("evaluate_seed_cnn_s2", "report")} <= dvc_edges
 
 
 def _edit_params(project, section, key, value):
@@ -79,13 +81,17 @@ def _append_line(project, relative):
     return lambda: (path.write_text(before), os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns)))
 
 
+CI_RUNS = stages.runs(config.load(ROOT / "config/ci.yaml"))
+
+
 def _expected(changed_experiments, data=None):
     names = list(changed_experiments)
     for name, experiment in experiments.EXPERIMENTS.items():  # downstream of a changed model
         if experiment.upstream in names and name not in names:
             names.append(name)
-    dvc = {f"train_{n}" for n in names} | {f"evaluate_{n}" for n in names} | {"report"}
-    smk = {"train": len(names), "evaluate": len(names), "report": 1}
+    runs = [(n, s) for n, s in CI_RUNS if n in names]
+    dvc = {stages.run_stage(kind, n, s) for n, s in runs for kind in ("train", "evaluate")} | {"report"}
+    smk = {"train": len(runs), "evaluate": len(runs), "report": 1}
     if data:
         dvc.add(f"prepare_{data}")
         smk["prepare"] = 1
@@ -138,16 +144,16 @@ def test_dvc_command_reproduces_the_snakemake_training(ci_project, tmp_path):
     """dvc.yaml's command (no --threads) trains with the same TensorFlow thread count as the
     Snakemake job (--threads from the rule), so the same params give the same numbers in both
     engines; cifar_base_cnn also exercises the random flip and crop."""
-    cmd = yaml.safe_load((ci_project / "dvc.yaml").read_text())["stages"]["train_cifar_base_cnn"]["cmd"]
+    cmd = yaml.safe_load((ci_project / "dvc.yaml").read_text())["stages"]["train_cifar_base_cnn_s0"]["cmd"]
     assert "--threads" not in cmd
     out = tmp_path / "dvc-trained"
-    run(cmd.replace("--out models/cifar_base_cnn", f"--out {out}").split(), ci_project, timeout=900)
+    run(cmd.replace("--out models/cifar_base_cnn/seed0", f"--out {out}").split(), ci_project, timeout=900)
 
     def numbers(model_dir):
         rows = (model_dir / "history.csv").read_text().splitlines()
         return [",".join(row.split(",")[:-1]) for row in rows]  # every column but the seconds
 
-    assert numbers(out) == numbers(ci_project / "models/cifar_base_cnn")
+    assert numbers(out) == numbers(ci_project / "models/cifar_base_cnn/seed0")
 
 
 def test_compare_runs_and_cross_engines(ci_project):
@@ -156,19 +162,21 @@ def test_compare_runs_and_cross_engines(ci_project):
     # a variant through DVC experiments
     run(["dvc", "exp", "run", "-S", "alexnet32.epochs=2", "-n", "two-epochs"], ci_project, timeout=900)
     shown = run(["dvc", "exp", "show", "--csv"], ci_project).stdout
-    assert "two-epochs" in shown and "alexnet32.epochs" in shown and "reports/metrics/alexnet32.json:top1" in shown
-    diff = run(["dvc", "metrics", "diff", "--all"], ci_project).stdout
-    for key in ("top1", "top5", "loss"):
-        assert f"reports/metrics/alexnet32.json  {key}" in diff.replace("\t", "  ") or key in diff
-    assert "reports/metrics/alexnet32.json" in diff
-    history = yaml.safe_load((ci_project / "models/alexnet32/train.json").read_text())
+    metrics_path = stages.metrics_file("alexnet32", 0)
+    assert "two-epochs" in shown and "alexnet32.epochs" in shown and f"{metrics_path}:top1" in shown
+    diff = run(["dvc", "metrics", "diff", "--json"], ci_project).stdout
+    changed = json.loads(diff)
+    assert set(changed) == {metrics_path}, "only the retrained experiment's metrics change"
+    assert changed[metrics_path]["epochs"] == {"old": 1, "new": 2, "diff": 1}
+    assert changed[metrics_path]["loss"]["old"] != changed[metrics_path]["loss"]["new"]  # top-1 may tie; the loss moves
+    history = yaml.safe_load((ci_project / stages.model_dir("alexnet32", 0) / "train.json").read_text())
     assert history["epochs"] == 2
     # DVC ran it: after `make sync` Snakemake agrees there is nothing to do
     run(["make", "-s", "sync", "STAMP="], ci_project)
     assert snakemake_jobs(ci_project) == {}
     plots = run(["dvc", "plots", "diff", "--out", "plots-html"], ci_project)
     page = (ci_project / "plots-html" / "index.html").read_text()
-    assert "alexnet32: learning curve" in page and "confusion matrix" in page, plots.stdout[-500:]
+    assert "alexnet32 seed 0: learning curve" in page and "confusion matrix" in page, plots.stdout[-500:]
     # back to the committed results: checkout restores them from the cache, no retraining
     run(["git", "checkout", "--", "params.yaml", "dvc.lock"], ci_project)
     run(["dvc", "checkout", "--quiet"], ci_project)

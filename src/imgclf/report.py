@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from imgclf import experiments, stages
+from imgclf import experiments
 from imgclf.errors import PipelineError
 from imgclf.io_utils import atomic_dir, write_text
 

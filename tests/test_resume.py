@@ -1,0 +1,145 @@
+"""Exact resume: a training run killed with SIGKILL at any point (mid-epoch, while its checkpoint
+is being written, between fine-tuning folds, inside an AutoKeras trial) and then rerun ends with
+the same history numbers and bit-identical weights as an undisturbed run; and two undisturbed
+runs of the same commit, params and data give identical metrics."""
+
+import csv
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import load_params, run
+
+pytestmark = pytest.mark.slow
+RESULT_KEYS = ("top1", "top5", "loss", "train_top1", "train_top5", "train_loss", "top_class_share",
+               "predicted_classes", "mean_per_class_top1", "params", "epochs", "train_images")
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, small_tiny_zip):
+    """Prepared 12-class data and a params file sized for seconds-long runs."""
+    root = tmp_path_factory.mktemp("resume")
+    params = load_params()
+    params["data"]["imagenet200"]["n_classes"] = 12
+    params["cifar_base_cnn"].update(epochs=4, batch_size=8, augment_flip=True, augment_crop=2, seeds=[3])
+    params["cifar_densenet201_finetune"].update(epochs=1, batch_size=16, kfold=2, train_subset=60, val_subset=24,
+                                                unfreeze_from="conv5_block31_")
+    params["autokeras"].update(epochs=2, batch_size=16, max_trials=2, train_subset=120, val_subset=24)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    run(["imgclf", "prepare", "imagenet200", "--source", str(small_tiny_zip), "--out", "data", "--threads", "1"], root)
+    return root
+
+
+def train(root, name, out, kill_at=None, extra=()):
+    env = {**os.environ, "IMGCLF_KILL_AT": kill_at} if kill_at else None
+    command = ["imgclf", "train", name, "--data", "data", "--out", out, "--threads", "1", *extra]
+    return subprocess.run(command, cwd=root, capture_output=True, text=True, env=env, timeout=900)
+
+
+def killed_then_resumed(root, name, out, kill_at, extra=()):
+    """Kill a run at ``kill_at``, rerun it undisturbed; the rerun's output."""
+    first = train(root, name, out, kill_at, extra)
+    assert first.returncode == -9, f"not killed at {kill_at}:\n{first.stdout[-2000:]}\n{first.stderr[-2000:]}"
+    assert not (root / out).exists(), "a killed run must not leave a model that looks complete"
+    second = train(root, name, out, None, extra)
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+    return second.stdout
+
+
+def weights(model_dir):
+    import keras
+
+    from imgclf.models import autokeras_search
+
+    model = keras.models.load_model(model_dir / "model.keras", compile=False,
+                                    custom_objects=autokeras_search.custom_objects())
+    return [w.numpy() for w in model.weights]
+
+
+def history(model_dir):
+    with open(model_dir / "history.csv") as handle:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
+
+
+def assert_same_model(a, b):
+    wa, wb = weights(a), weights(b)
+    assert len(wa) == len(wb) and len(wa) > 0
+    different = [i for i, (x, y) in enumerate(zip(wa, wb)) if not np.array_equal(x, y)]
+    assert not different, f"{len(different)} of {len(wa)} weight arrays differ"
+    assert history(a) == history(b)
+
+
+@pytest.fixture(scope="module")
+def undisturbed(workspace):
+    result = train(workspace, "cifar_base_cnn", "clean")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workspace / "clean"
+
+
+def test_run_killed_again_and_again_ends_with_the_undisturbed_model(workspace, undisturbed):
+    """One run killed four times, each rerun resuming from what the last kill left (27 batches an
+    epoch, 4 epochs; flips, crops, dropout and BatchNorm all on):
+    batch:40, mid-epoch 2, with epoch 1's checkpoint on disk; then checkpoint:1, with epoch 2's
+    weights in a temporary file; then state:2, with epoch 3's checkpoint renamed into place but
+    not yet recorded; then batch:30, in the last epoch. The fifth run finishes."""
+    out = "resumed"
+    for kill_at, resumes_after in (("batch:40", None), ("checkpoint:1", 1), ("state:2", 1), ("batch:30", 2)):
+        result = train(workspace, "cifar_base_cnn", out, kill_at)
+        assert result.returncode == -9, f"not killed at {kill_at}:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+        if resumes_after:
+            assert f"resuming after epoch {resumes_after} " in result.stdout, (kill_at, result.stdout[-2000:])
+        assert not (workspace / out).exists(), "a killed run must not leave a model that looks complete"
+    final = train(workspace, "cifar_base_cnn", out)
+    assert final.returncode == 0 and "resuming after epoch 3 " in final.stdout, final.stdout[-2000:] + final.stderr[-2000:]
+    assert_same_model(undisturbed, workspace / out)
+    assert not (workspace / ".resume/cifar_base_cnn/seed3").exists()
+    assert not list((workspace / ".resume").rglob("*.tmp"))
+
+
+def test_same_commit_params_and_data_give_identical_metrics(workspace, undisturbed):
+    """Two runs in separate processes (the undisturbed one and the one killed four times) give
+    bit-identical weights, and evaluation gives identical metrics; train.json says what they
+    depend on."""
+    metrics = []
+    for out in ("clean", "resumed"):
+        run(["imgclf", "evaluate", "cifar_base_cnn", "--data", "data", "--model", out, "--metrics", f"{out}.json",
+             "--out", f"{out}-eval", "--threads", "1"], workspace)
+        metrics.append(json.loads((workspace / f"{out}.json").read_text()))
+    assert {k: metrics[0][k] for k in RESULT_KEYS} == {k: metrics[1][k] for k in RESULT_KEYS}
+    assert metrics[0]["train_top1"] > 2 * metrics[0]["chance_top1"]
+    meta = json.loads((undisturbed / "train.json").read_text())
+    for key in ("tensorflow", "keras", "cpu_model", "cpu_flags", "device", "threads", "cpu_isa", "onednn_max_cpu_isa",
+                "op_determinism", "seed"):
+        assert key in meta, key
+    assert meta["onednn_max_cpu_isa"] == "AVX2" and meta["op_determinism"] is True and meta["threads"] == 1
+
+
+def test_finetune_killed_between_folds(workspace, tmp_path):
+    from imgclf.models import transfer
+    from test_models import _local_weights
+
+    upstream = workspace / "transfer"
+    if not upstream.exists():
+        upstream.mkdir()
+        transfer.transfer_model((32, 32, 3), 12, weights=_local_weights()).save(upstream / "model.keras")
+    extra = ("--upstream", "transfer")
+    clean = train(workspace, "cifar_densenet201_finetune", "ft-clean", extra=extra)
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    log = killed_then_resumed(workspace, "cifar_densenet201_finetune", "ft-resumed", "fold:1", extra)
+    assert "fold 1/2" in log
+    assert_same_model(workspace / "ft-clean", workspace / "ft-resumed")
+    a, b = (json.loads((workspace / d / "train.json").read_text()) for d in ("ft-clean", "ft-resumed"))
+    assert a["cv_top1_folds"] == b["cv_top1_folds"]
+
+
+def test_autokeras_killed_inside_a_trial(workspace):
+    """Two trials of 2 epochs x 8 batches: batch:20 is inside the second trial."""
+    clean = train(workspace, "autokeras", "ak-clean")
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    killed_then_resumed(workspace, "autokeras", "ak-resumed", "batch:20")
+    assert_same_model(workspace / "ak-clean", workspace / "ak-resumed")
+    assert (workspace / "ak-clean/trials.csv").read_text() == (workspace / "ak-resumed/trials.csv").read_text()
