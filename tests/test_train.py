@@ -172,3 +172,21 @@ def test_recalibration_leaves_weights_and_frozen_batchnorm_alone():
     assert not any(path.startswith("block1_bn1/") for path in changed)
     assert all(layer.momentum == 0.99 for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
     assert model.get_layer("fc_drop").rate == 0.3
+
+
+@pytest.mark.parametrize("size", [10, 37, 150, 195, 199, 200])
+def test_subset_keeps_every_class_at_any_size(size):
+    """Stratified subsets of any size from 10 (one per class) to all: every class kept, no image twice,
+    the same draw for the same seed (near the full size, where a stratified draw of what is left
+    out is impossible, one image of each of the largest classes is left out)."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 20)
+    rng.shuffle(labels)
+    images = np.arange(200)[:, None, None, None].astype(np.uint8) * np.ones((1, 2, 2, 3), np.uint8)
+    x, y = data.subset(images, labels, size, 3, "where")
+    assert len(y) == size and set(y) == set(range(10))
+    indices = x[:, 0, 0, 0]
+    assert len(set(indices.tolist())) == size and np.array_equal(labels[indices], y)
+    assert np.array_equal(data.subset(images, labels, size, 3, "where")[1], y)
+    counts = np.bincount(y, minlength=10)
+    assert counts.max() - counts.min() <= 1 + (size < 200 and size > 190)

@@ -40,7 +40,14 @@ def subset(images: np.ndarray, labels: np.ndarray, size: int | None, seed: int, 
         raise PipelineError(f"{where}: {size} requested but the split has {len(labels)} images")
     if size < len(np.unique(labels)):
         raise PipelineError(f"{where}: {size} is fewer than the {len(np.unique(labels))} classes")
-    _, chosen = stratified_split(labels, size / len(labels), seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    drop = len(labels) - size
+    if drop < len(classes):  # too few left out for a stratified draw: one image from each of the largest classes
+        rng = np.random.default_rng(seed)
+        removed = [rng.choice(np.flatnonzero(labels == c)) for c in classes[np.argsort(-counts, kind="stable")[:drop]]]
+        chosen = np.setdiff1d(np.arange(len(labels)), removed)
+    else:
+        _, chosen = stratified_split(labels, size / len(labels), seed)
     return images[chosen], labels[chosen]
 
 

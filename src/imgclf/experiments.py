@@ -179,6 +179,10 @@ _DENSENET_NOTE = (
     "ImageNet-1k DenseNets at 224x224 (as listed for Keras' pretrained DenseNets): copied from there, "
     "not a 32x32 200-class result, so not plotted beside ours"
 )
+# bench/bench_determinism.py on an AVX-512 Xeon: pinning oneDNN to AVX2 costs the seed CNN's large
+# 5x5 convolutions 35-40 % of their speed (DenseNet-121: 1 %, the CIFAR CNN: 14 %), more than the
+# 15 % a machine-independent default may cost, so the seed CNNs use the CPU's best kernels
+_SEED_CNN_ISA = {"cpu_isa": "native"}
 _STEM = {
     "stem": {
         "type": "string",
@@ -191,12 +195,12 @@ _STEM = {
 register(Experiment(
     "seed_cnn", "Exp. 1: the paper's large-kernel CNN, (3,32,32) read channels-last", "seed_cnn", "imagenet200",
     paper=Paper(params_m=0.795, note="paper reports the summary (795,000 params) but no accuracy"),
-    defaults={"epochs": 30, "learning_rate": 5e-4, "runtime_min": 30},
+    defaults={"epochs": 30, "learning_rate": 5e-4, "runtime_min": 30, **_SEED_CNN_ISA},
     model_source="seed_cnn.py",
 ))
 register(Experiment(
     "seed_cnn_hwc", "Exp. 1 corrected: same layer plan on 32x32x3 channels-last", "seed_cnn_hwc", "imagenet200",
-    defaults={"epochs": 30, "learning_rate": 5e-4, "runtime_min": 30},
+    defaults={"epochs": 30, "learning_rate": 5e-4, "runtime_min": 30, **_SEED_CNN_ISA},
     model_source="seed_cnn.py",
 ))
 register(Experiment(

@@ -203,7 +203,8 @@ def load_checkpoint(work: Path, model) -> tuple[int, list[dict]]:
         return 0, []
     state = json.loads(state_path.read_text())
     with np.load(work / state["checkpoint"]) as saved:
-        model.optimizer.build(model.trainable_variables)
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
         weights, optimizer = model.weights, model.optimizer.variables
         if len(saved.files) != len(weights) + len(optimizer):
             raise PipelineError(f"{work}: checkpoint does not match the model (delete {work} to start over)")
@@ -216,17 +217,24 @@ def load_checkpoint(work: Path, model) -> tuple[int, list[dict]]:
 
 
 def reseed(model, *key) -> None:
-    """Every random stream a model holds, keyed by ``key`` (run seed, fold, epoch): Keras'
-    global seeds and each layer's seed generator (dropout). Seed generators are not part of a
-    saved model, so without this a resumed epoch would drop other units than the undisturbed one."""
-    import keras
+    """Every random stream a model holds, keyed by ``key`` (run seed, fold, epoch): each layer's
+    seed generator (dropout and any other random layer), Keras' global seed generator, Python's
+    and NumPy's global generators. Seed generators are not part of a saved model, so without this
+    a resumed epoch would drop other units than the undisturbed one. TensorFlow's global seed is
+    left alone: it is part of every traced function's cache key, and a new one each epoch would
+    trace the train and test steps again (a minute for a DenseNet)."""
+    import random
 
-    keras.utils.set_random_seed(data_module.stream_seed(*key, "global"))
-    index = 0
-    for layer in model._flatten_layers(include_self=True):
-        for generator in getattr(layer, "_seed_generators", []):
-            generator.state.assign([data_module.stream_seed(*key, "layer", index), 0])
-            index += 1
+    import numpy as np
+    from keras.src.backend.common import global_state
+
+    random.seed(data_module.stream_seed(*key, "python"))
+    np.random.seed(data_module.stream_seed(*key, "numpy"))
+    generators = [generator for layer in model._flatten_layers(include_self=True)
+                  for generator in getattr(layer, "_seed_generators", [])]
+    shared = global_state.get_global_attribute("global_seed_generator")
+    for index, generator in enumerate(generators + ([shared] if shared is not None else [])):
+        generator.state.assign(np.array([data_module.stream_seed(*key, "layer", index), 0], dtype=generator.state.dtype))
 
 
 def fit(model, splits, section: dict, work: Path, seed: int, stream: tuple = (), epochs: int | None = None,
@@ -259,12 +267,13 @@ def steps_for(splits, section: dict, epochs: int | None = None) -> int:
 # --- BatchNorm statistics ----------------------------------------------------------------------
 
 
-def recalibrate_batchnorm(model, images, batch_size: int, seed: int) -> int:
+def recalibrate_batchnorm(model, images, batch_size: int, seed: int, eager: bool = False) -> int:
     """Set every trainable BatchNorm layer's moving mean and variance to their average over the
     training images, weights untouched (``torch.optim.swa_utils.update_bn``'s cumulative
     average). After short training, momentum-0.99 moving statistics still lag the weights, and
     the model scores near chance in inference mode while it has learned. Dropout is off during
-    the pass, as at inference. Returns the number of layers recalibrated."""
+    the pass, as at inference. ``eager`` calls the model batch by batch instead of tracing a graph
+    (as ``run_eagerly`` does for training). Returns the number of layers recalibrated."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -279,7 +288,10 @@ def recalibrate_batchnorm(model, images, batch_size: int, seed: int) -> int:
         layer.momentum = 0.0  # each batch's statistics land in the moving variables as they are
     for layer in dropouts:
         layer.rate = 0.0
-    step = tf.function(lambda x: model(x, training=True), reduce_retracing=True)
+    def forward(x):
+        return model(x, training=True)
+
+    step = forward if eager else tf.function(forward, reduce_retracing=True)
     order = np.random.default_rng(data_module.stream_seed(seed, "batchnorm")).permutation(len(images))
     sums = [[np.zeros(layer.moving_mean.shape, np.float64), np.zeros(layer.moving_variance.shape, np.float64)]
             for layer in layers]
@@ -402,7 +414,7 @@ def run(name: str, data_dir: str | Path, out_dir: str | Path, params: dict, thre
     recalibrated = 0
     if section["bn_recalibration"]:
         recal_started = time.perf_counter()
-        recalibrated = recalibrate_batchnorm(model, splits.x_train, section["batch_size"], seed)
+        recalibrated = recalibrate_batchnorm(model, splits.x_train, section["batch_size"], seed, section["run_eagerly"])
         if recalibrated:
             print(f"BatchNorm statistics of {recalibrated} layers recalibrated on {len(splits.y_train)} training "
                   f"images in {time.perf_counter() - recal_started:.1f} s", flush=True)
