@@ -16,6 +16,7 @@ try:
             f"--config overrides are not passed on to the stages; put them in a params file "
             f"and pass it with --configfile (stages read {PARAMS_FILE})"
         )
+    stages.check_dvc_yaml(PARAMS, PARAMS_FILE)
 except errors.PipelineError as exc:
     raise WorkflowError(str(exc)) from None
 STAGES = stages.by_name(PARAMS, PARAMS_FILE)

@@ -66,6 +66,7 @@ def make_project(dest: Path, params: dict | None = None) -> Path:
             shutil.copy2(source, target)
     if params is not None:
         (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        run(["imgclf", "dvc-yaml"], dest)  # one stage per (experiment, seed) of these params
     run(["git", "init", "-q"], dest)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], dest)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"], dest)

@@ -79,3 +79,22 @@ def test_dvc_and_snakemake_commands_match(params):
     for name, stage in table.items():
         assert dvc[name]["cmd"] == stage.cmd
         assert dvc[name]["deps"] == stage.deps
+
+
+def test_a_stale_dvc_yaml_stops_both_engines(tmp_path):
+    """Adding a seed changes the stage list: until dvc.yaml is regenerated, Snakemake refuses to
+    start and the report command (the last stage of either engine) fails, naming the fix."""
+    from conftest import make_project
+
+    project = make_project(tmp_path / "p")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["alexnet32"]["seeds"] = [0, 7]
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = run(["snakemake", "-n", "--cores", "1"], project, check=False)
+    assert result.returncode != 0 and "dvc.yaml: out of date with params.yaml" in result.stdout + result.stderr
+    result = run(["imgclf", "report", "--metrics-dir", "m", "--models-dir", "m", "--eval-dir", "m", "--out", "r"],
+                 project, check=False)
+    assert result.returncode == 2 and "run `imgclf dvc-yaml`" in result.stderr and not (project / "r").exists()
+    run(["imgclf", "dvc-yaml"], project)
+    assert "train_alexnet32_s7" in (project / "dvc.yaml").read_text()
+    run(["snakemake", "-n", "--cores", "1"], project)

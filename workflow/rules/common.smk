@@ -72,9 +72,10 @@ def record_in_dvc():
             for path in [top, *(top.rglob("*") if top.is_dir() else [])]:
                 if path.exists():
                     times[path] = path.stat()
-    result = subprocess.run(["dvc", "commit", "--force", "--quiet", *names], capture_output=True, text=True)
+    result = subprocess.run(["dvc", "commit", "--force", *names], capture_output=True, text=True)
     for path, stat in sorted(times.items(), key=lambda item: -len(item[0].parts)):  # files before their dirs
         if path.exists():
             os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     if result.returncode != 0:
-        print(f"warning: dvc commit failed; dvc.lock not updated:\n{result.stderr.strip()}")
+        reason = (result.stderr.strip() or result.stdout.strip() or f"exit status {result.returncode}").splitlines()
+        print(f"warning: dvc commit failed; dvc.lock not updated: {reason[-1]}")
