@@ -2,7 +2,9 @@
 # A real single-node SLURM cluster on this machine, for the cluster test:
 #   .ci/slurm-cluster.sh install | start | stop | status
 # slurmctld and slurmd on the local host name, proctrack/linuxproc, task/none, no accounting
-# storage, a large MinJobAge (snakemake-executor-plugin-slurm reads job states with squeue).
+# storage, a large MinJobAge (snakemake-executor-plugin-slurm reads job states with squeue), and
+# one GPU as a generic resource without a device file: jobs that ask for a GPU (--gpus=1) are
+# accepted and scheduled as on a GPU cluster, and run on the CPU.
 set -euo pipefail
 CONF_DIR=/etc/slurm
 STATE=/var/spool/slurm-imgclf
@@ -47,10 +49,12 @@ SlurmctldLogFile=/var/log/slurm/slurmctld.log
 SlurmdLogFile=/var/log/slurm/slurmd.log
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
-NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
+GresTypes=gpu
+NodeName=$host CPUs=$cpus RealMemory=$mem Gres=gpu:1 State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
     : > "$CONF_DIR/cgroup.conf"
+    echo "NodeName=$host Name=gpu File=/dev/null Count=1" > "$CONF_DIR/gres.conf"
     slurmctld -c 2>/dev/null || slurmctld
     slurmd -c 2>/dev/null || slurmd
     for _ in $(seq 60); do
@@ -76,7 +80,7 @@ stop() {
     # No config, no controller to wait for: with slurm.conf left behind and slurmctld down, every
     # `scontrol` call (snakemake-executor-plugin-slurm makes one whenever snakemake starts)
     # retries for MessageTimeout (10 s) before it gives up.
-    rm -f "$CONF_DIR/slurm.conf" "$CONF_DIR/cgroup.conf"
+    rm -f "$CONF_DIR/slurm.conf" "$CONF_DIR/cgroup.conf" "$CONF_DIR/gres.conf"
 }
 
 status() { sinfo && squeue; }

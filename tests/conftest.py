@@ -117,25 +117,67 @@ def slurm_installed() -> bool:
     return shutil.which("slurmctld") is not None and shutil.which("munged") is not None
 
 
-@pytest.fixture(scope="session", autouse=True)
-def slurm_cluster():
-    """Where slurm-wlm is installed, its single-node cluster runs for the whole session (started
-    here and stopped at the end, pass or fail, unless it was already up). Besides the SLURM run below, this matters to every
-    ``snakemake`` call: snakemake-executor-plugin-slurm runs ``scontrol show config`` when it is
-    imported, which waits MessageTimeout (10 s) on a host whose SLURM controller is down."""
+def _slurm_wanted() -> bool:
+    if os.environ.get("IMGCLF_SLURM") == "off":  # make mutate: fast tests only, no cluster
+        return False
     if not slurm_installed():
         if os.environ.get("IMGCLF_REQUIRE_SLURM"):
-            pytest.fail("IMGCLF_REQUIRE_SLURM is set but slurm-wlm/munge are not installed")
-        yield False
-        return
-    if run(["scontrol", "ping"], ROOT, check=False, timeout=60).returncode == 0:
-        yield True  # already up (another session's, or started by hand): used, left running
-        return
+            raise pytest.UsageError("IMGCLF_REQUIRE_SLURM is set but slurm-wlm/munge are not installed")
+        return False
+    return True
+
+
+def _slurm_up() -> bool:
+    return run(["scontrol", "ping"], ROOT, check=False, timeout=60).returncode == 0
+
+
+def pytest_sessionstart(session):
+    """Where slurm-wlm is installed, its single-node cluster runs for the whole session: started here
+    (in the controlling process, once, also under pytest-xdist) and stopped at the end, pass or
+    fail, unless it was already up. Besides the SLURM run below, this matters to every
+    ``snakemake`` call: snakemake-executor-plugin-slurm runs ``scontrol show config`` when it is
+    imported, which waits MessageTimeout (10 s) on a host whose SLURM controller is down."""
+    if hasattr(session.config, "workerinput") or not _slurm_wanted() or _slurm_up():
+        return  # an xdist worker (the controller starts it), no SLURM here, or already up: left running
     run(["bash", str(SLURM_SCRIPT), "start"], ROOT, timeout=180)
-    try:
-        yield True
-    finally:
+    session.config.imgclf_started_slurm = True
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if getattr(session.config, "imgclf_started_slurm", False):
         run(["bash", str(SLURM_SCRIPT), "stop"], ROOT, check=False, timeout=120)
+
+
+# The modules whose tests share the session's pipeline run (``ci_project``), the longest task.
+PIPELINE_MODULES = ("test_pipeline.py", "test_versioning.py", "test_slurm.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The shared pipeline's modules first (under pytest-xdist: the longest task starts at once),
+    and no test elsewhere may use ``ci_project`` (it would build the pipeline again on another worker)."""
+    elsewhere = [i.nodeid for i in items if "ci_project" in getattr(i, "fixturenames", ()) and i.path.name not in PIPELINE_MODULES]
+    if elsewhere:
+        raise pytest.UsageError(f"tests using ci_project belong in {', '.join(PIPELINE_MODULES)}: {elsewhere}")
+    items.sort(key=lambda item: item.path.name not in PIPELINE_MODULES)  # stable: order kept otherwise
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist: the pipeline modules go to one worker as one unit (one ``ci_project``), every
+    other module to whichever worker is free (module fixtures built once)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class PipelineScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "ci_project" if module.rsplit("/", 1)[-1] in PIPELINE_MODULES else module
+
+    return PipelineScheduling(config, log)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """Whether the single-node SLURM cluster is up for this session's pipeline run."""
+    return _slurm_wanted() and _slurm_up()
 
 
 @pytest.fixture(scope="session")
@@ -150,7 +192,9 @@ def ci_project(tmp_path_factory, slurm_cluster):
         run(["snakemake", "--cores", "2"], project, timeout=2400)
         yield project
         return
-    result = run(["snakemake", "--profile", "profiles/slurm", "--slurm-status-command", "squeue", "--jobs", "4"],
-                 project, timeout=3000)
+    # status checks every 2 s at first (the profile's 10 s suit a shared cluster; here most jobs last
+    # seconds, and each level of the DAG would wait for a check)
+    result = run(["snakemake", "--profile", "profiles/slurm", "--slurm-status-command", "squeue", "--jobs", "4",
+                  "--slurm-init-seconds-before-status-checks", "2"], project, timeout=3000)
     (project / ".slurm-run.log").write_text(result.stdout + result.stderr)
     yield project

@@ -40,14 +40,32 @@ def test_seed_cnn_layer_shapes_match_the_paper_summary():
     assert model.get_layer("conv1").count_params() == 12_816
 
 
-def test_own_densenet_builder_matches_keras_applications():
+@pytest.mark.parametrize("depth", [121])
+def test_own_densenet_builder_matches_keras_applications(depth):
+    """With keras.applications' weights loaded into ours (same order, same shapes), both networks
+    compute the same features on the same images: same layers, wiring, padding and BatchNorm
+    epsilon, not just the same weight shapes."""
     import keras
 
     from imgclf.models import densenet
 
-    ours = densenet._densenet((32, 32, 3), *densenet.CONFIGS[121], "imagenet", "densenet121")
-    theirs = keras.applications.DenseNet121(include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg")
+    ours = densenet._densenet((32, 32, 3), *densenet.CONFIGS[depth], "imagenet", f"densenet{depth}")
+    theirs = getattr(keras.applications, f"DenseNet{depth}")(include_top=False, weights=None, input_shape=(32, 32, 3),
+                                                             pooling="avg")
     assert [tuple(w.shape) for w in ours.weights] == [tuple(w.shape) for w in theirs.weights]
+    rng = np.random.default_rng(depth)
+    values = [rng.normal(0.0, 0.05, tuple(w.shape)).astype(np.float32) for w in theirs.weights]
+    for w, value in zip(theirs.weights, values):
+        if "moving_variance" in w.path or w.path.endswith("gamma"):
+            value[...] = rng.uniform(0.5, 1.5, value.shape)  # positive variances, unit-ish scales
+    theirs.set_weights(values)
+    ours.set_weights(values)
+    images = rng.uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    images = keras.applications.densenet.preprocess_input(images)
+    expected = np.asarray(theirs(images, training=False))
+    got = np.asarray(ours(images, training=False))
+    assert expected.shape == got.shape == (4, theirs.output.shape[-1])
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
 
 def test_small_stem_keeps_spatial_resolution():

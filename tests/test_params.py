@@ -1,4 +1,6 @@
 import copy
+import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -18,13 +20,21 @@ def test_params_files_are_valid():
         config.load(ROOT / name)
 
 
-def test_every_knob_is_written_in_params_yaml(params):
-    """params.yaml spells out every key, so DVC can track each one."""
-    assert config.validate(params) == _with_defaults_only_where_given(params)
+@pytest.mark.parametrize("name", ["params.yaml", "config/full.yaml", "config/ci.yaml"])
+def test_every_knob_is_written_in_params_yaml(name):
+    """Each params file spells out every key the schema knows (validation fills nothing in), so DVC
+    tracks each one and a reader sees every value a run used."""
+    written = yaml.safe_load((ROOT / name).read_text())
+    assert config.validate(copy.deepcopy(written)) == written
 
 
-def _with_defaults_only_where_given(params):
-    return config.validate(copy.deepcopy(params))
+def test_validation_fills_a_missing_knob(params):
+    """The check above can fail: a key left out of the file is filled in by validation."""
+    del params["alexnet32"]["weight_decay"]
+    del params["data"]["jpeg_draft"]
+    filled = config.validate(copy.deepcopy(params))
+    assert filled != params
+    assert filled["alexnet32"]["weight_decay"] == 0.0 and filled["data"]["jpeg_draft"] is True
 
 
 @pytest.mark.parametrize(
@@ -98,3 +108,61 @@ def test_a_stale_dvc_yaml_stops_both_engines(tmp_path):
     run(["imgclf", "dvc-yaml"], project)
     assert "train_alexnet32_s7" in (project / "dvc.yaml").read_text()
     run(["snakemake", "-n", "--cores", "1"], project)
+
+
+@pytest.mark.slow
+def test_configfile_is_what_the_stage_commands_read(tmp_path):
+    """README: ``snakemake --configfile config/full.yaml`` reproduces with another params file
+    "without touching params.yaml". Every job's command names that file, and a stage run that way
+    uses its values: prepared images at its image_size, params.yaml's untouched."""
+    from conftest import load_params, make_project
+
+    project = make_project(tmp_path / "p", load_params("config/ci.yaml"))
+    other = load_params("config/ci.yaml")
+    other["data"]["image_size"] = 16
+    (project / "other.yaml").write_text(yaml.safe_dump(other, sort_keys=False))
+    before = (project / "params.yaml").read_text()
+    dry = run(["snakemake", "-n", "-p", "--forceall", "--cores", "2", "--configfile", "other.yaml"], project).stdout
+    commands = [line.split("Shell command: ", 1)[1] for line in dry.splitlines() if "Shell command: " in line]
+    stage_commands = [c for c in commands if c.startswith("imgclf ") and not c.startswith("imgclf make-sample")]
+    named = {Path(c.split("--params ", 1)[1].split()[0]).resolve() if "--params " in c else None for c in stage_commands}
+    assert len(stage_commands) > 20 and named == {(project / "other.yaml").resolve()}, stage_commands[:3]
+    run(["snakemake", "data/prepared/cifar10", "--cores", "2", "--configfile", "other.yaml"], project, timeout=600)
+    meta = json.loads((project / "data/prepared/cifar10/meta.json").read_text())
+    assert meta["image_size"] == 16
+    assert (project / "params.yaml").read_text() == before
+
+
+def test_load_errors_name_the_file(tmp_path):
+    with pytest.raises(PipelineError, match=f"^{tmp_path / 'nope.yaml'}: params file not found$"):
+        config.load(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("data: [1, 2\n")
+    with pytest.raises(PipelineError, match=rf"^{tmp_path / 'bad.yaml'}: not valid YAML \(while parsing a flow sequence\)$"):
+        config.load(tmp_path / "bad.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    with pytest.raises(PipelineError, match=rf"^{tmp_path / 'list.yaml'}: expected a mapping at the top level$"):
+        config.load(tmp_path / "list.yaml")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["seed_cnn"]["epochs"] = "three"
+    (tmp_path / "typo.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(PipelineError, match=rf"^{tmp_path / 'typo.yaml'}: seed_cnn.epochs: 'three' is not of type 'integer'$"):
+        config.load(tmp_path / "typo.yaml")
+    params["seed_cnn"]["epochs"] = 3
+    params["data"]["imagenet200"].update(class_selection="list", wnids=["n1", "n2"], n_classes=3)
+    with pytest.raises(PipelineError, match=r"^x.yaml: data.imagenet200.wnids: lists 2 classes but n_classes is 3$"):
+        config.validate(params, "x.yaml")
+    params["data"]["imagenet200"].update(class_selection="seeded", wnids=[])
+    params["data"]["bogus"], params["data"]["another"] = 1, 2
+    with pytest.raises(PipelineError, match=r"^x.yaml: data: unknown key 'another', 'bogus'$"):
+        config.validate(params, "x.yaml")
+
+
+def test_validation_fills_defaults_without_touching_its_input(params):
+    del params["data"]["imagenet200"]["wnids"]
+    del params["seed_cnn"]["cpu_isa"]
+    given = copy.deepcopy(params)
+    filled = config.validate(params)
+    assert params == given  # the caller's mapping is left as it was, nested sections included
+    assert filled["data"]["imagenet200"]["wnids"] == [] and filled["seed_cnn"]["cpu_isa"] == "native"
+    filled["data"]["imagenet200"]["wnids"].append("n1")  # defaults are copies, not the schema's own lists
+    assert config.validate(copy.deepcopy(given))["data"]["imagenet200"]["wnids"] == []

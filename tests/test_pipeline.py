@@ -1,26 +1,17 @@
-"""The whole DAG on the CI config (every experiment, then the report) through Snakemake, the
-rerun rules of both engines and the learning signal on the sample (resuming a killed run:
-test_resume.py)."""
+"""The whole DAG on the CI config (every experiment, then the report) through Snakemake: every
+number of the report against the metrics files, the transfer backbone against experiment 4's
+(the learning signal: test_learning.py; resuming a killed run: test_resume.py)."""
 
 import csv
 import json
-from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import make_project, run, snakemake_jobs
+from conftest import run, snakemake_jobs
 from imgclf import config, experiments, stages
 
 pytestmark = pytest.mark.slow
 EXPERIMENTS = list(experiments.EXPERIMENTS)
-
-
-def edit_params(project: Path, section: str, key: str, value) -> None:
-    path = project / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    params[section][key] = value
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def test_every_experiment_reaches_the_report(ci_project):
@@ -49,6 +40,54 @@ def test_every_experiment_reaches_the_report(ci_project):
     assert " ± " in table.split("| seed_cnn |")[1].split("\n")[0]
 
 
+def test_results_table_carries_the_metrics_files(ci_project):
+    """Every number of results.csv and results.md, per experiment, against the metrics files the
+    evaluate stages wrote (means over seeds, sample std, percent with two decimals)."""
+    with open(ci_project / "reports/results.csv") as handle:
+        rows = {row["experiment"]: row for row in csv.DictReader(handle)}
+    lines = {line.split(" | ")[0][2:]: line.split(" | ") for line in
+             (ci_project / "reports/results.md").read_text().splitlines() if line.startswith("| ") and " | " in line}
+    params = config.load(ci_project / "params.yaml")
+    for name in EXPERIMENTS:
+        seeds = params[name]["seeds"]
+        metrics = [json.loads((ci_project / stages.metrics_file(name, s)).read_text()) for s in seeds]
+        cells = lines[name]
+        for key, column in (("top1", 3), ("train_top1", 4), ("top5", 5)):
+            values = [m[key] for m in metrics]
+            mean = sum(values) / len(values)
+            assert float(rows[name][key]) == pytest.approx(mean, abs=1e-12), (name, key)
+            text = f"{100 * mean:.2f}"
+            if len(values) > 1:
+                std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+                text += f" ± {100 * std:.2f}"
+            assert cells[column] == text, (name, key, cells)
+        assert float(rows[name]["loss"]) == pytest.approx(sum(m["loss"] for m in metrics) / len(metrics), abs=1e-12)
+        assert int(rows[name]["params"]) == metrics[0]["params"] and cells[9] == f"{metrics[0]['params'] / 1e6:.3f}"
+        assert cells[7] == f"{100 * metrics[0]['chance_top1']:.2f}"
+
+
+def test_transfer_starts_from_experiment_4s_densenet201(ci_project):
+    """The transfer model's frozen backbone is DenseNet-201 as experiment 4 trained it, weight for
+    weight (statistics included); fine-tuning starts from the transfer model and changes only the
+    layers it opens."""
+    import keras
+    import numpy as np
+
+    def backbone(name):
+        model = keras.models.load_model(ci_project / stages.model_dir(name, 0) / "model.keras", compile=False)
+        return {w.path: w.numpy() for w in model.get_layer("densenet201").weights}
+
+    trained, transferred = backbone("densenet201"), backbone("cifar_densenet201_transfer")
+    assert len(trained) > 600 and trained.keys() == transferred.keys()
+    assert all(np.array_equal(trained[path], transferred[path]) for path in trained)
+    fresh = keras.applications.DenseNet201(include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg")
+    assert not np.array_equal(fresh.get_layer("conv1_conv").kernel.numpy(), trained["conv1_conv/kernel"])
+    tuned = backbone("cifar_densenet201_finetune")  # CI's unfreeze_from: conv5_block1_
+    changed = {path.split("/")[0] for path in trained if not np.array_equal(trained[path], tuned[path])}
+    assert any(layer.endswith("_conv") for layer in changed)
+    assert all(layer.startswith("conv5_") and not layer.endswith("_bn") for layer in changed), sorted(changed)
+
+
 def test_snakemake_html_report(ci_project):
     run(["snakemake", "--report", "reports/report.html"], ci_project, timeout=600)
     page = (ci_project / "reports/report.html").read_text(errors="replace")
@@ -57,13 +96,3 @@ def test_snakemake_html_report(ci_project):
 
 def test_nothing_to_do_after_a_run(ci_project):
     assert snakemake_jobs(ci_project) == {}
-
-
-def test_learning_signal_on_the_sample(tmp_path):
-    """seed_cnn, with params.yaml's settings, reaches at least 5x chance on the held-out split."""
-    project = make_project(tmp_path / "p")
-    target = stages.metrics_file("seed_cnn", 0)
-    run(["snakemake", "--cores", "2", target], project, timeout=900)
-    metrics = json.loads((project / target).read_text())
-    assert metrics["chance_top1"] == pytest.approx(1 / 200)
-    assert metrics["top1"] >= 5 * metrics["chance_top1"], metrics

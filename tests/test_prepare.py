@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, run
-from imgclf import arrays, prepare, sample
+from imgclf import arrays, prepare, sample, splits
 from imgclf.errors import PipelineError
 
 
@@ -164,20 +164,20 @@ def test_unreadable_image_raises():
 
 def test_select_classes_is_deterministic_and_sorted():
     available = [f"n{i:08d}" for i in range(50)]
-    first = prepare.select_classes(available, 10, "seeded", 3, [])
-    assert first == prepare.select_classes(list(reversed(available)), 10, "seeded", 3, [])
+    first = splits.select_classes(available, 10, "seeded", 3, [])
+    assert first == splits.select_classes(list(reversed(available)), 10, "seeded", 3, [])
     assert first == sorted(first) and len(set(first)) == 10
-    assert first != prepare.select_classes(available, 10, "seeded", 4, [])
-    assert prepare.select_classes(available, 2, "list", 0, ["n00000009", "n00000001"]) == ["n00000001", "n00000009"]
+    assert first != splits.select_classes(available, 10, "seeded", 4, [])
+    assert splits.select_classes(available, 2, "list", 0, ["n00000009", "n00000001"]) == ["n00000001", "n00000009"]
     with pytest.raises(PipelineError, match="n_classes: 51 requested but the source has only 50"):
-        prepare.select_classes(available, 51, "seeded", 0, [])
+        splits.select_classes(available, 51, "seeded", 0, [])
     with pytest.raises(PipelineError, match="not in the source: nope"):
-        prepare.select_classes(available, 1, "list", 0, ["nope"])
+        splits.select_classes(available, 1, "list", 0, ["nope"])
 
 
 def test_stratified_split_keeps_every_class():
     labels = np.repeat(np.arange(10), 20)
-    kept, held = prepare.stratified_split(labels, 0.1, 0)
+    kept, held = splits.stratified_split(labels, 0.1, 0)
     assert len(held) == 20 and set(np.bincount(labels[held])) == {2}
     assert not set(kept) & set(held)
 
@@ -321,6 +321,63 @@ def test_image_folder_source(tmp_path, data_params):
     assert meta["n_classes"] == 3 and meta["test_images"] == 6
     assert meta["train_images"] + meta["val_images"] == 54
     assert arrays.load_split(tmp_path / "out" / "test.npz")[0].shape[1:] == (32, 32, 3)
+
+
+def test_image_folder_with_train_and_val_trees(tmp_path, data_params):
+    """The paper's route from full ImageNet: ``train/<wnid>/*`` + ``val/<wnid>/*``. The val tree is
+    the test split (as Tiny ImageNet's val), the validation split is carved from train, and each
+    image lands under its own class: class c's images are drawn in colour c, checked by pixels."""
+    colours = {"n001": (250, 10, 10), "n002": (10, 250, 10), "n003": (10, 10, 250), "n004": (250, 250, 10)}
+    counts = {"train": 12, "val": 3}
+    for split, count in counts.items():
+        for wnid, colour in colours.items():
+            folder = tmp_path / "imagenet" / split / wnid
+            folder.mkdir(parents=True)
+            for i in range(count + (wnid == "n004")):  # one class a little larger
+                Image.new("RGB", (64 + 9 * i, 48 + 5 * i), colour).save(folder / f"{wnid}_{i}.JPEG", quality=95)
+    data = small_data(data_params, n_classes=3)
+    data["imagenet200"].update(class_selection="list", wnids=["n004", "n001", "n003"])
+    meta = prepare.prepare_image_folder(tmp_path / "imagenet", tmp_path / "out", data, workers=2)
+    classes = [line.split("\t")[1] for line in (tmp_path / "out" / "classes.tsv").read_text().splitlines()[1:]]
+    assert classes == ["n001", "n003", "n004"] and meta["n_classes"] == 3
+    splits = {name: arrays.load_split(tmp_path / "out" / f"{name}.npz") for name in ("train", "val", "test")}
+    assert np.bincount(splits["test"][1]).tolist() == [3, 3, 4]  # exactly the val tree's images
+    assert np.bincount(np.concatenate([splits["train"][1], splits["val"][1]])).tolist() == [12, 12, 13]
+    assert set(splits["val"][1]) == {0, 1, 2}
+    for images, labels in splits.values():
+        assert images.shape[1:] == (32, 32, 3)
+        expected = np.array([colours[classes[label]] for label in labels], np.float64)
+        assert np.abs(images.reshape(len(images), -1, 3).mean(axis=1) - expected).max() < 6
+
+
+_DECODE_LOG = {}
+
+
+def _logged_decode_range(bounds):
+    """prepare._decode_range that records which process decoded each chunk (picklable by name)."""
+    import os
+
+    with open(_DECODE_LOG["path"], "a") as handle:
+        handle.write(f"{os.getpid()}\n")
+    return _DECODE_LOG["original"](bounds)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_prepare_decodes_in_as_many_processes_as_threads(small_tiny_zip, tmp_path, data_params, monkeypatch, workers):
+    """``--threads`` sizes prepare's worker pool: each chunk of images records the process that
+    decoded it; one worker decodes in the calling process, three in three forked processes."""
+    import os
+
+    _DECODE_LOG.update(path=tmp_path / "pids", original=prepare._decode_range)
+    monkeypatch.setattr(prepare, "_decode_range", _logged_decode_range)
+    monkeypatch.setattr(prepare, "CHUNK", 16)
+    prepare.prepare_tiny_imagenet(small_tiny_zip, tmp_path / "out", small_data(data_params), workers)
+    pids = (tmp_path / "pids").read_text().split()
+    assert len(pids) >= 10  # many chunks, so every worker gets some
+    if workers == 1:
+        assert set(pids) == {str(os.getpid())}
+    else:
+        assert 1 < len(set(pids)) <= workers and str(os.getpid()) not in pids
 
 
 def test_split_file_bytes_are_stable(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import ROOT
 from imgclf import config, evaluate, experiments, report
+from imgclf.errors import PipelineError
 
 
 def test_scores_by_hand():
@@ -18,6 +19,24 @@ def test_scores_by_hand():
     assert result["top1"] == pytest.approx(1 / 4)  # only the first image's argmax is right
     assert result["top5"] == pytest.approx(1.0)  # k = 3 classes: every label is in the top 3
     assert result["loss"] == pytest.approx(-np.mean(np.log([0.6, 0.3, 0.2, 0.35])))
+
+
+def test_scores_refuse_mismatched_or_broken_predictions():
+    good = np.full((3, 4), 0.25)
+    with pytest.raises(PipelineError, match=r"^predictions of shape \(3, 4\) do not match 2 labels$"):
+        evaluate.scores(good, np.array([0, 1]))
+    with pytest.raises(PipelineError, match=r"^predictions of shape \(12,\) do not match 12 labels$"):
+        evaluate.scores(good.ravel(), np.arange(12) % 4)
+    broken = good.copy()
+    broken[1, 2] = np.nan
+    with pytest.raises(PipelineError, match=r"^the model predicts NaN or infinite values$"):
+        evaluate.scores(broken, np.array([0, 1, 2]))
+
+
+def test_per_class_accuracy_by_hand():
+    confusion = np.array([[3, 1, 0], [0, 0, 0], [2, 2, 4]])  # rows: actual class; class 1 has no test image
+    result = evaluate.per_class_accuracy(confusion)
+    assert result[0] == pytest.approx(0.75) and np.isnan(result[1]) and result[2] == pytest.approx(0.5)
 
 
 def test_prediction_spread():
@@ -99,3 +118,66 @@ def test_results_csv_matches_the_metrics_files(tmp_path):
     with open(tmp_path / "results.csv") as handle:
         rows = {row["experiment"]: float(row["top1"]) for row in csv.DictReader(handle)}
     assert rows == pytest.approx(expected)
+
+
+def test_flag_texts_and_boundaries():
+    assert report.flags(_metrics(0.10, 0.20, 0.93)) == ["collapsed: 93% of test predictions are one class"]
+    assert report.flags(_metrics(0.01, 0.40, 0.05)) == ["chance on test (1.0%) but 40.0% on training images"]
+    assert report.flags(_metrics(0.10, 0.20, 0.50)) == ["collapsed: 50% of test predictions are one class"]  # >= half
+    assert report.flags(_metrics(0.10, 0.20, 0.499)) == []
+    # 3 classes: half the predictions on one class is not odd; twice chance (2/3) is
+    assert report.flags(_metrics(0.6, 0.6, 0.6, chance=1 / 3)) == []
+    assert report.flags(_metrics(0.6, 0.6, 0.7, chance=1 / 3))[0].startswith("collapsed")
+    assert report.flags(_metrics(0.01, 0.05, 0.05)) == ["chance on test (1.0%) but 5.0% on training images"]  # >= 10x
+    assert report.flags({"top1": 0.001, "top_class_share": 0.01, "chance_top1": 0.005}) == []  # no train score
+
+
+def _write_metrics(root, name, seed, **values):
+    base = {"top1": 0.1, "top5": 0.5, "loss": 2.0, "train_top1": 0.2, "chance_top1": 0.1, "params": 1234567,
+            "epochs": 3, "train_images": 90, "train_seconds": 10.0, "train_images_per_second": 27.0,
+            "top_class_share": 0.2}
+    path = root / name / f"seed{seed}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**base, **values}))
+
+
+def test_results_table_cells_exactly(tmp_path):
+    """Two experiments' rows of results.md in full: a collapsed seed flagged with its seed, k-fold
+    figures, the paper's columns, and the empty cells."""
+    params = config.load(ROOT / "config/ci.yaml")
+    for name in experiments.EXPERIMENTS:
+        for seed in params[name]["seeds"]:
+            _write_metrics(tmp_path, name, seed)
+    _write_metrics(tmp_path, "seed_cnn", 0, top1=0.25, top5=0.5, loss=1.5, train_top1=0.3, train_seconds=12.0)
+    _write_metrics(tmp_path, "seed_cnn", 1, top1=0.15, top5=0.7, loss=2.5, train_top1=0.5, train_seconds=14.0,
+                   top_class_share=0.8)
+    _write_metrics(tmp_path, "cifar_densenet201_finetune", 0, cv_top1_mean=0.4, cv_top1_std=0.05,
+                   train_images_per_second=None)
+    _write_metrics(tmp_path, "alexnet32", 0, top1=0.01, train_top1=0.9, top_class_share=0.9)
+    table = report.collect(tmp_path, params)
+    rows = table.set_index("experiment")
+    assert rows.loc["alexnet32", "flag"] == ("collapsed: 90% of test predictions are one class; "
+                                             "chance on test (1.0%) but 90.0% on training images")
+    assert rows.loc["seed_cnn", "title"] == experiments.EXPERIMENTS["seed_cnn"].title
+    assert rows.loc["seed_cnn", "train_seconds"] == pytest.approx(13.0) and rows.loc["seed_cnn", "train_images"] == 90
+    assert rows.loc["seed_cnn", "top_class_share"] == pytest.approx(0.8)
+    assert rows.loc["cifar_densenet201_finetune", "cv_top1_std"] == pytest.approx(0.05)
+    assert bool(rows.loc["densenet121", "paper_same_task"]) is False and bool(rows.loc["alexnet32", "paper_same_task"])
+    lines = {line.split(" | ")[0][2:]: line for line in report.markdown(table).splitlines()}
+    assert lines["experiment"] == ("| experiment | data | seeds | test top-1 % | train top-1 % | top-5 % | loss | chance % "
+                                   "| check | params (M) | epochs | train s | img/s | k-fold top-1 % | paper top-1 % "
+                                   "| paper top-5 % | paper params (M) | paper note |")
+    note = experiments.EXPERIMENTS["seed_cnn"].paper.note
+    assert lines["seed_cnn"] == (
+        "| seed_cnn | imagenet200 | 0 1 | 20.00 ± 7.07 | 40.00 ± 14.14 | 60.00 ± 14.14 | 2.000 ± 0.707 | 10.00 "
+        "| ⚠ seed 1: collapsed: 80% of test predictions are one class | 1.235 | 3 | 13 | 27 |  |  |  | 0.795 "
+        f"| {note} |")
+    finetune = experiments.EXPERIMENTS["cifar_densenet201_finetune"].paper
+    assert lines["cifar_densenet201_finetune"] == (
+        "| cifar_densenet201_finetune | cifar10 | 0 | 10.00 | 20.00 | 50.00 | 2.000 | 10.00 | ok | 1.235 | 3 | 10 "
+        f"|  | 40.00 ± 5.00 | {report._pct(finetune.top1)} | {report._pct(finetune.top5)} | "
+        f"{'' if finetune.params_m is None else f'{finetune.params_m:g}'} | {finetune.note} |")
+    two = {**_metrics(0.001, 0.9, 0.9), "top5": 0.1, "loss": 1.0}
+    assert report.flags(two) == ["collapsed: 90% of test predictions are one class",
+                                 "chance on test (0.1%) but 90.0% on training images"]
+    assert report._pct(None) == "" and report._pct(float("nan")) == "" and report._pct(0.1234) == "12.34"

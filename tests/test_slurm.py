@@ -24,8 +24,18 @@ def test_ci_pipeline_went_through_slurm(ci_project, tmp_path):
     assert len(submitted) == cluster_jobs, log[-3000:]
     local_jobs = re.findall(r"^localrule (\w+):", log, re.M)
     assert sorted(set(local_jobs)) == ["all", "download", "sample"]
-    slurm_logs = {p.stem for p in (ci_project / ".snakemake/slurm_logs").rglob("*.log")}
-    assert slurm_logs == set(submitted)
+    slurm_logs = {p.stem: p for p in (ci_project / ".snakemake/slurm_logs").rglob("*.log")}
+    assert set(slurm_logs) == set(submitted)
+    # CI's config asks for one GPU for seed_cnn_hwc's training (the test cluster has one as a
+    # generic resource): that job, and only that one, went to SLURM with the request
+    gpu_jobs = set()
+    for jobid in submitted:
+        shown = run(["scontrol", "show", "job", jobid], ci_project).stdout
+        if "gres:gpu" in shown:
+            assert re.search(r"TresPerJob=gres:gpu:1\b", shown) and re.search(r"CpusPerTres=gres:gpu:1\b", shown), shown
+            gpu_jobs.add(jobid)
+    assert {str(slurm_logs[j]).split("slurm_logs/")[1].rsplit("/", 1)[0] for j in gpu_jobs} == {
+        "rule_train/seed_cnn_hwc_0"}, gpu_jobs
     # outputs equal a local run's: the same arrays, and every experiment's metrics
     local = make_project(tmp_path / "local", load_params("config/ci.yaml"))
     run(["snakemake", "--cores", "2", "data/prepared/imagenet200", "data/prepared/cifar10"], local)
@@ -33,6 +43,39 @@ def test_ci_pipeline_went_through_slurm(ci_project, tmp_path):
     for name, seed in runs:
         assert (ci_project / stages.metrics_file(name, seed)).exists()
         assert (ci_project / stages.model_dir(name, seed) / "model.keras").exists()
+
+
+def test_outputs_equal_a_local_run(ci_project, tmp_path):
+    """One training and one evaluation (cifar_base_cnn, which also draws random flips and crops),
+    rerun here from dvc.yaml's commands (no --threads: the experiment's own thread count), give
+    the same weights and the same metrics as the session's pipeline run (through SLURM where
+    slurm-wlm is installed, as in CI; through local Snakemake elsewhere)."""
+    import json
+
+    import keras
+    import numpy as np
+    import yaml
+
+    spec = yaml.safe_load((ci_project / "dvc.yaml").read_text())["stages"]
+    train_cmd, eval_cmd = spec["train_cifar_base_cnn_s0"]["cmd"], spec["evaluate_cifar_base_cnn_s0"]["cmd"]
+    assert "--threads" not in train_cmd
+    model, metrics = stages.model_dir("cifar_base_cnn", 0), stages.metrics_file("cifar_base_cnn", 0)
+    local_model, local_metrics = tmp_path / "model", tmp_path / "metrics.json"
+    run(train_cmd.replace(f"--out {model}", f"--out {local_model}").split(), ci_project, timeout=900)
+    run(eval_cmd.replace(f"--model {model}", f"--model {local_model}")
+        .replace(f"--metrics {metrics}", f"--metrics {local_metrics}")
+        .replace(f"--out {stages.eval_dir('cifar_base_cnn', 0)}", f"--out {tmp_path / 'eval'}").split(), ci_project, timeout=900)
+
+    def weights(directory):
+        return [w.numpy() for w in keras.models.load_model(directory / "model.keras", compile=False).weights]
+
+    ours, theirs = weights(local_model), weights(ci_project / model)
+    assert len(ours) == len(theirs) and all(np.array_equal(a, b) for a, b in zip(ours, theirs))
+
+    def numbers(path):
+        return {k: v for k, v in json.loads(path.read_text()).items() if "second" not in k}
+
+    assert numbers(local_metrics) == numbers(ci_project / metrics)
 
 
 def test_dry_run_of_the_full_reproduction_shows_gpu_requests():

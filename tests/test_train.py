@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from imgclf import data, experiments
+from imgclf import data, experiments, splits
 from imgclf.models import transfer
 from test_models import _local_weights
 
@@ -183,10 +183,30 @@ def test_subset_keeps_every_class_at_any_size(size):
     labels = np.repeat(np.arange(10), 20)
     rng.shuffle(labels)
     images = np.arange(200)[:, None, None, None].astype(np.uint8) * np.ones((1, 2, 2, 3), np.uint8)
-    x, y = data.subset(images, labels, size, 3, "where")
+    x, y = splits.subset(images, labels, size, 3, "where")
     assert len(y) == size and set(y) == set(range(10))
     indices = x[:, 0, 0, 0]
     assert len(set(indices.tolist())) == size and np.array_equal(labels[indices], y)
-    assert np.array_equal(data.subset(images, labels, size, 3, "where")[1], y)
+    assert np.array_equal(splits.subset(images, labels, size, 3, "where")[1], y)
     counts = np.bincount(y, minlength=10)
     assert counts.max() - counts.min() <= 1 + (size < 200 and size > 190)
+
+
+def test_train_command_honours_threads(ten_class_data, tmp_path):
+    """``--threads`` (what Snakemake passes) sizes TensorFlow's pools in the training process; without
+    it (DVC's command) the experiment's ``threads`` param does. train.json reads the pools back from
+    TensorFlow after the run configured them."""
+    import yaml
+
+    from conftest import run
+
+    data_dir, params = ten_class_data
+    params = json.loads(json.dumps(params))
+    params["cifar_base_cnn"].update(epochs=1, batch_size=32, train_subset=100, val_subset=20, train_eval_images=20,
+                                    threads=2, seeds=[0])
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    base = ["imgclf", "train", "cifar_base_cnn", "--seed", "0", "--data", str(data_dir), "--params", "params.yaml"]
+    for out, extra, expected in (("one", ["--threads", "1"], 1), ("param", [], 2)):
+        run([*base, "--out", out, *extra], tmp_path, timeout=600)
+        meta = json.loads((tmp_path / out / "train.json").read_text())
+        assert (meta["threads"], meta["intra_op_threads"], meta["inter_op_threads"]) == (expected, expected, expected)

@@ -11,7 +11,7 @@ import numpy as np
 
 from imgclf import arrays
 from imgclf.errors import PipelineError
-from imgclf.prepare import stratified_split
+from imgclf.splits import subset
 
 
 @dataclass
@@ -30,25 +30,6 @@ def num_classes(data_dir: str | Path) -> int:
         return int(json.loads(meta.read_text())["n_classes"])
     except FileNotFoundError:
         raise PipelineError(f"{meta}: not found (run the prepare stage)") from None
-
-
-def subset(images: np.ndarray, labels: np.ndarray, size: int | None, seed: int, where: str):
-    """A stratified subset of ``size`` images (all of them when ``size`` is None); ``where`` names the param."""
-    if size is None or size == len(labels):
-        return images, labels
-    if size > len(labels):
-        raise PipelineError(f"{where}: {size} requested but the split has {len(labels)} images")
-    if size < len(np.unique(labels)):
-        raise PipelineError(f"{where}: {size} is fewer than the {len(np.unique(labels))} classes")
-    classes, counts = np.unique(labels, return_counts=True)
-    drop = len(labels) - size
-    if drop < len(classes):  # too few left out for a stratified draw: one image from each of the largest classes
-        rng = np.random.default_rng(seed)
-        removed = [rng.choice(np.flatnonzero(labels == c)) for c in classes[np.argsort(-counts, kind="stable")[:drop]]]
-        chosen = np.setdiff1d(np.arange(len(labels)), removed)
-    else:
-        _, chosen = stratified_split(labels, size / len(labels), seed)
-    return images[chosen], labels[chosen]
 
 
 def training_split(data_dir: str | Path, section: dict, seed: int, where: str):

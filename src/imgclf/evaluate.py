@@ -17,9 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from imgclf import arrays, experiments
+from imgclf import arrays, experiments, splits
 from imgclf.errors import PipelineError
 from imgclf.io_utils import atomic_dir, write_json
+
+
+def top_k_accuracy(probabilities: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Share of images whose label is among the ``k`` most probable classes (ties: lower index first)."""
+    top_k = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    return float(np.mean(np.any(top_k == labels[:, None], axis=1)))
 
 
 def scores(probabilities: np.ndarray, labels: np.ndarray) -> dict:
@@ -28,12 +34,10 @@ def scores(probabilities: np.ndarray, labels: np.ndarray) -> dict:
         raise PipelineError(f"predictions of shape {probabilities.shape} do not match {len(labels)} labels")
     if not np.all(np.isfinite(probabilities)):
         raise PipelineError("the model predicts NaN or infinite values")
-    k = min(5, probabilities.shape[1])
-    top_k = np.argsort(-probabilities, axis=1)[:, :k]
     picked = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)
     return {
-        "top1": float(np.mean(top_k[:, 0] == labels)),
-        "top5": float(np.mean(np.any(top_k == labels[:, None], axis=1))),
+        "top1": top_k_accuracy(probabilities, labels, 1),
+        "top5": top_k_accuracy(probabilities, labels, min(5, probabilities.shape[1])),
         "loss": float(-np.mean(np.log(picked))),
     }
 
@@ -44,6 +48,13 @@ def prediction_spread(predicted: np.ndarray, num_classes: int) -> dict:
     return {"predicted_classes": int(np.count_nonzero(counts)), "top_class_share": float(counts.max() / len(predicted))}
 
 
+def per_class_accuracy(confusion: np.ndarray) -> np.ndarray:
+    totals = confusion.sum(axis=1)
+    return np.divide(np.diag(confusion), totals, out=np.full(len(totals), np.nan), where=totals > 0)
+
+
+# Reading models and images and predicting: exercised by the pipeline tests, outside mutation testing.
+# pragma: no mutate block
 def train_sample(data_dir: Path, section: dict, seed: int, where: str):
     """A stratified subset (``train_eval_images``) of the images a run of ``seed`` trained on."""
     from imgclf import data
@@ -52,12 +63,7 @@ def train_sample(data_dir: Path, section: dict, seed: int, where: str):
     size = section["train_eval_images"]
     if size is None or size >= len(labels):
         return images, labels
-    return data.subset(images, labels, max(size, len(np.unique(labels))), seed, f"{where}.train_eval_images")
-
-
-def per_class_accuracy(confusion: np.ndarray) -> np.ndarray:
-    totals = confusion.sum(axis=1)
-    return np.divide(np.diag(confusion), totals, out=np.full(len(totals), np.nan), where=totals > 0)
+    return splits.subset(images, labels, max(size, len(np.unique(labels))), seed, f"{where}.train_eval_images")
 
 
 def load_model(name: str, model_dir: Path):

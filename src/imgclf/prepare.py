@@ -1,7 +1,7 @@
 """The prepare stages: archive (or image folder) -> resized, class-subset uint8 arrays.
 
-Core functions are pure (``select_classes``, ``decode_resize``, ``stratified_split``,
-``read_tiny_index``, ``parse_cifar_batch``); ``prepare_*`` do the I/O and write one directory
+Core functions are pure (``decode_resize``, ``read_tiny_index``, ``parse_cifar_batch``; which
+image goes to which split: ``imgclf.splits``); ``prepare_*`` do the I/O and write one directory
 atomically: train.npz, val.npz, test.npz, classes.tsv, meta.json."""
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 import simplejpeg
 from PIL import Image
-from sklearn.model_selection import train_test_split
 
-from imgclf import arrays
+from imgclf import arrays, splits
 from imgclf.errors import PipelineError
 from imgclf.io_utils import atomic_dir
 
@@ -115,31 +114,6 @@ def resize_array(images: np.ndarray, spec: ResizeSpec) -> np.ndarray:
     for i, image in enumerate(images):
         out[i] = np.asarray(Image.fromarray(image).resize((spec.size, spec.size), FILTERS[spec.filter]))
     return out
-
-
-def select_classes(available: list[str], n_classes: int, method: str, seed: int, wnids: list[str]) -> list[str]:
-    """The sorted class subset: a seeded draw of ``n_classes`` or exactly ``wnids``."""
-    available = sorted(available)
-    if method == "list":
-        missing = sorted(set(wnids) - set(available))
-        if missing:
-            raise PipelineError(f"data.imagenet200.wnids: not in the source: {', '.join(missing[:5])}")
-        return sorted(wnids)
-    if n_classes > len(available):
-        raise PipelineError(
-            f"data.imagenet200.n_classes: {n_classes} requested but the source has only {len(available)} classes"
-        )
-    if n_classes == len(available):
-        return available
-    chosen = np.random.default_rng(seed).choice(len(available), size=n_classes, replace=False)
-    return sorted(available[i] for i in chosen)
-
-
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (kept, held out), each sorted, with ``fraction`` of every class held out."""
-    indices = np.arange(len(labels))
-    kept, held = train_test_split(indices, test_size=fraction, stratify=labels, random_state=seed)
-    return np.sort(kept), np.sort(held)
 
 
 # --- reading zip members ------------------------------------------------------------------
@@ -380,53 +354,39 @@ def read_tiny_index(archive: str | Path | ZipMembers) -> TinyIndex:
 # --- writing --------------------------------------------------------------------------------
 
 
-def write_prepared(out_dir: str | Path, splits: dict, classes: list[str], words: list[str], meta: dict) -> None:
+def write_prepared(out_dir: str | Path, parts: dict, classes: list[str], words: list[str], meta: dict) -> None:
     """Write every file into a temporary sibling directory, then swap it into place."""
     with atomic_dir(out_dir) as tmp:
         for split in arrays.SPLITS:
-            images, labels = splits[split]
+            images, labels = parts[split]
             arrays.save_split(tmp / f"{split}.npz", images, labels)
             meta[f"{split}_images"] = int(len(labels))
         arrays.write_classes(tmp / "classes.tsv", classes, words)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
-def _carve(images: np.ndarray, labels: np.ndarray, fraction: float, seed: int):
-    kept, held = stratified_split(labels, fraction, seed)
-    return (images[kept], labels[kept]), (images[held], labels[held])
-
-
-def _check_carve(labels: np.ndarray, fraction: float, what: str) -> None:
-    counts = np.bincount(labels)
-    if counts.min() * fraction < 1:
-        raise PipelineError(
-            f"data.val_fraction: {fraction} leaves class {int(counts.argmin())} of {what} "
-            f"({int(counts.min())} images) with no held-out image"
-        )
-
-
 def prepare_tiny_imagenet(archive: str | Path, out_dir: str | Path, data: dict, workers: int) -> dict:
     members = open_zip(archive)
     index = read_tiny_index(members)
     subset = data["imagenet200"]
-    classes = select_classes(index.wnids, subset["n_classes"], subset["class_selection"], subset["class_seed"], subset["wnids"])
+    classes = splits.select_classes(index.wnids, subset["n_classes"], subset["class_selection"], subset["class_seed"], subset["wnids"])
     label_of = {w: i for i, w in enumerate(classes)}
     spec = ResizeSpec(data["image_size"], data["resize_filter"], data["jpeg_draft"])
     train = [(m, label_of[w]) for m, w in index.train if w in label_of]
     test = [(m, label_of[w]) for m, w in index.val if w in label_of]
     train_labels = np.array([label for _, label in train], np.int32)
-    _check_carve(train_labels, data["val_fraction"], "train/")
+    splits.check_carve(train_labels, data["val_fraction"], "train/")
     # The carve needs only labels: decode straight into train | val | test order, so each split
     # is a view of one array and nothing is copied after decoding.
-    kept, held = stratified_split(train_labels, data["val_fraction"], data["split_seed"])
+    kept, held = splits.stratified_split(train_labels, data["val_fraction"], data["split_seed"])
     order = [train[i] for i in kept] + [train[i] for i in held] + test
     images = decode_many(members, [m for m, _ in order], spec, workers)
     labels = np.array([label for _, label in order], np.int32)
     cuts = np.cumsum([len(kept), len(held)])
-    splits = {split: (images[a:b], labels[a:b]) for split, a, b in
+    parts = {split: (images[a:b], labels[a:b]) for split, a, b in
               (("train", 0, cuts[0]), ("val", cuts[0], cuts[1]), ("test", cuts[1], len(order)))}
     meta = {"source": "tiny_imagenet", "image_size": spec.size, "resize_filter": spec.filter, "n_classes": len(classes)}
-    write_prepared(out_dir, splits, classes, [index.words.get(w, w) for w in classes], meta)
+    write_prepared(out_dir, parts, classes, [index.words.get(w, w) for w in classes], meta)
     return meta
 
 
@@ -455,7 +415,7 @@ def prepare_image_folder(folder: str | Path, out_dir: str | Path, data: dict, wo
     if not train_tree:
         raise PipelineError(f"{folder}: no class folders with images")
     subset = data["imagenet200"]
-    classes = select_classes(list(train_tree), subset["n_classes"], subset["class_selection"], subset["class_seed"], subset["wnids"])
+    classes = splits.select_classes(list(train_tree), subset["n_classes"], subset["class_selection"], subset["class_seed"], subset["wnids"])
     spec = ResizeSpec(data["image_size"], data["resize_filter"], data["jpeg_draft"])
     base = str((folder / "train").parent if has_splits else folder.parent)
 
@@ -464,15 +424,15 @@ def prepare_image_folder(folder: str | Path, out_dir: str | Path, data: dict, wo
         return [f for f, _ in items], np.array([l for _, l in items], np.int32)
 
     names, labels = listing(train_tree)
-    _check_carve(labels, data["val_fraction"], str(folder))
+    splits.check_carve(labels, data["val_fraction"], str(folder))
     images = decode_many(base, names, spec, workers)
     if has_splits:
         test_names, test_labels = listing(_folder_classes(folder / "val"))
         test = (decode_many(base, test_names, spec, workers), test_labels)
     else:
-        _check_carve(labels, subset["test_fraction"], str(folder))
-        (images, labels), test = _carve(images, labels, subset["test_fraction"], data["split_seed"])
-    train_split, val_split = _carve(images, labels, data["val_fraction"], data["split_seed"])
+        splits.check_carve(labels, subset["test_fraction"], str(folder))
+        (images, labels), test = splits.carve(images, labels, subset["test_fraction"], data["split_seed"])
+    train_split, val_split = splits.carve(images, labels, data["val_fraction"], data["split_seed"])
     meta = {"source": "image_folder", "image_size": spec.size, "resize_filter": spec.filter, "n_classes": len(classes)}
     write_prepared(out_dir, {"train": train_split, "val": val_split, "test": test}, classes, classes, meta)
     return meta
@@ -525,9 +485,9 @@ def prepare_cifar10(archive: str | Path, out_dir: str | Path, data: dict) -> dic
     if len(classes) != 10:
         raise PipelineError(f"{archive}: batches.meta.txt lists {len(classes)} classes, expected 10")
     spec = ResizeSpec(data["image_size"], data["resize_filter"], False)
-    _check_carve(labels, data["val_fraction"], "data batches")
-    train_split, val_split = _carve(resize_array(images, spec), labels, data["val_fraction"], data["split_seed"])
-    splits = {"train": train_split, "val": val_split, "test": (resize_array(test_images, spec), test_labels)}
+    splits.check_carve(labels, data["val_fraction"], "data batches")
+    train_split, val_split = splits.carve(resize_array(images, spec), labels, data["val_fraction"], data["split_seed"])
+    parts = {"train": train_split, "val": val_split, "test": (resize_array(test_images, spec), test_labels)}
     meta = {"source": "cifar10", "image_size": spec.size, "resize_filter": spec.filter, "n_classes": 10}
-    write_prepared(out_dir, splits, classes, classes, meta)
+    write_prepared(out_dir, parts, classes, classes, meta)
     return meta

@@ -99,6 +99,8 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Figures and files: exercised by the pipeline tests, outside mutation testing.
+# pragma: no mutate block
 def _plots(table: pd.DataFrame, params: dict, models_dir: Path, eval_dir: Path, out: Path) -> None:
     import matplotlib
 

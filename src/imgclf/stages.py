@@ -12,8 +12,8 @@ PARAMS_FILE = "params.yaml"
 ARCHIVES = {"tiny_imagenet": "tiny-imagenet-200.zip", "cifar10": "cifar-10-binary.tar.gz"}
 DATASET_ARCHIVE = {"imagenet200": "tiny_imagenet", "cifar10": "cifar10"}
 PACKAGE = "src/imgclf"
-TRAIN_CODE = [f"{PACKAGE}/train.py", f"{PACKAGE}/data.py", f"{PACKAGE}/models/__init__.py", f"{PACKAGE}/models/layers.py"]
-EVAL_CODE = [f"{PACKAGE}/evaluate.py", f"{PACKAGE}/data.py"]
+TRAIN_CODE = [f"{PACKAGE}/train.py", f"{PACKAGE}/data.py", f"{PACKAGE}/splits.py", f"{PACKAGE}/models/__init__.py", f"{PACKAGE}/models/layers.py"]
+EVAL_CODE = [f"{PACKAGE}/evaluate.py", f"{PACKAGE}/data.py", f"{PACKAGE}/splits.py"]
 REPORT_CODE = [f"{PACKAGE}/report.py", f"{PACKAGE}/experiments.py"]
 
 
@@ -80,8 +80,6 @@ class Stage:
     outs: list[str]
     params: list[str] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)
-    threads: bool = False  # the command takes --threads (Snakemake passes its own count)
-    group: str = "data"
 
 
 def _cmd(*parts: str, params_file: str) -> str:
@@ -121,10 +119,9 @@ def stage_list(params: dict, params_file: str = PARAMS_FILE) -> list[Stage]:
         stages.append(Stage(
             f"prepare_{dataset}",
             _cmd("prepare", dataset, "--source", source, "--out", prepared(dataset), params_file=params_file),
-            [source, f"{PACKAGE}/prepare.py", f"{PACKAGE}/arrays.py"],
+            [source, f"{PACKAGE}/prepare.py", f"{PACKAGE}/splits.py", f"{PACKAGE}/arrays.py"],
             [prepared(dataset)],
             params=data_params(dataset),
-            threads=True,
         ))
     for name, seed in runs(params):
         experiment = experiments.EXPERIMENTS[name]
@@ -137,8 +134,6 @@ def stage_list(params: dict, params_file: str = PARAMS_FILE) -> list[Stage]:
             train_deps(experiment, seed, params),
             [model_dir(name, seed)],
             params=[f"{name}.{key}" for key in experiments.result_keys(experiment)],
-            threads=True,
-            group="train",
         ))
         stages.append(Stage(
             run_stage("evaluate", name, seed),
@@ -149,8 +144,6 @@ def stage_list(params: dict, params_file: str = PARAMS_FILE) -> list[Stage]:
             [eval_dir(name, seed)],
             metrics=[metrics_file(name, seed)],
             params=[f"{name}.{key}" for key in EVAL_KEYS],
-            threads=True,
-            group="evaluate",
         ))
     every = runs(params)
     stages.append(Stage(
@@ -161,7 +154,6 @@ def stage_list(params: dict, params_file: str = PARAMS_FILE) -> list[Stage]:
          *(eval_dir(n, s) for n, s in every), *REPORT_CODE],
         list(REPORT_OUTS),
         params=[f"{name}.seeds" for name in experiments.EXPERIMENTS],
-        group="report",
     ))
     return stages
 

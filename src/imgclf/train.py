@@ -84,6 +84,9 @@ def configure_runtime(threads: int, section: dict, seed: int) -> dict:
     keras.utils.set_random_seed(seed)
     return {"device": "GPU" if gpus else "CPU", "gpus": len(gpus), "mixed_precision": mixed,
             "xla": bool(gpus) and section["xla"], "threads": threads, "seed": seed,
+            # what TensorFlow's pools really are (tests import TF first: then they are TF's defaults)
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
             "cpu_isa": section["cpu_isa"], "onednn_max_cpu_isa": isa,
             "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
             "op_determinism": bool(section["op_determinism"]),

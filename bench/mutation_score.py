@@ -1,0 +1,58 @@
+"""Mutation score of the cores that decide numbers and reruns, after `mutmut run` (`make mutate`).
+
+Prints killed / all mutants (a mutant no fast test reaches counts as not killed), the score per
+function, and every survivor with its changed line, so each can be read and either killed by a
+new test or explained. Exit status 1 when the score is under the target (80 %)."""
+
+from __future__ import annotations
+
+import collections
+import re
+import subprocess
+import sys
+
+TARGET = 0.80
+
+
+def results() -> dict[str, str]:
+    out = subprocess.run(["mutmut", "results", "--all", "true"], capture_output=True, text=True, check=True).stdout
+    status = {}
+    for line in out.splitlines():
+        name, _, state = line.strip().rpartition(": ")
+        if name:
+            status[name] = state
+    return status
+
+
+def changed_line(name: str) -> str:
+    diff = subprocess.run(["mutmut", "show", name], capture_output=True, text=True).stdout
+    minus = [line[1:].strip() for line in diff.splitlines() if line.startswith("- ") or line.startswith("-\t")]
+    plus = [line[1:].strip() for line in diff.splitlines() if line.startswith("+ ") or line.startswith("+\t")]
+    return f"{minus[0] if minus else ''}  ->  {plus[0] if plus else '(removed)'}"
+
+
+def main() -> int:
+    status = results()
+    if not status:
+        print("no mutants: run `mutmut run` first (make mutate)")
+        return 1
+    by_function = collections.defaultdict(collections.Counter)
+    for name, state in status.items():
+        function = re.sub(r"__mutmut_\d+$", "", name).replace(".x_", ".", 1)
+        by_function[function][state] += 1
+    killed = sum(counter["killed"] for counter in by_function.values())
+    total = sum(sum(counter.values()) for counter in by_function.values())
+    print(f"mutation score: {killed}/{total} killed = {killed / total:.1%} (target {TARGET:.0%})")
+    print(f"{'function':45s} {'killed':>7s} {'survived':>9s} {'no test':>8s} {'other':>6s}")
+    for function, counter in sorted(by_function.items()):
+        other = sum(counter.values()) - counter["killed"] - counter["survived"] - counter["no tests"]
+        print(f"{function:45s} {counter['killed']:7d} {counter['survived']:9d} {counter['no tests']:8d} {other:6d}")
+    survivors = [name for name, state in status.items() if state != "killed"]
+    print(f"\n{len(survivors)} not killed:")
+    for name in survivors:
+        print(f"  {name} [{status[name]}]: {changed_line(name)}")
+    return 0 if killed / total >= TARGET else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

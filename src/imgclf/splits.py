@@ -1,0 +1,91 @@
+"""Which images go where: the class subset, the stratified train/val/test carve and the training
+subsets of a run. Pure functions of labels and seeds (images are only indexed, no I/O): the
+numbers of every experiment depend on them, so they are property-tested and mutation-tested."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from imgclf.errors import PipelineError
+
+
+def select_classes(available: list[str], n_classes: int, method: str, seed: int, wnids: list[str]) -> list[str]:
+    """The sorted class subset: a seeded draw of ``n_classes`` or exactly ``wnids``."""
+    available = sorted(available)
+    if method == "list":
+        missing = sorted(set(wnids) - set(available))
+        if missing:
+            raise PipelineError(f"data.imagenet200.wnids: not in the source: {', '.join(missing[:5])}")
+        return sorted(wnids)
+    if n_classes > len(available):
+        raise PipelineError(
+            f"data.imagenet200.n_classes: {n_classes} requested but the source has only {len(available)} classes"
+        )
+    if n_classes == len(available):
+        return available
+    chosen = np.random.default_rng(seed).choice(len(available), size=n_classes, replace=False)
+    return sorted(available[i] for i in chosen)
+
+
+def stratified_split(labels: np.ndarray, fraction: float | int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (kept, held out), each sorted, with ``fraction`` of every class held out (an int:
+    that many images in all, spread over the classes in proportion)."""
+    indices = np.arange(len(labels))
+    kept, held = train_test_split(indices, test_size=fraction, stratify=labels, random_state=seed)
+    return np.sort(kept), np.sort(held)
+
+
+def carve(images: np.ndarray, labels: np.ndarray, fraction: float, seed: int):
+    kept, held = stratified_split(labels, fraction, seed)
+    return (images[kept], labels[kept]), (images[held], labels[held])
+
+
+def check_carve(labels: np.ndarray, fraction: float, what: str) -> None:
+    counts = np.bincount(labels)
+    if counts.min() * fraction < 1:
+        raise PipelineError(
+            f"data.val_fraction: {fraction} leaves class {int(counts.argmin())} of {what} "
+            f"({int(counts.min())} images) with no held-out image"
+        )
+
+
+def subset(images: np.ndarray, labels: np.ndarray, size: int | None, seed: int, where: str):
+    """A stratified subset of ``size`` images (all of them when ``size`` is None); ``where`` names the param."""
+    if size is None or size == len(labels):
+        return images, labels
+    if size > len(labels):
+        raise PipelineError(f"{where}: {size} requested but the split has {len(labels)} images")
+    if size < len(np.unique(labels)):
+        raise PipelineError(f"{where}: {size} is fewer than the {len(np.unique(labels))} classes")
+    chosen = _subset_indices(labels, size, seed)
+    return images[chosen], labels[chosen]
+
+
+def _subset_indices(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Sorted indices of a stratified draw of ``size`` (at least one per class) from ``labels``."""
+    classes, counts = np.unique(labels, return_counts=True)
+    if size == len(labels):
+        return np.arange(len(labels))
+    if counts.min() == 1:  # a class with one image keeps it; the draw is over the other classes
+        single = np.isin(labels, classes[counts == 1])
+        rest = np.flatnonzero(~single)
+        picked = rest[_subset_indices(labels[rest], size - int(single.sum()), seed)] if len(rest) else rest
+        return np.sort(np.concatenate([np.flatnonzero(single), picked]))
+    drop = len(labels) - size
+    if drop < len(classes):  # too few left out for a stratified draw: one image from each of the largest classes
+        rng = np.random.default_rng(seed)
+        removed = [rng.choice(np.flatnonzero(labels == c)) for c in classes[np.argsort(-counts, kind="stable")[:drop]]]
+        return np.setdiff1d(np.arange(len(labels)), removed)
+    chosen = stratified_split(labels, size, seed)[1]  # a count: size / len(labels) can round up one image
+    if len(np.unique(labels[chosen])) == len(classes):
+        return chosen
+    # scikit-learn rounds a small class's share down to none (e.g. 2 of 8 images, one class of 2):
+    # one image of every class, the rest drawn in proportion to what each class has left
+    rng = np.random.default_rng(seed)
+    quota = np.ones(len(classes), int)
+    share = (counts - 1) * (size - len(classes)) / (len(labels) - len(classes))
+    quota += np.floor(share).astype(int)
+    quota[np.argsort(-(share - np.floor(share)), kind="stable")[: size - quota.sum()]] += 1
+    picks = [rng.choice(np.flatnonzero(labels == c), q, replace=False) for c, q in zip(classes, quota)]
+    return np.sort(np.concatenate(picks))

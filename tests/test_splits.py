@@ -1,0 +1,76 @@
+"""Which images go where, pinned: the draws for a seed (a change would silently change every
+result that uses them), the small-class fallback, and the one-line errors. The properties over
+generated inputs are in test_properties.py."""
+
+import numpy as np
+import pytest
+
+from imgclf import splits
+from imgclf.errors import PipelineError
+
+
+def _labels():
+    labels = np.repeat(np.arange(5), 7)
+    np.random.default_rng(0).shuffle(labels)
+    return labels
+
+
+@pytest.mark.parametrize("size, expected", [
+    (5, [4, 8, 12, 17, 31]),  # one per class
+    (12, [0, 5, 7, 12, 14, 15, 18, 25, 26, 31, 33, 34]),  # scikit-learn's stratified draw
+    (31, [0, 1, 2, 3, 4, 5, 7, 9, 10, 12, 13, 14, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31,
+          32, 33, 34]),
+    (33, [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30,
+          31, 32, 33, 34]),  # two left out: one image from each of the two largest classes
+])
+def test_subset_draws_are_pinned(size, expected):
+    chosen, labels = splits.subset(np.arange(35), _labels(), size, 3, "x.train_subset")
+    assert chosen.tolist() == expected and np.array_equal(labels, _labels()[chosen])
+
+
+@pytest.mark.parametrize("size, counts", [(4, [1, 1, 2]), (5, [1, 1, 3]), (6, [1, 1, 4]), (7, [1, 1, 5])])
+def test_small_classes_keep_one_image_and_the_rest_goes_by_size(size, counts):
+    """Classes of 2, 3 and 30 images: scikit-learn's proportional draw would give the small classes
+    none; each keeps one, and what is left is shared in proportion to what each class has left."""
+    labels = np.array([0] * 2 + [1] * 3 + [2] * 30)
+    chosen = splits._subset_indices(labels, size, 0)
+    assert np.bincount(labels[chosen]).tolist() == counts and len(set(chosen.tolist())) == size
+
+
+def test_single_image_classes_are_kept():
+    labels = np.array([0, 1, 1, 1, 2, 2])
+    assert splits._subset_indices(labels, 3, 0).tolist() == [0, 1, 5]
+    assert splits._subset_indices(np.array([1, 1, 1, 1, 1, 0, 0, 1]), 2, 1).tolist() == [3, 5]
+    assert splits._subset_indices(np.array([0, 1, 2]), 3, 0).tolist() == [0, 1, 2]
+
+
+def test_subset_errors_name_the_param():
+    labels = _labels()
+    with pytest.raises(PipelineError, match=r"^x.train_subset: 36 requested but the split has 35 images$"):
+        splits.subset(np.arange(35), labels, 36, 0, "x.train_subset")
+    with pytest.raises(PipelineError, match=r"^x.val_subset: 4 is fewer than the 5 classes$"):
+        splits.subset(np.arange(35), labels, 4, 0, "x.val_subset")
+    everything = splits.subset(np.arange(35), labels, 35, 0, "x")
+    assert np.array_equal(everything[0], np.arange(35)) and splits.subset(np.arange(35), labels, None, 0, "x")[0] is not None
+
+
+def test_class_selection_and_split_are_pinned():
+    available = [f"n{i:02d}" for i in range(20)]
+    assert splits.select_classes(available, 4, "seeded", 7, []) == ["n11", "n12", "n16", "n17"]
+    kept, held = splits.stratified_split(np.repeat(np.arange(3), 5), 0.2, 1)
+    assert held.tolist() == [3, 6, 10] and kept.tolist() == [0, 1, 2, 4, 5, 7, 8, 9, 11, 12, 13, 14]
+    with pytest.raises(PipelineError, match=r"^data.imagenet200.wnids: not in the source: a, b, c, d, e$"):
+        splits.select_classes(available, 6, "list", 0, ["f", "e", "d", "c", "b", "a"])
+
+
+def test_carve_and_its_check():
+    labels = np.repeat(np.arange(3), [10, 4, 10])
+    splits.check_carve(labels, 0.25, "train/")  # 4 x 0.25 = 1: exactly one held-out image is enough
+    with pytest.raises(PipelineError, match=r"^data.val_fraction: 0.2 leaves class 1 of train/ \(4 images\) with no held-out image$"):
+        splits.check_carve(labels, 0.2, "train/")
+    images = np.arange(24) * 10
+    (kept_images, kept_labels), (held_images, held_labels) = splits.carve(images, labels, 0.25, 2)
+    kept, held = splits.stratified_split(labels, 0.25, 2)
+    assert np.array_equal(kept_images, images[kept]) and np.array_equal(held_labels, labels[held])
+    assert np.array_equal(held_images, images[held]) and np.array_equal(kept_labels, labels[kept])
+    assert not np.array_equal(held, splits.stratified_split(labels, 0.25, 3)[1])  # the seed is used

@@ -1,0 +1,69 @@
+"""The stage table and the files generated from it, in process (the CLI checks of the same files are
+in test_params.py): dvc.yaml and the params schema are exactly what the code generates, a stale
+dvc.yaml is named, and the per-run paths are what the report and the plots read."""
+
+import json
+
+import pytest
+
+from conftest import ROOT, load_params
+from imgclf import config, stages
+from imgclf.errors import PipelineError
+
+
+def test_committed_dvc_yaml_is_the_stage_table():
+    params = config.load(ROOT / "params.yaml")
+    assert stages.dvc_yaml_text(params) == (ROOT / "dvc.yaml").read_text()
+
+
+def test_committed_schema_is_the_schema_the_code_validates_with():
+    assert config.schema_json() == (ROOT / "workflow/schemas/params.schema.json").read_text()
+    schema = json.loads(config.schema_json())
+    assert schema["additionalProperties"] is False and "data" in schema["required"]
+
+
+def test_a_stale_dvc_yaml_is_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # params.yaml is resolved from the working directory, as the engines do
+    params = config.load(ROOT / "params.yaml")
+    path = tmp_path / "dvc.yaml"
+    path.write_text(stages.dvc_yaml_text(params))
+    stages.check_dvc_yaml(params, "params.yaml", str(path))  # in sync: nothing to say
+    params["alexnet32"]["seeds"] = [0, 9]
+    with pytest.raises(PipelineError, match=r"dvc.yaml: out of date with params.yaml .*run `imgclf dvc-yaml`"):
+        stages.check_dvc_yaml(params, "params.yaml", str(path))
+    # another params file (--configfile): dvc.yaml follows params.yaml only, so nothing is checked
+    stages.check_dvc_yaml(params, "config/full.yaml", str(path))
+    stages.check_dvc_yaml(params, "params.yaml", str(tmp_path / "missing.yaml"))  # no DVC here: nothing to check
+
+
+def test_run_paths_and_plots():
+    params = load_params("config/ci.yaml")
+    spec = stages.dvc_yaml(config.validate(params))
+    assert spec["stages"]["train_seed_cnn_s1"]["outs"] == ["models/seed_cnn/seed1"]
+    plots = {key: value for entry in spec["plots"] for key, value in entry.items()}
+    assert plots["models/seed_cnn/seed1/history.csv"]["x"] == "epoch"
+    assert "reports/eval/seed_cnn/seed1/confusion.csv" in plots
+    assert stages.history_file("seed_cnn", 1) in plots and stages.confusion_file("seed_cnn", 1) in plots
+
+
+def test_source_entry_follows_the_chosen_source():
+    params = config.load(ROOT / "params.yaml")
+    params["data"]["source"] = "official"
+    assert config.source_entry(params, "cifar10") == config.OFFICIAL_SOURCES["cifar10"]
+    params["data"]["source"] = "sample"
+    assert config.source_entry(params, "tiny_imagenet")["url"].startswith("file:data/sample/")
+
+
+def test_upstream_runs():
+    table = stages.by_name(config.validate(load_params("config/ci.yaml")))
+    assert table["train_cifar_densenet201_transfer_s0"].deps[-1] == "models/densenet201/seed0"
+    assert "--upstream models/densenet201/seed0 " in table["train_cifar_densenet201_transfer_s0"].cmd
+
+
+def test_image_folder_replaces_the_tiny_imagenet_archive(tmp_path):
+    params = config.validate(load_params("config/ci.yaml"))
+    params["data"]["imagenet200"]["image_folder"] = str(tmp_path / "imagenet")
+    table = stages.by_name(params)
+    prepare = table["prepare_imagenet200"]
+    assert prepare.deps[0] == str(tmp_path / "imagenet") and f"--source {tmp_path / 'imagenet'} " in prepare.cmd
+    assert table["prepare_cifar10"].deps[0] == "data/raw/cifar-10-binary.tar.gz"  # CIFAR-10 keeps its archive
