@@ -26,8 +26,8 @@ def results() -> dict[str, str]:
 
 def changed_line(name: str) -> str:
     diff = subprocess.run(["mutmut", "show", name], capture_output=True, text=True).stdout
-    minus = [line[1:].strip() for line in diff.splitlines() if line.startswith("- ") or line.startswith("-\t")]
-    plus = [line[1:].strip() for line in diff.splitlines() if line.startswith("+ ") or line.startswith("+\t")]
+    minus = [line[1:].strip() for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
+    plus = [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
     return f"{minus[0] if minus else ''}  ->  {plus[0] if plus else '(removed)'}"
 
 

@@ -151,7 +151,11 @@ def test_load_errors_name_the_file(tmp_path):
     params["data"]["imagenet200"].update(class_selection="list", wnids=["n1", "n2"], n_classes=3)
     with pytest.raises(PipelineError, match=r"^x.yaml: data.imagenet200.wnids: lists 2 classes but n_classes is 3$"):
         config.validate(params, "x.yaml")
-    params["data"]["imagenet200"].update(class_selection="seeded", wnids=[])
+    params["data"]["imagenet200"].update(class_selection="seeded", wnids=[], n_classes=200)
+    params["cifar_densenet201_finetune"].update(train_subset=10, kfold=6)
+    with pytest.raises(PipelineError, match=r"^x.yaml: cifar_densenet201_finetune.train_subset: 10 is too few for 6 folds$"):
+        config.validate(params, "x.yaml")
+    params["cifar_densenet201_finetune"].update(train_subset=None)
     params["data"]["bogus"], params["data"]["another"] = 1, 2
     with pytest.raises(PipelineError, match=r"^x.yaml: data: unknown key 'another', 'bogus'$"):
         config.validate(params, "x.yaml")

@@ -81,7 +81,7 @@ def test_mean_and_std_over_seeds(values):
     mean, std = report._mean_std(values)
     assert min(values) - 1e-12 <= mean <= max(values) + 1e-12
     if len(values) == 1:
-        assert np.isnan(std) or std == 0
+        assert std == 0.0
     else:
         assert std == pytest.approx(np.std(values, ddof=1), abs=1e-12)
 

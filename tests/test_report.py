@@ -34,9 +34,15 @@ def test_scores_refuse_mismatched_or_broken_predictions():
 
 
 def test_per_class_accuracy_by_hand():
-    confusion = np.array([[3, 1, 0], [0, 0, 0], [2, 2, 4]])  # rows: actual class; class 1 has no test image
-    result = evaluate.per_class_accuracy(confusion)
-    assert result[0] == pytest.approx(0.75) and np.isnan(result[1]) and result[2] == pytest.approx(0.5)
+    confusion = np.array([[3, 1, 0, 0], [0, 0, 0, 0], [2, 2, 4, 0], [0, 0, 0, 1]])  # rows: actual class
+    result = evaluate.per_class_accuracy(confusion)  # class 1 has no test image, class 3 one
+    assert result[0] == pytest.approx(0.75) and np.isnan(result[1]) and result[2] == pytest.approx(0.5) and result[3] == 1
+
+
+def test_loss_of_a_zero_probability_is_finite():
+    probabilities = np.array([[1.0, 0.0], [0.5, 0.5]])
+    result = evaluate.scores(probabilities, np.array([1, 0]))
+    assert result["loss"] == pytest.approx((-np.log(1e-7) - np.log(0.5)) / 2)
 
 
 def test_prediction_spread():
@@ -130,6 +136,8 @@ def test_flag_texts_and_boundaries():
     assert report.flags(_metrics(0.6, 0.6, 0.7, chance=1 / 3))[0].startswith("collapsed")
     assert report.flags(_metrics(0.01, 0.05, 0.05)) == ["chance on test (1.0%) but 5.0% on training images"]  # >= 10x
     assert report.flags({"top1": 0.001, "top_class_share": 0.01, "chance_top1": 0.005}) == []  # no train score
+    assert report.flags(_metrics(0.2, 0.6, 0.1, chance=0.1)) == ["chance on test (20.0%) but 60.0% on training images"]
+    assert report._mean_std([0.3]) == (0.3, 0.0) and report._mean_std([0.2, 0.4])[1] == pytest.approx(0.1414213562)
 
 
 def _write_metrics(root, name, seed, **values):
@@ -153,6 +161,7 @@ def test_results_table_cells_exactly(tmp_path):
                    top_class_share=0.8)
     _write_metrics(tmp_path, "cifar_densenet201_finetune", 0, cv_top1_mean=0.4, cv_top1_std=0.05,
                    train_images_per_second=None)
+    _write_metrics(tmp_path, "densenet121", 0, params=1000501)
     _write_metrics(tmp_path, "alexnet32", 0, top1=0.01, train_top1=0.9, top_class_share=0.9)
     table = report.collect(tmp_path, params)
     rows = table.set_index("experiment")
@@ -167,6 +176,8 @@ def test_results_table_cells_exactly(tmp_path):
     assert lines["experiment"] == ("| experiment | data | seeds | test top-1 % | train top-1 % | top-5 % | loss | chance % "
                                    "| check | params (M) | epochs | train s | img/s | k-fold top-1 % | paper top-1 % "
                                    "| paper top-5 % | paper params (M) | paper note |")
+    assert report.markdown(table).splitlines()[1] == "|" + "---|" * 18
+    assert lines["densenet121"].split(" | ")[9] == "1.001"
     note = experiments.EXPERIMENTS["seed_cnn"].paper.note
     assert lines["seed_cnn"] == (
         "| seed_cnn | imagenet200 | 0 1 | 20.00 ± 7.07 | 40.00 ± 14.14 | 60.00 ± 14.14 | 2.000 ± 0.707 | 10.00 "

@@ -20,6 +20,8 @@ def _labels():
     (12, [0, 5, 7, 12, 14, 15, 18, 25, 26, 31, 33, 34]),  # scikit-learn's stratified draw
     (31, [0, 1, 2, 3, 4, 5, 7, 9, 10, 12, 13, 14, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31,
           32, 33, 34]),
+    (30, [0, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 25, 26, 28, 29, 30, 31, 32,
+          34]),  # five left out of five classes: scikit-learn's draw
     (33, [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30,
           31, 32, 33, 34]),  # two left out: one image from each of the two largest classes
 ])
@@ -28,13 +30,22 @@ def test_subset_draws_are_pinned(size, expected):
     assert chosen.tolist() == expected and np.array_equal(labels, _labels()[chosen])
 
 
-@pytest.mark.parametrize("size, counts", [(4, [1, 1, 2]), (5, [1, 1, 3]), (6, [1, 1, 4]), (7, [1, 1, 5])])
-def test_small_classes_keep_one_image_and_the_rest_goes_by_size(size, counts):
-    """Classes of 2, 3 and 30 images: scikit-learn's proportional draw would give the small classes
-    none; each keeps one, and what is left is shared in proportion to what each class has left."""
-    labels = np.array([0] * 2 + [1] * 3 + [2] * 30)
+@pytest.mark.parametrize("sizes, size, counts", [
+    ([2, 3, 30], 4, [1, 1, 2]), ([2, 3, 30], 7, [1, 1, 5]),
+    ([2, 2, 9, 21], 9, [1, 1, 2, 5]), ([2, 13, 23, 31], 17, [1, 3, 6, 7]),
+])
+def test_small_classes_keep_one_image_and_the_rest_goes_by_size(sizes, size, counts):
+    """Where scikit-learn's proportional draw would give a small class no image, each class keeps
+    one, and what is left is shared in proportion to what each class has beyond that one (largest
+    remainders first)."""
+    labels = np.repeat(np.arange(len(sizes)), sizes)
     chosen = splits._subset_indices(labels, size, 0)
     assert np.bincount(labels[chosen]).tolist() == counts and len(set(chosen.tolist())) == size
+
+
+def test_near_the_full_size_the_largest_classes_give_one_image_each():
+    labels = np.repeat(np.arange(3), [3, 5, 8])
+    assert np.bincount(labels[splits._subset_indices(labels, 14, 0)]).tolist() == [3, 4, 7]
 
 
 def test_single_image_classes_are_kept():

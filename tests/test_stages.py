@@ -22,7 +22,7 @@ def test_committed_schema_is_the_schema_the_code_validates_with():
     assert schema["additionalProperties"] is False and "data" in schema["required"]
 
 
-def test_a_stale_dvc_yaml_is_named(tmp_path, monkeypatch):
+def test_an_outdated_dvc_yaml_is_named(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)  # params.yaml is resolved from the working directory, as the engines do
     params = config.load(ROOT / "params.yaml")
     path = tmp_path / "dvc.yaml"
@@ -58,6 +58,19 @@ def test_upstream_runs():
     table = stages.by_name(config.validate(load_params("config/ci.yaml")))
     assert table["train_cifar_densenet201_transfer_s0"].deps[-1] == "models/densenet201/seed0"
     assert "--upstream models/densenet201/seed0 " in table["train_cifar_densenet201_transfer_s0"].cmd
+
+
+def test_upstream_run_of_the_same_seed_and_the_params_file():
+    """A transfer run starts from the DenseNet-201 run of its own seed where there is one, else from
+    its first; every command reads the params file it was built for."""
+    params = config.validate(load_params("config/ci.yaml"))
+    params["densenet201"]["seeds"] = [0, 1]
+    params["cifar_densenet201_transfer"]["seeds"] = [1, 2]
+    table = stages.by_name(params, "other.yaml")
+    assert table["train_cifar_densenet201_transfer_s1"].deps[-1] == "models/densenet201/seed1"
+    assert "--upstream models/densenet201/seed1 " in table["train_cifar_densenet201_transfer_s1"].cmd
+    assert table["train_cifar_densenet201_transfer_s2"].deps[-1] == "models/densenet201/seed0"
+    assert all(stage.cmd.endswith("--params other.yaml") for name, stage in table.items() if not name.startswith("sample_"))
 
 
 def test_image_folder_replaces_the_tiny_imagenet_archive(tmp_path):
