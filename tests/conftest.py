@@ -131,6 +131,7 @@ def _slurm_up() -> bool:
     return run(["scontrol", "ping"], ROOT, check=False, timeout=60).returncode == 0
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist starts its workers
 def pytest_sessionstart(session):
     """Where slurm-wlm is installed, its single-node cluster runs for the whole session: started here
     (in the controlling process, once, also under pytest-xdist) and stopped at the end, pass or
