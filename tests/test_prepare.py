@@ -390,3 +390,30 @@ def test_split_file_bytes_are_stable(tmp_path):
     assert hashlib.md5((tmp_path / "s.npz").read_bytes()).hexdigest() == "ffde75b2f2fc7b1230556b1401e4984c"
     loaded_images, loaded_labels = arrays.load_split(tmp_path / "s.npz")
     assert np.array_equal(loaded_images, images) and np.array_equal(loaded_labels, np.arange(500))
+
+
+@pytest.mark.parametrize("position", ["middle", "last"])
+def test_a_class_without_training_images_is_named(small_tiny_zip, tmp_path, data_params, position):
+    """A selected class whose train/ folder is empty stops prepare with one line naming the class,
+    wherever it sorts (the last one used to pass with 0 training images), and nothing is written."""
+    wnids = sorted(prepare.read_tiny_index(small_tiny_zip).wnids)
+    empty = wnids[len(wnids) // 2] if position == "middle" else wnids[-1]
+    archive = tmp_path / "t.zip"
+    with zipfile.ZipFile(small_tiny_zip) as source, zipfile.ZipFile(archive, "w") as out:
+        for info in source.infolist():
+            if not info.filename.startswith(f"tiny-imagenet-200/train/{empty}/images/"):
+                out.writestr(info, source.read(info))
+    with pytest.raises(PipelineError, match=rf"^{archive}: train/: class {empty} has no images$"):
+        prepare.prepare_tiny_imagenet(archive, tmp_path / "out", small_data(data_params), 1)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_class_without_test_images_is_named(tmp_path, data_params):
+    for split, wnids in (("train", ["a", "b", "c"]), ("val", ["a", "c"])):
+        for w in wnids:
+            (tmp_path / "f" / split / w).mkdir(parents=True)
+            for i in range(10 if split == "train" else 2):
+                Image.new("RGB", (40, 40), (i * 20, 0, 0)).save(tmp_path / "f" / split / w / f"{i}.jpg")
+    (tmp_path / "f" / "val" / "b").mkdir()  # the folder is there, its images are not
+    with pytest.raises(PipelineError, match=rf"^{tmp_path / 'f' / 'val'}: class b has no images$"):
+        prepare.prepare_image_folder(tmp_path / "f", tmp_path / "out", small_data(data_params, n_classes=3), 1)

@@ -4,6 +4,7 @@ DVC stages call exactly these commands. Heavy modules (TensorFlow) load only whe
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from pathlib import Path
@@ -199,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"error: {exc.filename or 'output'}: no space left on device", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -1,13 +1,58 @@
-"""Atomic file output: a stage either leaves a complete file or none at all."""
+"""Atomic file output: a stage either leaves a complete file or none at all.
+
+Temporaries are hidden siblings of the output named after it and the writing process
+(``.<name>.<pid>.<random>``): a run removes those of its own output that a killed run left behind
+(their process is gone), and a full disk ends in one line naming the output, not a traceback."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+from imgclf.errors import PipelineError
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporaries of ``path`` whose writing process no longer exists; return them."""
+    removed = []
+    prefix = f".{path.name}."
+    for sibling in path.parent.glob(f"{prefix}*"):
+        pid = sibling.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            if sibling.is_dir() and not sibling.is_symlink():
+                shutil.rmtree(sibling, ignore_errors=True)
+            else:
+                sibling.unlink(missing_ok=True)
+            removed.append(sibling)
+    return removed
+
+
+@contextlib.contextmanager
+def _disk_full_names(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _FULL:
+            raise PipelineError(f"{path}: no space left on device") from None
+        raise
 
 
 @contextlib.contextmanager
@@ -15,15 +60,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` only on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o644)
+    remove_stale_temporaries(path)
+    tmp_path = None
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        with _disk_full_names(path):
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            tmp_path = Path(tmp)
+            os.chmod(tmp_path, 0o644)
+            yield tmp_path
+            os.replace(tmp_path, path)
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
 
 
@@ -39,17 +87,18 @@ def write_json(path: str | os.PathLike, data) -> None:
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary directory next to ``path``; on success it replaces ``path``."""
-    import shutil
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    remove_stale_temporaries(path)
+    tmp = None
     try:
-        yield tmp
-        tmp.chmod(0o755)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        with _disk_full_names(path):
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", dir=path.parent))
+            yield tmp
+            tmp.chmod(0o755)
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             shutil.rmtree(tmp)

@@ -375,6 +375,8 @@ def prepare_tiny_imagenet(archive: str | Path, out_dir: str | Path, data: dict, 
     train = [(m, label_of[w]) for m, w in index.train if w in label_of]
     test = [(m, label_of[w]) for m, w in index.val if w in label_of]
     train_labels = np.array([label for _, label in train], np.int32)
+    splits.check_classes(train_labels, classes, f"{archive}: train/")
+    splits.check_classes(np.array([label for _, label in test], np.int32), classes, f"{archive}: val/ (the test split)")
     splits.check_carve(train_labels, data["val_fraction"], "train/")
     # The carve needs only labels: decode straight into train | val | test order, so each split
     # is a view of one array and nothing is copied after decoding.
@@ -424,10 +426,12 @@ def prepare_image_folder(folder: str | Path, out_dir: str | Path, data: dict, wo
         return [f for f, _ in items], np.array([l for _, l in items], np.int32)
 
     names, labels = listing(train_tree)
+    splits.check_classes(labels, classes, str(folder / "train" if has_splits else folder))
     splits.check_carve(labels, data["val_fraction"], str(folder))
     images = decode_many(base, names, spec, workers)
     if has_splits:
         test_names, test_labels = listing(_folder_classes(folder / "val"))
+        splits.check_classes(test_labels, classes, str(folder / "val"))
         test = (decode_many(base, test_names, spec, workers), test_labels)
     else:
         splits.check_carve(labels, subset["test_fraction"], str(folder))
@@ -485,6 +489,8 @@ def prepare_cifar10(archive: str | Path, out_dir: str | Path, data: dict) -> dic
     if len(classes) != 10:
         raise PipelineError(f"{archive}: batches.meta.txt lists {len(classes)} classes, expected 10")
     spec = ResizeSpec(data["image_size"], data["resize_filter"], False)
+    splits.check_classes(labels, classes, f"{archive}: data batches")
+    splits.check_classes(test_labels, classes, f"{archive}: test_batch.bin")
     splits.check_carve(labels, data["val_fraction"], "data batches")
     train_split, val_split = splits.carve(resize_array(images, spec), labels, data["val_fraction"], data["split_seed"])
     parts = {"train": train_split, "val": val_split, "test": (resize_array(test_images, spec), test_labels)}

@@ -41,6 +41,16 @@ def carve(images: np.ndarray, labels: np.ndarray, fraction: float, seed: int):
     return (images[kept], labels[kept]), (images[held], labels[held])
 
 
+def check_classes(labels: np.ndarray, classes: list[str], what: str) -> None:
+    """Every selected class has at least one image in ``what`` (a split of the source), or one line
+    that names the first class without any."""
+    counts = np.bincount(labels, minlength=len(classes)) if len(labels) else np.zeros(len(classes), int)
+    empty = np.flatnonzero(counts == 0)
+    if len(empty):
+        raise PipelineError(f"{what}: class {classes[empty[0]]} has no images"
+                            + (f" (and {len(empty) - 1} more classes)" if len(empty) > 1 else ""))
+
+
 def check_carve(labels: np.ndarray, fraction: float, what: str) -> None:
     counts = np.bincount(labels)
     if counts.min() * fraction < 1:

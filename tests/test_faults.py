@@ -1,0 +1,84 @@
+"""Faults while writing: a full disk ends in one line naming the output and leaves nothing that
+looks complete; temporaries of killed runs are removed by the next run of the same output."""
+
+import errno
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ROOT, run
+from imgclf import arrays, io_utils
+from imgclf.errors import PipelineError
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_temporaries_of_killed_runs_are_removed(tmp_path):
+    dead, alive = _dead_pid(), subprocess.Popen(["sleep", "30"])
+    try:
+        stale_dir = tmp_path / f".out.{dead}.abc"
+        stale_dir.mkdir()
+        (stale_dir / "train.npz").write_bytes(b"half")
+        stale_file = tmp_path / f".m.json.{dead}.x1.tmp"
+        stale_file.write_text("{")
+        live = tmp_path / f".out.{alive.pid}.def"  # another process still writing: left alone
+        live.mkdir()
+        other = tmp_path / f".other.{dead}.ghi"  # another output's temporary: not this run's business
+        other.mkdir()
+        with io_utils.atomic_dir(tmp_path / "out") as tmp:
+            (tmp / "a").write_text("x")
+        io_utils.write_json(tmp_path / "m.json", {"a": 1})
+        assert not stale_dir.exists() and not stale_file.exists()
+        assert live.exists() and other.exists()
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other.name, live.name, "m.json", "out"])
+    finally:
+        alive.kill()
+
+
+def test_disk_full_names_the_output_and_leaves_nothing(tmp_path, monkeypatch):
+    def full(path, images, labels):
+        with open(path, "wb") as handle:
+            handle.write(b"part of an array")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(arrays, "save_split", full)
+    from imgclf import prepare
+
+    with pytest.raises(PipelineError, match=rf"^{tmp_path / 'out'}: no space left on device$"):
+        prepare.write_prepared(tmp_path / "out", {s: (np.zeros((1, 2, 2, 3), np.uint8), np.zeros(1, np.int32))
+                                                  for s in arrays.SPLITS}, ["a"], ["a"], {})
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(PipelineError, match=rf"^{tmp_path / 'x.json'}: no space left on device$"):
+        with io_utils.atomic_path(tmp_path / "x.json"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    mount = tmp_path / "full"
+    mount.mkdir()
+    if run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], tmp_path, check=False).returncode:
+        pytest.skip("cannot mount a tmpfs here (not root?): the injected ENOSPC test covers the code path")
+    yield mount
+    run(["umount", str(mount)], tmp_path, check=False)
+
+
+def test_prepare_onto_a_full_disk(small_tmpfs, small_tiny_zip, tmp_path):
+    """A real 256 KiB tmpfs: prepare's arrays do not fit. One line, exit 2, the mount left empty."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"]["imagenet200"]["n_classes"] = 12
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = run(["imgclf", "prepare", "imagenet200", "--source", str(small_tiny_zip), "--out",
+                  str(small_tmpfs / "prepared"), "--params", str(tmp_path / "params.yaml"), "--threads", "1"],
+                 tmp_path, check=False)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip() == f"error: {small_tmpfs / 'prepared'}: no space left on device"
+    assert list(small_tmpfs.iterdir()) == []
