@@ -65,3 +65,93 @@ def test_file_urls_absolute_and_relative(tmp_path, monkeypatch):
 def test_unsupported_scheme(tmp_path):
     with pytest.raises(PipelineError, match="unsupported URL scheme 'ftp'"):
         download.download("ftp://example.org/x", tmp_path / "x", "0" * 32, 1, progress=False)
+
+
+class _Flaky:
+    """A real HTTP server on 127.0.0.1 whose first response stops halfway (the socket is closed
+    after half the announced bytes); it honours Range requests unless ``ranges`` is False, and
+    ``drip`` sends one byte per that many seconds instead."""
+
+    def __init__(self, payload: bytes, ranges: bool = True, drops: int = 1, drip: float = 0.0):
+        import http.server
+        import threading
+
+        flaky = self
+        self.requests: list[str | None] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                asked = self.headers.get("Range")
+                flaky.requests.append(asked)
+                start = int(asked.split("=")[1].split("-")[0]) if asked and ranges else 0
+                body = payload[start:]
+                self.send_response(206 if start else 200)
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(payload) - 1}/{len(payload)}")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if drip:
+                    for byte in body:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(drip)
+                    return
+                if len(flaky.requests) <= drops:
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.connection.shutdown(2)  # the connection drops halfway
+                    return
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/tiny-imagenet-200.zip"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+import time  # noqa: E402
+
+
+@pytest.mark.parametrize("ranges", [True, False])
+def test_a_dropped_connection_is_resumed(tmp_path, ranges):
+    server = _Flaky(PAYLOAD, ranges=ranges)
+    try:
+        dest = tmp_path / "archive.zip"
+        assert download.download(server.url, dest, md5(PAYLOAD), len(PAYLOAD), progress=False) == md5(PAYLOAD)
+        assert dest.read_bytes() == PAYLOAD and sorted(p.name for p in tmp_path.iterdir()) == ["archive.zip"]
+        assert server.requests[0] is None and server.requests[1] == f"bytes={len(PAYLOAD) // 2}-"
+        assert len(server.requests) == 2  # resumed (or, where ranges are ignored, fetched again) once
+    finally:
+        server.close()
+
+
+def test_the_next_run_resumes_from_the_kept_part(tmp_path):
+    server = _Flaky(PAYLOAD, drops=1)
+    try:
+        dest = tmp_path / "archive.zip"
+        with pytest.raises(PipelineError, match=r"connection broken after 512,000 bytes .*; rerun to resume$"):
+            download.download(server.url, dest, md5(PAYLOAD), len(PAYLOAD), progress=False, attempts=1)
+        assert not dest.exists() and download.partial_path(dest).stat().st_size == len(PAYLOAD) // 2
+        download.download(server.url, dest, md5(PAYLOAD), len(PAYLOAD), progress=False, attempts=1)
+        assert dest.read_bytes() == PAYLOAD and server.requests[1] == f"bytes={len(PAYLOAD) // 2}-"
+        assert not download.partial_path(dest).exists()
+    finally:
+        server.close()
+
+
+def test_a_stalling_server_meets_the_deadline(tmp_path):
+    server = _Flaky(PAYLOAD, drip=0.2)
+    try:
+        started = time.monotonic()
+        with pytest.raises(PipelineError, match=r"not complete after the deadline of 1 s \(data.download_deadline_s\)"):
+            download.download(server.url, tmp_path / "a.zip", md5(PAYLOAD), len(PAYLOAD), progress=False, deadline=1)
+        assert time.monotonic() - started < 5
+        assert not (tmp_path / "a.zip").exists() and 0 < download.partial_path(tmp_path / "a.zip").stat().st_size < 20
+    finally:
+        server.close()

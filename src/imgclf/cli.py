@@ -64,7 +64,8 @@ def cmd_download(args) -> None:
 
     params = config.load(args.params)
     entry = config.source_entry(params, args.dataset)
-    download.download(entry["url"], args.out, entry["md5"], entry["size"], progress=not args.quiet)
+    download.download(entry["url"], args.out, entry["md5"], entry["size"], progress=not args.quiet,
+                      deadline=params["data"]["download_deadline_s"])
     print(f"{args.out}: {entry['size']:,} bytes, MD5 {entry['md5']} verified")
 
 

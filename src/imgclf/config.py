@@ -108,6 +108,9 @@ def data_schema() -> dict:
                 exclusiveMinimum=0, exclusiveMaximum=0.5,
             ),
             "split_seed": _prop("integer", "seed of the stratified validation carve", 0, minimum=0),
+            "download_deadline_s": _prop("integer", "seconds a download may take in all (a dropped connection is "
+                                         "resumed within them; the part kept is resumed by the next run)", 7200,
+                                         minimum=1),
             "imagenet200": {
                 "type": "object",
                 "description": "the 200-class ImageNet subset (from Tiny ImageNet or an image folder)",

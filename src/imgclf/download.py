@@ -1,11 +1,13 @@
-"""The download stage: stream an http(s):// or file: URL to disk with a progress bar, verify
-size and MD5, and rename into place only when both match."""
+"""The download stage: stream an http(s):// or file: URL to disk with a progress bar, resume a
+dropped connection with HTTP Range, verify size and MD5, and rename into place only when both match."""
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -15,7 +17,7 @@ from typing import BinaryIO
 from tqdm import tqdm
 
 from imgclf.errors import PipelineError
-from imgclf.io_utils import atomic_path
+from imgclf.io_utils import disk_full_names
 
 CHUNK = 1 << 20
 
@@ -27,7 +29,9 @@ def local_path(url: str) -> Path:
     return Path(path)
 
 
-def _open(url: str, timeout: float) -> tuple[BinaryIO, int | None]:
+def _open(url: str, timeout: float, start: int = 0) -> tuple[BinaryIO, int | None, int]:
+    """The stream, its length, and the offset it starts at: ``start`` where the server honours a
+    Range request for the rest of the file, else 0 (the whole file again)."""
     scheme = urllib.parse.urlparse(url).scheme
     if scheme == "file":
         path = local_path(url)
@@ -35,48 +39,91 @@ def _open(url: str, timeout: float) -> tuple[BinaryIO, int | None]:
             handle = open(path, "rb")
         except OSError as exc:
             raise PipelineError(f"{url}: cannot open ({exc.strerror})") from None
-        return handle, os.fstat(handle.fileno()).st_size
+        handle.seek(start)
+        return handle, os.fstat(handle.fileno()).st_size - start, start
     if scheme in ("http", "https"):
+        request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
         try:
-            response = urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 (scheme checked)
+            response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (scheme checked)
         except urllib.error.HTTPError as exc:
+            if exc.code == 416 and start:  # the range is past the end: the partial file is no good
+                return _open(url, timeout, 0)
             raise PipelineError(f"{url}: HTTP {exc.code} {exc.reason}") from None
         except (urllib.error.URLError, OSError) as exc:
             raise PipelineError(f"{url}: cannot connect ({getattr(exc, 'reason', exc)})") from None
         length = response.headers.get("Content-Length")
-        return response, int(length) if length and length.isdigit() else None
+        offset = 0
+        if start and response.status == 206:
+            offset = int(response.headers.get("Content-Range", "bytes 0-").split()[1].split("-")[0])
+        return response, int(length) if length and length.isdigit() else None, offset
     raise PipelineError(f"{url}: unsupported URL scheme {scheme!r} (use http, https or file)")
 
 
-def download(url: str, dest: str | Path, md5: str, size: int, progress: bool = True, timeout: float = 60) -> str:
-    """Fetch ``url`` to ``dest``; return the MD5. On any failure ``dest`` is left untouched."""
+def partial_path(dest: Path) -> Path:
+    """Where an interrupted download keeps what it has (hidden, next to the output), for the next
+    attempt or run to resume from."""
+    return dest.parent / f".{dest.name}.part"
+
+
+def download(url: str, dest: str | Path, md5: str, size: int, progress: bool = True, timeout: float = 60,
+             deadline: float = 7200, attempts: int = 5) -> str:
+    """Fetch ``url`` to ``dest``; return the MD5. A dropped connection is resumed with an HTTP Range
+    request (from zero where the server ignores ranges), up to ``attempts`` times in this run and
+    from the kept partial file in the next; past ``deadline`` seconds in all it stops. Size and MD5
+    are checked on the whole file before it is renamed into place; ``dest`` is never partial."""
     dest = Path(dest)
-    digest = hashlib.md5()
-    received = 0
-    stream, announced = _open(url, timeout)
-    with stream, atomic_path(dest) as tmp, open(tmp, "wb") as out:
-        bar = tqdm(
-            total=announced or size, unit="B", unit_scale=True, desc=dest.name, disable=not progress,
-            file=sys.stderr, mininterval=1.0,
-        )
-        with bar:
-            while True:
-                try:
-                    chunk = stream.read(CHUNK)
-                except OSError as exc:
-                    raise PipelineError(f"{url}: connection broken after {received} bytes ({exc})") from None
-                if not chunk:
-                    break
-                out.write(chunk)
-                digest.update(chunk)
-                received += len(chunk)
-                bar.update(len(chunk))
-        out.flush()
-        if received != size:
-            raise PipelineError(f"{url}: got {received:,} bytes, expected {size:,} (truncated or wrong file)")
-        if digest.hexdigest() != md5:
-            raise PipelineError(f"{url}: MD5 mismatch: got {digest.hexdigest()}, expected {md5}")
-    return digest.hexdigest()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = partial_path(dest)
+    started = time.monotonic()
+    bar = tqdm(total=size, unit="B", unit_scale=True, desc=dest.name, disable=not progress, file=sys.stderr,
+               mininterval=1.0)
+    with bar:
+        for attempt in range(1, attempts + 1):
+            have = part.stat().st_size if part.exists() else 0
+            if have >= size:
+                have = 0  # as long as the whole file or longer, yet not renamed: not to be trusted
+            stream, announced, offset = _open(url, timeout, have)
+            have = offset  # where the server starts: the kept bytes, or 0 where it ignores ranges
+            bar.reset(total=size)
+            bar.update(have)
+            try:
+                with stream, disk_full_names(dest), open(part, "r+b" if have else "wb") as out:
+                    out.seek(have)
+                    out.truncate()
+                    received = have
+                    read = getattr(stream, "read1", stream.read)  # what has arrived: the deadline is checked often
+                    while True:
+                        if time.monotonic() - started > deadline:
+                            raise PipelineError(f"{url}: not complete after the deadline of {deadline:g} s "
+                                                f"(data.download_deadline_s); {received:,} of {size:,} bytes kept "
+                                                f"to resume from")
+                        try:
+                            chunk = read(CHUNK)
+                        except (OSError, http.client.HTTPException) as exc:
+                            raise ConnectionError(f"{received:,} bytes ({exc})") from None
+                        if not chunk:
+                            break
+                        out.write(chunk)
+                        received += len(chunk)
+                        bar.update(len(chunk))
+                        if received > size:
+                            break
+                    if announced is not None and received - offset < announced and received <= size:
+                        raise ConnectionError(f"{received:,} bytes (the server closed it early)")
+            except ConnectionError as exc:
+                if attempt == attempts:
+                    raise PipelineError(f"{url}: connection broken after {exc}; rerun to resume") from None
+                continue  # ask for the rest (or, where the server ignores ranges, for all of it again)
+            break
+    if received != size:
+        part.unlink(missing_ok=True)
+        raise PipelineError(f"{url}: got {received:,} bytes, expected {size:,} (truncated or wrong file)")
+    digest = md5sum(part)
+    if digest != md5:
+        part.unlink(missing_ok=True)
+        raise PipelineError(f"{url}: MD5 mismatch: got {digest}, expected {md5}")
+    os.replace(part, dest)
+    return digest
 
 
 def md5sum(path: str | Path) -> str:

@@ -46,7 +46,7 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def _disk_full_names(path: Path) -> Iterator[None]:
+def disk_full_names(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
@@ -63,7 +63,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     remove_stale_temporaries(path)
     tmp_path = None
     try:
-        with _disk_full_names(path):
+        with disk_full_names(path):
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
             os.close(fd)
             tmp_path = Path(tmp)
@@ -92,7 +92,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     remove_stale_temporaries(path)
     tmp = None
     try:
-        with _disk_full_names(path):
+        with disk_full_names(path):
             tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", dir=path.parent))
             yield tmp
             tmp.chmod(0o755)
