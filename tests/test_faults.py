@@ -82,3 +82,43 @@ def test_prepare_onto_a_full_disk(small_tmpfs, small_tiny_zip, tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.strip() == f"error: {small_tmpfs / 'prepared'}: no space left on device"
     assert list(small_tmpfs.iterdir()) == []
+
+
+def _peak_rss_kib(args, cwd) -> tuple[int, str, int]:
+    """Run the CLI in a fresh interpreter; its exit status, stderr and peak RSS (KiB)."""
+    code = ("import resource, sys\nfrom imgclf.cli import main\nrc = main(sys.argv[1:])\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\nsys.exit(rc)")
+    result = run([sys.executable, "-c", code, *args], cwd, check=False)
+    return result.returncode, result.stderr, int(result.stdout.split()[-1])
+
+
+@pytest.mark.parametrize("bomb", ["zeros", "trailing"])
+def test_memory_is_bounded_by_what_a_member_declares(small_tiny_zip, tmp_path, bomb):
+    """A member that inflates to 1 GiB of zeros, or a valid JPEG followed by 200 MiB of zeros, is
+    refused by its declared size before it is inflated: one line naming it, and prepare's peak RSS
+    within 2x that of a normal run on the same archive."""
+    import zipfile
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"]["imagenet200"]["n_classes"] = 12
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(small_tiny_zip) as source, zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+        victim = next(n for n in source.namelist() if "/train/" in n and n.endswith("_3.JPEG"))
+        for info in source.infolist():
+            if info.filename != victim:
+                out.writestr(info, source.read(info))
+        with out.open(victim, "w", force_zip64=True) as member:
+            if bomb == "trailing":
+                member.write(source.read(victim))
+            for _ in range(1024 if bomb == "zeros" else 200):
+                member.write(bytes(1 << 20))
+    args = ["prepare", "imagenet200", "--out", str(tmp_path / "out"), "--params", str(tmp_path / "params.yaml"),
+            "--threads", "1", "--source"]
+    rc, _, normal = _peak_rss_kib([*args, str(small_tiny_zip)], tmp_path)
+    assert rc == 0
+    rc, stderr, peak = _peak_rss_kib([*args, str(archive)], tmp_path)
+    assert rc == 2 and stderr.strip().count("\n") == 0, stderr
+    assert f"{victim}: cannot read (declares" in stderr and "over data.max_image_bytes (67,108,864)" in stderr
+    print(f"peak RSS: normal {normal} KiB, {bomb} bomb {peak} KiB")
+    assert peak <= 2 * normal, (peak, normal)

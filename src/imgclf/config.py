@@ -108,6 +108,8 @@ def data_schema() -> dict:
                 exclusiveMinimum=0, exclusiveMaximum=0.5,
             ),
             "split_seed": _prop("integer", "seed of the stratified validation carve", 0, minimum=0),
+            "max_image_bytes": _prop("integer", "largest image file prepare reads (a zip member is checked by the "
+                                     "size it declares, before it is inflated)", 64 << 20, minimum=1024),
             "download_deadline_s": _prop("integer", "seconds a download may take in all (a dropped connection is "
                                          "resumed within them; the part kept is resumed by the next run)", 7200,
                                          minimum=1),

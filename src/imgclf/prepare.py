@@ -174,14 +174,19 @@ def _central_directory(view: mmap.mmap) -> dict[str, Entry] | None:
     return entries
 
 
+class MemberTooLarge(zipfile.BadZipFile):
+    pass
+
+
 class ZipMembers:
     """Random access to a zip's members through one read-only memory map: a slice and a CRC check
     per member instead of zipfile's per-member file object, seeks and header reads. Stored and
     deflated members are read here; any other method (or encryption), and archives this parser
     leaves to zipfile (zip64...), go through zipfile. Safe to share with forked workers."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, max_member_bytes: int | None = None):
         self.path = str(path)
+        self.max_member_bytes = max_member_bytes
         with open(self.path, "rb") as handle:
             if os.fstat(handle.fileno()).st_size == 0:
                 raise zipfile.BadZipFile("empty file")
@@ -204,7 +209,12 @@ class ZipMembers:
         return list(self.entries)
 
     def read(self, name: str) -> bytes:
+        """The member's bytes. Memory is bounded by design: a member that declares more than
+        ``max_member_bytes`` is refused before anything is inflated, and inflating stops at the
+        declared size (a member that inflates beyond it is an error, not a large allocation)."""
         offset, compress_size, file_size, crc, method, flags = self.entries[name]
+        if self.max_member_bytes is not None and file_size > self.max_member_bytes:
+            raise MemberTooLarge(f"declares {file_size:,} bytes, over data.max_image_bytes ({self.max_member_bytes:,})")
         if flags & 0x1 or method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             return self._zipfile().read(name)
         if offset + _LOCAL.size > len(self._map) or self._map[offset : offset + 4] != b"PK\x03\x04":
@@ -214,7 +224,7 @@ class ZipMembers:
         raw = self._map[start : start + compress_size]
         if len(raw) != compress_size:
             raise zipfile.BadZipFile("member data truncated")
-        data = raw if method == zipfile.ZIP_STORED else zlib.decompress(raw, -15)
+        data = raw if method == zipfile.ZIP_STORED else zlib.decompressobj(-15).decompress(raw, file_size + 1)
         if len(data) != file_size or zlib.crc32(data) != crc:
             raise zipfile.BadZipFile("bad CRC-32 or size")
         return data
@@ -230,7 +240,10 @@ def _read(name: str) -> bytes:
     source = _SOURCE["source"]
     if isinstance(source, ZipMembers):
         return source.read(name)
-    return Path(source, name).read_bytes()
+    path, limit = Path(source, name), _SOURCE.get("max_bytes")
+    if limit is not None and path.stat().st_size > limit:
+        raise MemberTooLarge(f"{path.stat().st_size:,} bytes, over data.max_image_bytes ({limit:,})")
+    return path.read_bytes()
 
 
 def _decode_range(bounds: tuple[int, int]) -> None:
@@ -254,14 +267,16 @@ def _shared_array(shape: tuple[int, ...]) -> np.ndarray:
     return np.frombuffer(mmap.mmap(-1, size), np.uint8).reshape(shape)
 
 
-def decode_many(source: ZipMembers | str, names: list[str], spec: ResizeSpec, workers: int) -> np.ndarray:
+def decode_many(source: ZipMembers | str, names: list[str], spec: ResizeSpec, workers: int,
+                max_bytes: int | None = None) -> np.ndarray:
     """Decode ``names`` from an open zip or a folder (path) in order, over ``workers`` processes."""
     ranges = [(i, min(i + CHUNK, len(names))) for i in range(0, len(names), CHUNK)]
     parallel = workers > 1 and len(ranges) > 1
     shape = (len(names), spec.size, spec.size, 3)
     out = _shared_array(shape) if parallel else np.empty(shape, np.uint8)
     _SOURCE.clear()
-    _SOURCE.update(source=source, where=getattr(source, "path", source), spec=spec, names=names, out=out)
+    _SOURCE.update(source=source, where=getattr(source, "path", source), spec=spec, names=names, out=out,
+                   max_bytes=max_bytes)
     try:
         if parallel:
             with multiprocessing.get_context("fork").Pool(min(workers, len(ranges))) as pool:
@@ -292,9 +307,9 @@ def _safe_member(name: str, archive: str) -> None:
         raise PipelineError(f"{archive}: unsafe path in archive: {name!r}")
 
 
-def open_zip(archive_path: str | Path) -> ZipMembers:
+def open_zip(archive_path: str | Path, max_member_bytes: int | None = None) -> ZipMembers:
     try:
-        return ZipMembers(archive_path)
+        return ZipMembers(archive_path, max_member_bytes)
     except FileNotFoundError:
         raise PipelineError(f"{archive_path}: archive not found") from None
     except (zipfile.BadZipFile, OSError, ValueError, struct.error) as exc:
@@ -366,7 +381,7 @@ def write_prepared(out_dir: str | Path, parts: dict, classes: list[str], words: 
 
 
 def prepare_tiny_imagenet(archive: str | Path, out_dir: str | Path, data: dict, workers: int) -> dict:
-    members = open_zip(archive)
+    members = open_zip(archive, data["max_image_bytes"])
     index = read_tiny_index(members)
     subset = data["imagenet200"]
     classes = splits.select_classes(index.wnids, subset["n_classes"], subset["class_selection"], subset["class_seed"], subset["wnids"])
@@ -428,11 +443,11 @@ def prepare_image_folder(folder: str | Path, out_dir: str | Path, data: dict, wo
     names, labels = listing(train_tree)
     splits.check_classes(labels, classes, str(folder / "train" if has_splits else folder))
     splits.check_carve(labels, data["val_fraction"], str(folder))
-    images = decode_many(base, names, spec, workers)
+    images = decode_many(base, names, spec, workers, data["max_image_bytes"])
     if has_splits:
         test_names, test_labels = listing(_folder_classes(folder / "val"))
         splits.check_classes(test_labels, classes, str(folder / "val"))
-        test = (decode_many(base, test_names, spec, workers), test_labels)
+        test = (decode_many(base, test_names, spec, workers, data["max_image_bytes"]), test_labels)
     else:
         splits.check_carve(labels, subset["test_fraction"], str(folder))
         (images, labels), test = splits.carve(images, labels, subset["test_fraction"], data["split_seed"])
