@@ -39,7 +39,7 @@ test-fast: $(STAMP)
 	pytest -q -ra -m "not slow"
 
 # Mutation testing of the cores that decide numbers and reruns ([tool.mutmut] in pyproject.toml):
-# about 15 min on 2 cores; prints the score and every surviving mutant's function.
+# about 6 min on 2 cores; prints the score and every surviving mutant.
 mutate: $(STAMP)
 	$(VENV)/bin/pip install --quiet -c requirements.lock -e '.[mutate]'
 	rm -rf mutants
