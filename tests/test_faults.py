@@ -61,6 +61,13 @@ def test_disk_full_names_the_output_and_leaves_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def _twelve_class_params(path):
+    """params.yaml for the 12-class test zip (conftest's small_tiny_zip)."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"]["imagenet200"]["n_classes"] = 12
+    path.write_text(yaml.safe_dump(params))
+
+
 @pytest.fixture
 def small_tmpfs(tmp_path):
     mount = tmp_path / "full"
@@ -73,9 +80,7 @@ def small_tmpfs(tmp_path):
 
 def test_prepare_onto_a_full_disk(small_tmpfs, small_tiny_zip, tmp_path):
     """A real 256 KiB tmpfs: prepare's arrays do not fit. One line, exit 2, the mount left empty."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["data"]["imagenet200"]["n_classes"] = 12
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    _twelve_class_params(tmp_path / "params.yaml")
     result = run(["imgclf", "prepare", "imagenet200", "--source", str(small_tiny_zip), "--out",
                   str(small_tmpfs / "prepared"), "--params", str(tmp_path / "params.yaml"), "--threads", "1"],
                  tmp_path, check=False)
@@ -99,9 +104,7 @@ def test_memory_is_bounded_by_what_a_member_declares(small_tiny_zip, tmp_path, b
     within 2x that of a normal run on the same archive."""
     import zipfile
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["data"]["imagenet200"]["n_classes"] = 12
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    _twelve_class_params(tmp_path / "params.yaml")
     archive = tmp_path / "bomb.zip"
     with zipfile.ZipFile(small_tiny_zip) as source, zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
         victim = next(n for n in source.namelist() if "/train/" in n and n.endswith("_3.JPEG"))

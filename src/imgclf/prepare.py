@@ -241,8 +241,8 @@ def _read(name: str) -> bytes:
     if isinstance(source, ZipMembers):
         return source.read(name)
     path, limit = Path(source, name), _SOURCE.get("max_bytes")
-    if limit is not None and path.stat().st_size > limit:
-        raise MemberTooLarge(f"{path.stat().st_size:,} bytes, over data.max_image_bytes ({limit:,})")
+    if limit is not None and (size := path.stat().st_size) > limit:
+        raise MemberTooLarge(f"{size:,} bytes, over data.max_image_bytes ({limit:,})")
     return path.read_bytes()
 
 
