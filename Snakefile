@@ -32,10 +32,17 @@ include: "workflow/rules/report.smk"
 localrules: all, sample, download
 
 
+onstart:
+    for path in stages.tidy(PARAMS, PARAMS_FILE):
+        print(f"removed {path} (left by a killed run)")
+
+
 onsuccess:
     record_in_dvc()
 
 
+# every stage's outputs, not only the report's: a missing intermediate (a deleted or killed
+# prepare or training output) is rebuilt, as `dvc repro` rebuilds it
 rule all:
     input:
-        stages.REPORT_OUTS,
+        [path for entry in STAGES.values() for path in entry.outs + entry.metrics],

@@ -125,3 +125,28 @@ def test_memory_is_bounded_by_what_a_member_declares(small_tiny_zip, tmp_path, b
     assert f"{victim}: cannot read (declares" in stderr and "over data.max_image_bytes (67,108,864)" in stderr
     print(f"peak RSS: normal {normal} KiB, {bomb} bomb {peak} KiB")
     assert peak <= 2 * normal, (peak, normal)
+
+
+def test_trailing_bytes_after_a_jpeg_are_reported(small_tiny_zip, tmp_path):
+    """A valid JPEG followed by data under the size limit decodes as the JPEG alone, and prepare
+    says so in one warning naming the member and the byte count (exit 0, same arrays)."""
+    import zipfile
+
+    _twelve_class_params(tmp_path / "params.yaml")
+    archive = tmp_path / "trailing.zip"
+    with zipfile.ZipFile(small_tiny_zip) as source, zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+        victims = sorted(n for n in source.namelist() if "/train/" in n and n.endswith("_3.JPEG"))[:2]
+        for info in source.infolist():
+            extra = {victims[0]: 1000, victims[1]: 123_456}.get(info.filename, 0)
+            out.writestr(info, source.read(info) + b"\0" * extra)
+    args = ["prepare", "imagenet200", "--params", str(tmp_path / "params.yaml"), "--threads", "2"]
+    clean = run([sys.executable, "-m", "imgclf", *args, "--source", str(small_tiny_zip), "--out", str(tmp_path / "a")],
+                tmp_path)
+    assert "warning" not in clean.stderr
+    padded = run([sys.executable, "-m", "imgclf", *args, "--source", str(archive), "--out", str(tmp_path / "b")], tmp_path)
+    warnings = [line for line in padded.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: {archive}: 2 JPEG(s) carry data after the end-of-image marker (ignored; each image "
+                        f"stays under data.max_image_bytes); the most: {victims[1]}, 123,456 bytes"]
+    for name in ("train.npz", "val.npz", "test.npz"):
+        a, b = np.load(tmp_path / "a" / name), np.load(tmp_path / "b" / name)
+        assert all(np.array_equal(a[key], b[key]) for key in a.files)

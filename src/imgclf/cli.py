@@ -48,8 +48,16 @@ def cmd_schema(args) -> None:
     _write_generated(args.out, config.schema_json(), args.check, f"imgclf schema --out {args.out}")
 
 
+STAMP_TEXT = "# written by `imgclf check-params --stamp` after params.yaml passed; these bytes never change\n"
+
+
 def cmd_check_params(args) -> None:
     config.load(args.params)
+    if args.stamp:
+        from imgclf.io_utils import write_text
+
+        if not Path(args.stamp).exists() or Path(args.stamp).read_text() != STAMP_TEXT:
+            write_text(args.stamp, STAMP_TEXT)
     print(f"{args.params}: valid")
 
 
@@ -126,6 +134,13 @@ def cmd_report(args) -> None:
     print(f"{args.out}/results.md: {len(table)} experiments")
 
 
+def cmd_tidy(args) -> None:
+    from imgclf import stages
+
+    for path in stages.tidy(config.load(args.params), args.params):
+        print(f"removed {path} (left by a killed run)")
+
+
 def cmd_dvc_yaml(args) -> None:
     from imgclf import stages
 
@@ -149,7 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="workflow/schemas/params.schema.json")
     p.add_argument("--check", action="store_true", help="fail if the file is out of date")
 
-    with_params(add("check-params", cmd_check_params, "validate a params file"))
+    p = with_params(add("check-params", cmd_check_params, "validate a params file"))
+    p.add_argument("--stamp", help="on success, write this file (dvc.yaml's check_params stage: every stage "
+                                   "depends on it, so a bad params file stops `dvc repro` before any output is removed)")
 
     p = add("make-sample", cmd_make_sample, "generate an embedded sample archive")
     p.add_argument("dataset", choices=["tiny_imagenet", "cifar10"])
@@ -188,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models-dir", required=True)
     p.add_argument("--eval-dir", required=True)
     p.add_argument("--out", required=True)
+
+    with_params(add("tidy", cmd_tidy, "remove the temporaries killed runs left beside the stage outputs "
+                                      "(each stage also removes its own when it runs)"))
 
     p = with_params(add("dvc-yaml", cmd_dvc_yaml, "write dvc.yaml from the stage table"))
     p.add_argument("--out", default="dvc.yaml")

@@ -146,7 +146,19 @@ def data_schema() -> dict:
 
 
 def params_schema() -> dict:
-    properties = {"data": data_schema()}
+    names = list(experiments.EXPERIMENTS)
+    properties = {
+        "experiments": {
+            "type": "array",
+            "description": "the experiments to run, train, evaluate and report (any order; run in registry order). "
+                           "An experiment that starts from another's model needs that one selected too",
+            "items": {"enum": names},
+            "minItems": 1,
+            "uniqueItems": True,
+            "default": names,
+        },
+        "data": data_schema(),
+    }
     for name, experiment in experiments.EXPERIMENTS.items():
         properties[name] = experiments.experiment_schema(experiment)
     return {
@@ -207,6 +219,12 @@ def _check_consistency(params: dict, origin: str) -> None:
             )
     for name, experiment in experiments.EXPERIMENTS.items():
         experiments.check_params(experiment, params[name], f"{origin}: {name}")
+    chosen = params["experiments"]
+    for name in chosen:
+        upstream = experiments.EXPERIMENTS[name].upstream
+        if upstream and upstream not in chosen:
+            raise PipelineError(f"{origin}: experiments: {name} starts from {upstream}'s model, "
+                                f"which is not selected; add {upstream}")
 
 
 def load(path: str | Path = DEFAULT_PARAMS) -> dict:

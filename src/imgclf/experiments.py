@@ -53,6 +53,11 @@ def register(experiment: Experiment) -> Experiment:
     return experiment
 
 
+def selected(params: dict) -> list[str]:
+    """The experiments params select (``experiments``), in registry order."""
+    return [name for name in EXPERIMENTS if name in params["experiments"]]
+
+
 def get(name: str) -> Experiment:
     try:
         return EXPERIMENTS[name]

@@ -4,7 +4,11 @@ itself the n-th time it reaches ``<point>``; unset (always, outside tests), ever
 
 Points: ``batch`` (a training batch finished, AutoKeras trials included), ``checkpoint`` (an
 epoch's weights written to a temporary file, not yet renamed), ``state`` (the checkpoint renamed,
-its state file not yet written), ``fold`` (a fine-tuning fold recorded as done)."""
+its state file not yet written), ``fold`` (a fine-tuning fold recorded as done), ``replace <path>``
+(the output ``path``, as the stage was given it, complete in its temporary, not yet in place).
+
+``IMGCLF_KILL_GROUP=1`` kills the whole process group instead: the engine that started the stage
+(Snakemake, DVC) dies with it, as on a power cut or ``kill -9 -<pgid>``."""
 
 from __future__ import annotations
 
@@ -16,8 +20,10 @@ _counts: dict[str, int] = {}
 
 def _target() -> tuple[str, int] | None:
     value = os.environ.get("IMGCLF_KILL_AT", "")
-    point, _, count = value.partition(":")
-    return (point, int(count or 1)) if point else None
+    point, sep, count = value.rpartition(":")
+    if not sep or not count.isdigit():
+        point, count = value, "1"
+    return (point, int(count)) if point else None
 
 
 def reached(point: str) -> None:
@@ -26,6 +32,8 @@ def reached(point: str) -> None:
         return
     _counts[point] = _counts.get(point, 0) + 1
     if _counts[point] == target[1]:
+        if os.environ.get("IMGCLF_KILL_GROUP") == "1":
+            os.killpg(os.getpgid(0), signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
 
 

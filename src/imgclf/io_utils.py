@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from imgclf import faults
 from imgclf.errors import PipelineError
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -69,6 +70,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path = Path(tmp)
             os.chmod(tmp_path, 0o644)
             yield tmp_path
+            faults.reached(f"replace {path}")
             os.replace(tmp_path, path)
     finally:
         if tmp_path is not None and tmp_path.exists():
@@ -84,6 +86,44 @@ def write_json(path: str | os.PathLike, data) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _replace_dir(tmp: Path, path: Path) -> None:
+    """Put the finished directory ``tmp`` in place of ``path``. The old ``path`` never disappears
+    before the new one is there: the two are swapped in one step, then the old one is removed (it
+    now carries the temporary's name, so a kill at that point leaves a stale temporary, never a
+    half-deleted output)."""
+    if not path.exists():
+        os.replace(tmp, path)
+        return
+    if not _exchange(tmp, path):
+        # no atomic swap on this file system: move the old one aside under our temporary name
+        # first (a kill in between leaves the output missing, which both engines rebuild)
+        old = tmp.with_name(tmp.name + ".old")
+        os.replace(path, old)
+        os.replace(tmp, path)
+        tmp = old
+    shutil.rmtree(tmp)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary directory next to ``path``; on success it replaces ``path``."""
@@ -96,9 +136,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", dir=path.parent))
             yield tmp
             tmp.chmod(0o755)
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
+            faults.reached(f"replace {path}")
+            _replace_dir(tmp, path)
     finally:
         if tmp is not None and tmp.exists():
             shutil.rmtree(tmp)

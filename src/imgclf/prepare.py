@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import posixpath
 import struct
+import sys
 import tarfile
 import zipfile
 import zlib
@@ -246,8 +247,19 @@ def _read(name: str) -> bytes:
     return path.read_bytes()
 
 
-def _decode_range(bounds: tuple[int, int]) -> None:
+def trailing_bytes(data: bytes) -> int:
+    """Bytes after a JPEG's last end-of-image marker (FF D9); 0 for anything else."""
+    if not data.startswith(b"\xff\xd8"):
+        return 0
+    end = data.rfind(b"\xff\xd9")
+    return 0 if end < 0 else len(data) - end - 2
+
+
+def _decode_range(bounds: tuple[int, int]) -> list[tuple[int, int]]:
+    """Decode one range into the shared output; return (index, bytes) of JPEGs with data after
+    their end-of-image marker (decoders ignore it; the caller warns)."""
     spec, names, out, where = _SOURCE["spec"], _SOURCE["names"], _SOURCE["out"], _SOURCE["where"]
+    trailing = []
     for i in range(*bounds):
         try:
             data = _read(names[i])
@@ -257,6 +269,17 @@ def _decode_range(bounds: tuple[int, int]) -> None:
             decode_resize(data, spec, out[i])
         except Exception as exc:  # PIL raises many types for broken images
             raise PipelineError(f"{where}: {names[i]}: unreadable image ({exc})") from None
+        if extra := trailing_bytes(data):
+            trailing.append((i, extra))
+    return trailing
+
+
+def warn_trailing(where, names: list[str], trailing: list[tuple[int, int]]) -> None:
+    if not trailing:
+        return
+    index, extra = max(trailing, key=lambda item: item[1])
+    print(f"warning: {where}: {len(trailing):,} JPEG(s) carry data after the end-of-image marker (ignored; "
+          f"each image stays under data.max_image_bytes); the most: {names[index]}, {extra:,} bytes", file=sys.stderr)
 
 
 def _shared_array(shape: tuple[int, ...]) -> np.ndarray:
@@ -280,12 +303,12 @@ def decode_many(source: ZipMembers | str, names: list[str], spec: ResizeSpec, wo
     try:
         if parallel:
             with multiprocessing.get_context("fork").Pool(min(workers, len(ranges))) as pool:
-                pool.map(_decode_range, ranges, chunksize=1)
+                found = pool.map(_decode_range, ranges, chunksize=1)
         else:
-            for bounds in ranges:
-                _decode_range(bounds)
+            found = [_decode_range(bounds) for bounds in ranges]
     finally:
         _SOURCE.clear()
+    warn_trailing(getattr(source, "path", source), names, [item for part in found for item in part])
     return out
 
 

@@ -49,8 +49,8 @@ def collect(metrics_dir: Path, params: dict) -> pd.DataFrame:
     """One row per experiment that params select (its seeds), registry order; a missing metrics
     file of a selected run is an error that names it."""
     rows = []
-    for name, experiment in experiments.EXPERIMENTS.items():
-        seeds = params[name]["seeds"]
+    for name in experiments.selected(params):
+        experiment, seeds = experiments.EXPERIMENTS[name], params[name]["seeds"]
         per_seed = []
         for seed in seeds:
             path = metrics_dir / name / f"seed{seed}.json"

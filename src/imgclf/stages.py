@@ -51,7 +51,13 @@ def confusion_file(name: str, seed: int) -> str:
 
 def runs(params: dict) -> list[tuple[str, int]]:
     """Every (experiment, seed) training run that params ask for, in registry order."""
-    return [(name, seed) for name in experiments.EXPERIMENTS for seed in params[name]["seeds"]]
+    return [(name, seed) for name in experiments.selected(params) for seed in params[name]["seeds"]]
+
+
+def datasets(params: dict) -> list[str]:
+    """The data sets the selected experiments train on, in DATASET_ARCHIVE order."""
+    used = {experiments.EXPERIMENTS[name].dataset for name in experiments.selected(params)}
+    return [dataset for dataset in DATASET_ARCHIVE if dataset in used]
 
 
 def run_stage(kind: str, name: str, seed: int) -> str:
@@ -59,6 +65,11 @@ def run_stage(kind: str, name: str, seed: int) -> str:
 
 
 REPORT_OUTS = ["reports/results.md", "reports/results.csv", "reports/figures"]
+# dvc.yaml's first stage: params.yaml is checked before any stage deletes an output. Its stamp never
+# changes, so a valid edit reruns only the stages whose own params changed. Snakemake checks the
+# same file when it parses the Snakefile, before any job, so it needs no rule for it.
+CHECK_STAGE = "check_params"
+PARAMS_STAMP = "config/params.checked"  # committed: constant bytes, so a fresh clone is up to date
 
 
 def data_params(dataset: str) -> list[str]:
@@ -97,8 +108,9 @@ EVAL_KEYS = ("run_eagerly", "train_subset", "train_eval_images", "threads", "cpu
 
 
 def stage_list(params: dict, params_file: str = PARAMS_FILE) -> list[Stage]:
+    used = datasets(params)
     stages: list[Stage] = []
-    for archive, filename in ARCHIVES.items():
+    for archive in [DATASET_ARCHIVE[dataset] for dataset in used]:
         stages.append(Stage(
             f"sample_{archive}",
             f"imgclf make-sample {archive} --out {sample_archive(archive)}",
@@ -112,8 +124,8 @@ def stage_list(params: dict, params_file: str = PARAMS_FILE) -> list[Stage]:
             [raw_archive(archive)],
             params=download_params(archive),
         ))
-    for dataset, archive in DATASET_ARCHIVE.items():
-        source = raw_archive(archive)
+    for dataset in used:
+        source = raw_archive(DATASET_ARCHIVE[dataset])
         if dataset == "imagenet200" and params["data"]["imagenet200"]["image_folder"]:
             source = params["data"]["imagenet200"]["image_folder"]
         stages.append(Stage(
@@ -153,7 +165,7 @@ def stage_list(params: dict, params_file: str = PARAMS_FILE) -> list[Stage]:
         [*(metrics_file(n, s) for n, s in every), *(model_dir(n, s) for n, s in every),
          *(eval_dir(n, s) for n, s in every), *REPORT_CODE],
         list(REPORT_OUTS),
-        params=[f"{name}.seeds" for name in experiments.EXPERIMENTS],
+        params=["experiments", *(f"{name}.seeds" for name in experiments.selected(params))],
     ))
     return stages
 
@@ -162,10 +174,28 @@ def by_name(params: dict, params_file: str = PARAMS_FILE) -> dict[str, Stage]:
     return {stage.name: stage for stage in stage_list(params, params_file)}
 
 
+def check_stage(params_file: str = PARAMS_FILE) -> dict:
+    return {
+        "cmd": f"imgclf check-params --params {params_file} --stamp {PARAMS_STAMP}",
+        "deps": [params_file, f"{PACKAGE}/config.py", f"{PACKAGE}/experiments.py"],
+        "outs": [{PARAMS_STAMP: {"cache": False, "persist": True}}],
+    }
+
+
+def tidy(params: dict, params_file: str = PARAMS_FILE) -> list:
+    """Remove the temporaries that killed runs left beside any stage output; return them."""
+    from pathlib import Path
+
+    from imgclf.io_utils import remove_stale_temporaries
+
+    outputs = [Path(path) for stage in stage_list(params, params_file) for path in stage.outs + stage.metrics]
+    return [path for output in outputs for path in remove_stale_temporaries(output)]
+
+
 def dvc_yaml(params: dict) -> dict:
-    stages = {}
+    stages = {CHECK_STAGE: check_stage()}
     for stage in stage_list(params):
-        entry: dict = {"cmd": stage.cmd, "deps": list(stage.deps)}
+        entry: dict = {"cmd": stage.cmd, "deps": [PARAMS_STAMP, *stage.deps]}
         if stage.params:
             entry["params"] = list(stage.params)
         entry["outs"] = list(stage.outs)

@@ -63,6 +63,10 @@ def record_in_dvc():
     names = sorted({stage_of[str(f)] for job in workflow.dag.jobs for f in job.output if str(f) in stage_of})
     if not names:
         return
+    # dvc.yaml's check_params stage: the Snakefile checked the same params.yaml before any job
+    subprocess.run(["imgclf", "check-params", "--params", PARAMS_FILE, "--stamp", stages.PARAMS_STAMP],
+                   capture_output=True, check=True)
+
     # dvc commit moves outputs into its cache and links or copies them back: new file times.
     # Put the old ones back, or Snakemake would see inputs newer than outputs next time.
     times = {}
@@ -72,7 +76,7 @@ def record_in_dvc():
             for path in [top, *(top.rglob("*") if top.is_dir() else [])]:
                 if path.exists():
                     times[path] = path.stat()
-    result = subprocess.run(["dvc", "commit", "--force", *names], capture_output=True, text=True)
+    result = subprocess.run(["dvc", "commit", "--force", stages.CHECK_STAGE, *names], capture_output=True, text=True)
     for path, stat in sorted(times.items(), key=lambda item: -len(item[0].parts)):  # files before their dirs
         if path.exists():
             os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
