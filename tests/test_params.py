@@ -82,13 +82,15 @@ def test_generated_files_are_in_sync():
 
 
 def test_dvc_and_snakemake_commands_match(params):
-    """Every DVC stage command is the Snakemake rule's command (Snakemake adds --threads)."""
+    """Every DVC stage command is the Snakemake rule's command (Snakemake adds --threads); DVC's
+    extra first stage checks params.yaml, and every other stage depends on its stamp."""
     table = stages.by_name(config.validate(params))
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    assert set(dvc) == set(table)
+    assert list(dvc)[0] == stages.CHECK_STAGE and set(dvc) == set(table) | {stages.CHECK_STAGE}
+    assert dvc[stages.CHECK_STAGE]["outs"] == [{stages.PARAMS_STAMP: {"cache": False, "persist": True}}]
     for name, stage in table.items():
         assert dvc[name]["cmd"] == stage.cmd
-        assert dvc[name]["deps"] == stage.deps
+        assert dvc[name]["deps"] == [stages.PARAMS_STAMP, *stage.deps]
 
 
 def test_a_stale_dvc_yaml_stops_both_engines(tmp_path):
@@ -170,3 +172,31 @@ def test_validation_fills_defaults_without_touching_its_input(params):
     assert filled["data"]["imagenet200"]["wnids"] == [] and filled["seed_cnn"]["cpu_isa"] == "native"
     filled["data"]["imagenet200"]["wnids"].append("n1")  # defaults are copies, not the schema's own lists
     assert config.validate(copy.deepcopy(given))["data"]["imagenet200"]["wnids"] == []
+
+
+def test_experiment_selection_shapes_the_stage_table(params):
+    params["experiments"] = ["alexnet32", "seed_cnn"]  # any order: registry order in the table
+    table = stages.by_name(config.validate(params))
+    runs = [(n, s) for n in ("seed_cnn", "alexnet32") for s in params[n]["seeds"]]
+    assert stages.runs(config.validate(params)) == runs
+    expected = {"sample_tiny_imagenet", "download_tiny_imagenet", "prepare_imagenet200", "report",
+                *(stages.run_stage(kind, n, s) for n, s in runs for kind in ("train", "evaluate"))}
+    assert set(table) == expected  # no CIFAR-10 download or prepare: no selected experiment uses it
+    assert table["report"].params == ["experiments", "seed_cnn.seeds", "alexnet32.seeds"]
+    assert set(table["report"].deps) >= {stages.metrics_file(n, s) for n, s in runs}
+
+
+@pytest.mark.parametrize(("chosen", "message"), [
+    (["seed_cnn", "resnet"], "experiments.1: 'resnet' is not one of"),
+    ([], "experiments: [] should be non-empty"),
+    (["seed_cnn", "seed_cnn"], "experiments: ['seed_cnn', 'seed_cnn'] has non-unique elements"),
+    (["cifar_densenet201_transfer"], "experiments: cifar_densenet201_transfer starts from densenet201's model, "
+                                     "which is not selected; add densenet201"),
+    (["densenet201", "cifar_densenet201_finetune"], "experiments: cifar_densenet201_finetune starts from "
+                                                   "cifar_densenet201_transfer's model"),
+])
+def test_a_bad_selection_names_the_problem(params, chosen, message):
+    params["experiments"] = chosen
+    with pytest.raises(PipelineError) as error:
+        config.validate(params, "params.yaml")
+    assert str(error.value).startswith("params.yaml: ") and message in str(error.value)

@@ -156,8 +156,14 @@ DELETIONS = {
 }
 
 
-@pytest.mark.parametrize("engine", ["snakemake", "dvc"])
-@pytest.mark.parametrize("kind", list(DELETIONS))
+# each kind of output deleted, the rerun in one engine or the other (prepared data in both: the
+# case where Snakemake once said "Nothing to be done" with the arrays gone)
+DELETION_CASES = [("downloaded archive", "snakemake"), ("prepared data", "snakemake"), ("metrics", "snakemake"),
+                  ("figures", "snakemake"), ("sample archive", "dvc"), ("prepared data", "dvc"), ("model", "dvc"),
+                  ("evaluation details", "dvc"), ("results table", "dvc")]
+
+
+@pytest.mark.parametrize(("kind", "engine"), DELETION_CASES)
 def test_a_deleted_output_is_rebuilt_and_both_engines_agree(finished, project, kind, engine):
     _, expected = finished
     path = project / DELETIONS[kind]
@@ -166,3 +172,53 @@ def test_a_deleted_output_is_rebuilt_and_both_engines_agree(finished, project, k
     rerun(project, engine)
     assert both_idle(project)
     assert outputs(project) == expected
+
+
+def _bad(edit):
+    def apply(params):
+        edit(params)
+        return params
+    return apply
+
+
+BAD_PARAMS = {
+    "unknown key": (_bad(lambda p: p["seed_cnn"].update(epoch=3)), "seed_cnn: unknown key 'epoch'"),
+    "string for a number": (_bad(lambda p: p["seed_cnn"].update(learning_rate="fast")),
+                            "seed_cnn.learning_rate: 'fast' is not of type 'number'"),
+    "negative batch size": (_bad(lambda p: p["seed_cnn"].update(batch_size=-64)),
+                            "seed_cnn.batch_size: -64 is less than the minimum of 1"),
+    "zero epochs": (_bad(lambda p: p["seed_cnn"].update(epochs=0)), "seed_cnn.epochs: 0 is less than the minimum of 1"),
+    "huge image size": (_bad(lambda p: p["data"].update(image_size=100000)),
+                        "data.image_size: 100000 is greater than the maximum of"),
+    "misspelled section": (_bad(lambda p: p.update(seed_cn=p.pop("seed_cnn"))), "(top level): unknown key 'seed_cn'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_PARAMS))
+def test_bad_params_stop_dvc_repro_before_any_output_is_touched(finished, project, case):
+    """`dvc repro` (its check_params stage, upstream of every stage) and Snakemake stop with the
+    same one-line error naming the file and key; every output is still there, unchanged."""
+    import yaml
+
+    _, expected = finished
+    edit, message = BAD_PARAMS[case]
+    path = project / "params.yaml"
+    path.write_text(yaml.safe_dump(edit(yaml.safe_load(path.read_text())), sort_keys=False))
+    smk = run(["snakemake", "--cores", "2"], project, check=False)
+    assert smk.returncode != 0
+    # the whole pipeline, and one stage as target (check_params runs first only as its upstream)
+    for target in ([], [DVC_STAGE["train"]]):
+        dvc = run(["dvc", "repro", *target], project, check=False)
+        assert dvc.returncode != 0
+        dvc_errors = [line for line in (dvc.stdout + dvc.stderr).splitlines() if line.startswith("error: params.yaml")]
+        assert len(dvc_errors) == 1 and message in dvc_errors[0], dvc.stdout[-1500:] + dvc.stderr[-1500:]
+        assert dvc_errors[0].removeprefix("error: ") in smk.stdout + smk.stderr, smk.stderr[-1500:]
+        assert "Running stage 'check_params'" in dvc.stdout and dvc.stdout.count("Running stage") == 1
+        assert outputs(project) == expected
+
+
+def test_the_success_hook_says_why_dvc_commit_failed(project):
+    (project / ".dvc" / "config").write_text("[core]\n    no_such_option = 1\n")
+    result = run(["snakemake", "--cores", "2", "--forcerun", "report"], project)
+    warning = [line for line in (result.stdout + result.stderr).splitlines() if "dvc commit failed" in line]
+    assert len(warning) == 1 and "no_such_option" in warning[0], warning

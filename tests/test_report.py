@@ -96,6 +96,10 @@ def test_report_aggregates_seeds_and_flags(tmp_path):
     densenet_line = next(line for line in text.splitlines() if line.startswith("| densenet121 |"))
     assert "⚠ collapsed" in densenet_line
     assert "| 25.02 | 7.71 |" in densenet_line  # the paper's figure as printed, not 1 - x
+    # a selection: two rows, registry order, the metrics of the others not read
+    params["experiments"] = ["alexnet32", "seed_cnn"]
+    (tmp_path / "metrics" / "densenet121" / "seed0.json").unlink()
+    assert list(report.collect(tmp_path / "metrics", params)["experiment"]) == ["seed_cnn", "alexnet32"]
     missing = tmp_path / "metrics" / "seed_cnn" / "seed4.json"
     missing.unlink()
     with pytest.raises(Exception, match="seed_cnn/seed4.json: metrics missing"):

@@ -66,7 +66,6 @@ def record_in_dvc():
     # dvc.yaml's check_params stage: the Snakefile checked the same params.yaml before any job
     subprocess.run(["imgclf", "check-params", "--params", PARAMS_FILE, "--stamp", stages.PARAMS_STAMP],
                    capture_output=True, check=True)
-
     # dvc commit moves outputs into its cache and links or copies them back: new file times.
     # Put the old ones back, or Snakemake would see inputs newer than outputs next time.
     times = {}
@@ -81,5 +80,6 @@ def record_in_dvc():
         if path.exists():
             os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     if result.returncode != 0:
-        reason = (result.stderr.strip() or result.stdout.strip() or f"exit status {result.returncode}").splitlines()
-        print(f"warning: dvc commit failed; dvc.lock not updated: {reason[-1]}")
+        lines = (result.stderr + result.stdout).strip().splitlines() or [f"exit status {result.returncode}"]
+        reason = next((line for line in lines if line.startswith("ERROR")), lines[-1])
+        print(f"warning: dvc commit failed; dvc.lock not updated: {reason} (then run `make sync` or `dvc commit`)")
