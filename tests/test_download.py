@@ -155,3 +155,21 @@ def test_a_stalling_server_meets_the_deadline(tmp_path):
         assert not (tmp_path / "a.zip").exists() and 0 < download.partial_path(tmp_path / "a.zip").stat().st_size < 20
     finally:
         server.close()
+
+
+def test_a_server_that_never_answers_times_out(tmp_path):
+    """A server that accepts the connection and never sends a byte: one line, no file."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)
+    try:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/tiny-imagenet-200.zip"
+        started = time.monotonic()
+        with pytest.raises(PipelineError, match=r"127\.0\.0\.1:\d+/tiny-imagenet-200.zip: cannot connect \(timed out\)$"):
+            download.download(url, tmp_path / "a.zip", md5(PAYLOAD), len(PAYLOAD), progress=False, timeout=1)
+        assert time.monotonic() - started < 10
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        silent.close()

@@ -200,3 +200,12 @@ def test_a_bad_selection_names_the_problem(params, chosen, message):
     with pytest.raises(PipelineError) as error:
         config.validate(params, "params.yaml")
     assert str(error.value).startswith("params.yaml: ") and message in str(error.value)
+
+
+def test_a_python_tag_in_params_is_never_executed(tmp_path):
+    marker = tmp_path / "executed"
+    path = tmp_path / "params.yaml"
+    path.write_text(f'data: !!python/object/apply:os.system ["touch {marker}"]\n')
+    result = run(["imgclf", "check-params", "--params", str(path)], tmp_path, check=False)
+    assert result.returncode == 2 and result.stderr.startswith(f"error: {path}: not valid YAML (could not determine a constructor")
+    assert result.stderr.count("\n") == 1 and not marker.exists()

@@ -222,3 +222,26 @@ def test_the_success_hook_says_why_dvc_commit_failed(project):
     result = run(["snakemake", "--cores", "2", "--forcerun", "report"], project)
     warning = [line for line in (result.stdout + result.stderr).splitlines() if "dvc commit failed" in line]
     assert len(warning) == 1 and "no_such_option" in warning[0], warning
+
+
+def test_a_second_snakemake_is_refused_while_one_runs(finished, project):
+    """Two Snakemake runs in one project: the second stops at Snakemake's lock and touches nothing;
+    the first finishes with the undisturbed outputs."""
+    import time
+
+    _, expected = finished
+    first = subprocess.Popen(["snakemake", "--cores", "2", "--forcerun", "train"], cwd=project,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        locks = project / ".snakemake" / "locks"
+        deadline = time.monotonic() + 120
+        while not (locks.is_dir() and any(locks.iterdir())) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        second = run(["snakemake", "--cores", "2", "--forcerun", "report"], project, check=False)
+        assert second.returncode != 0 and "cannot be locked" in second.stdout + second.stderr
+        out, _ = first.communicate(timeout=600)
+    finally:
+        first.kill()
+    assert first.returncode == 0, out[-2000:]
+    assert both_idle(project)
+    assert outputs(project) == expected
