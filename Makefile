@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CORES ?= all
 
-.PHONY: run test test-fast mutate dvc-run sync pull clean
+.PHONY: run report test test-fast mutate dvc-run sync pull clean
 
 $(STAMP): pyproject.toml requirements.lock
 	python3.11 -m venv $(VENV) 2>/dev/null || python3 -m venv $(VENV)
@@ -15,6 +15,11 @@ $(STAMP): pyproject.toml requirements.lock
 
 run: $(STAMP)
 	snakemake --cores $(CORES)
+
+# Snakemake's self-contained HTML report of the finished run: the results table and every figure,
+# with each rule's code, params and runtimes (open reports/report.html in a browser)
+report: $(STAMP)
+	snakemake --report reports/report.html
 
 dvc-run: $(STAMP)
 	dvc repro

@@ -88,11 +88,5 @@ def test_transfer_starts_from_experiment_4s_densenet201(ci_project):
     assert all(layer.startswith("conv5_") and not layer.endswith("_bn") for layer in changed), sorted(changed)
 
 
-def test_snakemake_html_report(ci_project):
-    run(["snakemake", "--report", "reports/report.html"], ci_project, timeout=600)
-    page = (ci_project / "reports/report.html").read_text(errors="replace")
-    assert "results.md" in page and "learning_curves.png" in page
-
-
 def test_nothing_to_do_after_a_run(ci_project):
     assert snakemake_jobs(ci_project) == {}

@@ -191,6 +191,8 @@ BAD_PARAMS = {
     "huge image size": (_bad(lambda p: p["data"].update(image_size=100000)),
                         "data.image_size: 100000 is greater than the maximum of"),
     "misspelled section": (_bad(lambda p: p.update(seed_cn=p.pop("seed_cnn"))), "(top level): unknown key 'seed_cn'"),
+    "upstream left out": (_bad(lambda p: p.update(experiments=["cifar_densenet201_transfer"])),
+                          "experiments: cifar_densenet201_transfer starts from densenet201's model, which is not selected"),
 }
 
 
@@ -245,3 +247,50 @@ def test_a_second_snakemake_is_refused_while_one_runs(finished, project):
     assert first.returncode == 0, out[-2000:]
     assert both_idle(project)
     assert outputs(project) == expected
+
+
+def test_make_report_writes_snakemakes_html_report(project):
+    run(["make", "-s", "report", "STAMP="], project, timeout=300)
+    page = (project / "reports" / "report.html").read_text()
+    for name in ("results.md", "learning_curves.png", "accuracy.png", "confusion_seed_cnn.png"):
+        assert name in page
+
+
+@pytest.mark.parametrize("key", ["mem_mb", "runtime_min", "gpus"])
+def test_a_cluster_resource_reruns_nothing(project, key):
+    """Scheduling keys choose where a job runs, not what it computes: neither engine reruns a
+    stage (DVC only re-checks params.yaml, its check_params stage, whose stamp never changes)."""
+    import yaml
+
+    from imgclf import experiments
+
+    assert key in experiments.SCHEDULING_KEYS
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    params["seed_cnn"][key] += 7
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    assert snakemake_jobs(project) == {}
+    assert dvc_stages_to_run(project) == {"check_params"}
+    result = run(["dvc", "repro"], project).stdout
+    assert result.count("Running stage") == 1 and "Running stage 'check_params'" in result
+    assert run(["dvc", "status", "--quiet"], project, check=False).returncode == 0
+
+
+@pytest.mark.parametrize("engine", ["snakemake", "dvc"])
+def test_two_selected_experiments_give_a_two_row_report(project, engine):
+    """Selecting a second experiment (on the other data set) and regenerating dvc.yaml: either
+    engine runs just the new experiment's chain and a report of exactly the two."""
+    import yaml
+
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    params["experiments"] = ["cifar_base_cnn", "seed_cnn"]
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    stale = run(["dvc", "repro"], project, check=False)
+    assert stale.returncode != 0 and "error: dvc.yaml: out of date with params.yaml" in stale.stdout + stale.stderr
+    run(["imgclf", "dvc-yaml"], project)
+    assert set(snakemake_jobs(project)) == {"sample", "download", "prepare", "train", "evaluate", "report"}
+    rerun(project, engine)
+    with open(project / "reports" / "results.csv") as handle:
+        assert [row["experiment"] for row in csv.DictReader(handle)] == ["seed_cnn", "cifar_base_cnn"]
+    assert both_idle(project)

@@ -52,8 +52,11 @@ STAMP_TEXT = "# written by `imgclf check-params --stamp` after params.yaml passe
 
 
 def cmd_check_params(args) -> None:
-    config.load(args.params)
+    params = config.load(args.params)
     if args.stamp:
+        from imgclf import stages
+
+        stages.check_dvc_yaml(params, args.params)
         from imgclf.io_utils import write_text
 
         if not Path(args.stamp).exists() or Path(args.stamp).read_text() != STAMP_TEXT:

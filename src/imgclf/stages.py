@@ -229,5 +229,5 @@ def check_dvc_yaml(params: dict, params_file: str, path: str = "dvc.yaml") -> No
     if Path(params_file).resolve() != Path(PARAMS_FILE).resolve() or not Path(path).exists():
         return
     if Path(path).read_text() != dvc_yaml_text(params):
-        raise PipelineError(f"{path}: out of date with {params_file} (seeds or image_folder changed?); "
+        raise PipelineError(f"{path}: out of date with {params_file} (experiments, seeds or image_folder changed?); "
                             "run `imgclf dvc-yaml`")
