@@ -2,6 +2,7 @@
 looks complete; temporaries of killed runs are removed by the next run of the same output."""
 
 import errno
+import os
 import subprocess
 import sys
 
@@ -40,6 +41,52 @@ def test_temporaries_of_killed_runs_are_removed(tmp_path):
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other.name, live.name, "m.json", "out"])
     finally:
         alive.kill()
+
+
+@pytest.mark.parametrize("exchange", [True, False])
+def test_a_directory_output_is_swapped_not_deleted_first(tmp_path, monkeypatch, exchange):
+    """The old output stays in place until the new one replaces it: at the moment of the swap
+    (here observed through os.replace / renameat2) ``out`` still holds the old files, and after
+    it only the new ones remain, with no temporary left."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old").write_text("old")
+    seen = []
+    real_exchange, real_replace = io_utils._exchange, os.replace
+
+    def spy_exchange(a, b):
+        seen.append(sorted(p.name for p in out.iterdir()))
+        return real_exchange(a, b) if exchange else False
+
+    def spy_replace(a, b):
+        seen.append(sorted(p.name for p in out.iterdir()) if out.exists() else None)
+        return real_replace(a, b)
+
+    monkeypatch.setattr(io_utils, "_exchange", spy_exchange)
+    monkeypatch.setattr(io_utils.os, "replace", spy_replace)
+    with io_utils.atomic_dir(out) as tmp:
+        (tmp / "new").write_text("new")
+    assert seen[0] == ["old"]
+    if exchange:
+        assert seen == [["old"]]  # one atomic swap, no rename
+    assert sorted(p.name for p in out.iterdir()) == ["new"] and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_tidy_removes_stale_temporaries_of_every_output(tmp_path):
+    from conftest import make_project
+
+    project = make_project(tmp_path / "p")
+    dead = _dead_pid()
+    stale = [project / f"data/prepared/.imagenet200.{dead}.x", project / f"models/seed_cnn/.seed0.{dead}.y",
+             project / f"reports/metrics/seed_cnn/.seed0.json.{dead}.z.tmp"]
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir() if not path.name.endswith(".tmp") else path.write_text("{")
+    keep = project / "models/seed_cnn/notes.txt"
+    keep.write_text("mine")
+    result = run(["imgclf", "tidy"], project)
+    assert sorted(result.stdout.splitlines()) == sorted(f"removed {p.relative_to(project)} (left by a killed run)" for p in stale)
+    assert not any(p.exists() for p in stale) and keep.exists()
 
 
 def test_disk_full_names_the_output_and_leaves_nothing(tmp_path, monkeypatch):
