@@ -162,6 +162,11 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.path.name not in PIPELINE_MODULES)  # stable: order kept otherwise
 
 
+# Long modules whose test functions may go to different workers (the module fixture is then
+# built once per worker that runs any of them: 45 s for test_recovery's project)
+SPLIT_MODULES = ("test_recovery.py",)
+
+
 def pytest_xdist_make_scheduler(config, log):
     """pytest-xdist: the pipeline modules go to one worker as one unit (one ``ci_project``), every
     other module to whichever worker is free (module fixtures built once)."""
@@ -170,7 +175,11 @@ def pytest_xdist_make_scheduler(config, log):
     class PipelineScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", 1)[0]
-            return "ci_project" if module.rsplit("/", 1)[-1] in PIPELINE_MODULES else module
+            if module.rsplit("/", 1)[-1] in PIPELINE_MODULES:
+                return "ci_project"
+            if module.rsplit("/", 1)[-1] in SPLIT_MODULES:  # one unit per test function
+                return nodeid.split("[", 1)[0]
+            return module
 
     return PipelineScheduling(config, log)
 

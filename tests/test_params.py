@@ -95,7 +95,7 @@ def test_dvc_and_snakemake_commands_match(params):
 
 def test_a_stale_dvc_yaml_stops_both_engines(tmp_path):
     """Adding a seed changes the stage list: until dvc.yaml is regenerated, Snakemake refuses to
-    start and the report command (the last stage of either engine) fails, naming the fix."""
+    start and DVC's first stage (check_params) fails, naming the fix."""
     from conftest import make_project
 
     project = make_project(tmp_path / "p")
@@ -104,8 +104,7 @@ def test_a_stale_dvc_yaml_stops_both_engines(tmp_path):
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     result = run(["snakemake", "-n", "--cores", "1"], project, check=False)
     assert result.returncode != 0 and "dvc.yaml: out of date with params.yaml" in result.stdout + result.stderr
-    result = run(["imgclf", "report", "--metrics-dir", "m", "--models-dir", "m", "--eval-dir", "m", "--out", "r"],
-                 project, check=False)
+    result = run(["imgclf", "check-params", "--stamp", "r/stamp"], project, check=False)
     assert result.returncode == 2 and "run `imgclf dvc-yaml`" in result.stderr and not (project / "r").exists()
     run(["imgclf", "dvc-yaml"], project)
     assert "train_alexnet32_s7" in (project / "dvc.yaml").read_text()

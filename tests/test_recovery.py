@@ -294,3 +294,32 @@ def test_two_selected_experiments_give_a_two_row_report(project, engine):
     with open(project / "reports" / "results.csv") as handle:
         assert [row["experiment"] for row in csv.DictReader(handle)] == ["seed_cnn", "cifar_base_cnn"]
     assert both_idle(project)
+
+
+def test_every_module_a_stage_loads_is_one_of_its_dependencies(project):
+    """Each stage's command, run for real: every package module loaded by the end of the run is in
+    the stage's deps in dvc.yaml (and so in the Snakemake rule's inputs), except the launcher
+    (cli.py) and params validation (config.py), which check_params covers."""
+    import sys
+
+    import yaml
+
+    spec = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    # the modules loaded by the launcher alone (cli.py and the params validation it imports, which
+    # check_params covers) are printed first, then a line "--", then those loaded at the end
+    probe = ("import sys\n"
+             "def files(): return sorted(m.__file__ for n, m in list(sys.modules.items()) "
+             "if n.split('.')[0] == 'imgclf' and getattr(m, '__file__', None))\n"
+             "import imgclf.cli\nlauncher = files()\nrc = imgclf.cli.main(sys.argv[1:])\n"
+             "print('\\n'.join(launcher + ['--'] + files()))\nsys.exit(rc)")
+    for name, entry in spec.items():
+        if name == "check_params":
+            continue
+        argv = entry["cmd"].split()[1:]
+        result = run([sys.executable, "-c", probe, *argv], project, timeout=600)
+        lines = result.stdout.splitlines()
+        cut = lines.index("--")
+        launcher = {"src/imgclf/" + line.split("/imgclf/", 1)[1] for line in lines[:cut] if line.endswith(".py")}
+        loaded = {"src/imgclf/" + line.split("/imgclf/", 1)[1] for line in lines[cut + 1:] if line.endswith(".py")}
+        assert {"src/imgclf/cli.py", "src/imgclf/config.py"} <= launcher and len(loaded) > len(launcher)
+        assert loaded - launcher <= set(entry["deps"]), (name, sorted(loaded - launcher - set(entry["deps"])))

@@ -80,3 +80,19 @@ def test_image_folder_replaces_the_tiny_imagenet_archive(tmp_path):
     prepare = table["prepare_imagenet200"]
     assert prepare.deps[0] == str(tmp_path / "imagenet") and f"--source {tmp_path / 'imagenet'} " in prepare.cmd
     assert table["prepare_cifar10"].deps[0] == "data/raw/cifar-10-binary.tar.gz"  # CIFAR-10 keeps its archive
+
+
+def test_each_model_is_defined_in_its_experiments_model_source():
+    """Training imports only the experiment's model family module: that module must register the
+    model (a function of that name decorated with @register_model)."""
+    import ast
+
+    from imgclf import experiments
+
+    for experiment in experiments.EXPERIMENTS.values():
+        if experiment.kind != "keras":
+            continue
+        tree = ast.parse((ROOT / "src/imgclf/models" / experiment.model_source).read_text())
+        registered = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
+                      and any(getattr(d, "id", None) == "register_model" for d in node.decorator_list)}
+        assert experiment.model in registered, (experiment.name, registered)

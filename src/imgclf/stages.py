@@ -4,6 +4,7 @@ rules call the same functions, so both engines run the same commands on the same
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from imgclf import experiments
@@ -12,9 +13,56 @@ PARAMS_FILE = "params.yaml"
 ARCHIVES = {"tiny_imagenet": "tiny-imagenet-200.zip", "cifar10": "cifar-10-binary.tar.gz"}
 DATASET_ARCHIVE = {"imagenet200": "tiny_imagenet", "cifar10": "cifar10"}
 PACKAGE = "src/imgclf"
-TRAIN_CODE = [f"{PACKAGE}/train.py", f"{PACKAGE}/data.py", f"{PACKAGE}/splits.py", f"{PACKAGE}/models/__init__.py", f"{PACKAGE}/models/layers.py"]
-EVAL_CODE = [f"{PACKAGE}/evaluate.py", f"{PACKAGE}/data.py", f"{PACKAGE}/splits.py"]
-REPORT_CODE = [f"{PACKAGE}/report.py", f"{PACKAGE}/experiments.py"]
+
+
+@functools.lru_cache(maxsize=None)
+def _imports(path: str) -> tuple[str, ...]:
+    """The package files one source file imports (top-level and function-level imports alike)."""
+    import ast
+    from pathlib import Path
+
+    def module_file(dotted: str) -> str | None:
+        base = Path(PACKAGE).parent / dotted.replace(".", "/")
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file():
+                return candidate.as_posix()
+        return None
+
+    found = []
+    for node in ast.walk(ast.parse(Path(path).read_text(), path)):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            # ``from imgclf.models import layers`` names a module; ``... import register_model`` a name
+            modules = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        for dotted in modules:
+            if dotted.split(".")[0] == "imgclf":
+                parts = dotted.split(".")
+                for i in range(1, len(parts) + 1):  # importing a.b.c imports a and a.b first
+                    if (file := module_file(".".join(parts[:i]))) and file != path:
+                        found.append(file)
+    return tuple(sorted(set(found)))
+
+
+def code_deps(module: str, family: str | None = None) -> list[str]:
+    """Every package file a stage's module imports, directly or through others, read from the
+    sources: editing any of them reruns the stage, editing any other file does not. Model family
+    modules (the experiments' ``model_source``) other than ``family`` are left out: the model
+    registry imports them all (and train/evaluate import the AutoKeras and transfer modules where
+    the experiment's kind needs them), but a run builds only its own experiment's model."""
+    families = {f"{PACKAGE}/models/{e.model_source}" for e in experiments.EXPERIMENTS.values()}
+    roots = [f"{PACKAGE}/{module}", *([f"{PACKAGE}/models/{family}"] if family else [])]
+    seen, todo = set(roots), list(roots)
+    while todo:
+        current = todo.pop()
+        for file in _imports(current):
+            # a family is reached only from a family (transfer builds on densenet), never from the registry
+            if file not in seen and (file not in families or current in families):
+                seen.add(file)
+                todo.append(file)
+    return sorted(seen)
 
 
 def sample_archive(archive: str) -> str:
@@ -98,7 +146,7 @@ def _cmd(*parts: str, params_file: str) -> str:
 
 
 def train_deps(experiment: experiments.Experiment, seed: int, params: dict) -> list[str]:
-    deps = [prepared(experiment.dataset), *TRAIN_CODE, f"{PACKAGE}/models/{experiment.model_source}"]
+    deps = [prepared(experiment.dataset), *code_deps("train.py", experiment.model_source)]
     if experiment.upstream:
         deps.append(model_dir(experiment.upstream, experiments.upstream_seed(experiment, seed, params)))
     return deps
@@ -114,13 +162,13 @@ def stage_list(params: dict, params_file: str = PARAMS_FILE) -> list[Stage]:
         stages.append(Stage(
             f"sample_{archive}",
             f"imgclf make-sample {archive} --out {sample_archive(archive)}",
-            [f"{PACKAGE}/sample.py"],
+            code_deps("sample.py"),
             [sample_archive(archive)],
         ))
         stages.append(Stage(
             f"download_{archive}",
             _cmd("download", archive, "--out", raw_archive(archive), params_file=params_file),
-            [sample_archive(archive), f"{PACKAGE}/download.py"],
+            [sample_archive(archive), *code_deps("download.py")],
             [raw_archive(archive)],
             params=download_params(archive),
         ))
@@ -131,7 +179,7 @@ def stage_list(params: dict, params_file: str = PARAMS_FILE) -> list[Stage]:
         stages.append(Stage(
             f"prepare_{dataset}",
             _cmd("prepare", dataset, "--source", source, "--out", prepared(dataset), params_file=params_file),
-            [source, f"{PACKAGE}/prepare.py", f"{PACKAGE}/splits.py", f"{PACKAGE}/arrays.py"],
+            [source, *code_deps("prepare.py")],
             [prepared(dataset)],
             params=data_params(dataset),
         ))
@@ -152,7 +200,7 @@ def stage_list(params: dict, params_file: str = PARAMS_FILE) -> list[Stage]:
             _cmd("evaluate", name, "--seed", str(seed), "--data", prepared(experiment.dataset), "--model",
                  model_dir(name, seed), "--metrics", metrics_file(name, seed), "--out", eval_dir(name, seed),
                  params_file=params_file),
-            [model_dir(name, seed), prepared(experiment.dataset), *EVAL_CODE],
+            [model_dir(name, seed), prepared(experiment.dataset), *code_deps("evaluate.py", experiment.model_source)],
             [eval_dir(name, seed)],
             metrics=[metrics_file(name, seed)],
             params=[f"{name}.{key}" for key in EVAL_KEYS],
@@ -163,7 +211,7 @@ def stage_list(params: dict, params_file: str = PARAMS_FILE) -> list[Stage]:
         "imgclf report --metrics-dir reports/metrics --models-dir models --eval-dir reports/eval --out reports"
         f" --params {params_file}",
         [*(metrics_file(n, s) for n, s in every), *(model_dir(n, s) for n, s in every),
-         *(eval_dir(n, s) for n, s in every), *REPORT_CODE],
+         *(eval_dir(n, s) for n, s in every), *code_deps("report.py")],
         list(REPORT_OUTS),
         params=["experiments", *(f"{name}.seeds" for name in experiments.selected(params))],
     ))

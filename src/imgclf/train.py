@@ -320,7 +320,8 @@ def train_keras(experiment, section, splits, runtime, work, upstream_dir):
     from imgclf import models
 
     options = {"stem": section["stem"]} if "stem" in section else {}
-    model = models.build(experiment.model, splits.image_shape, splits.num_classes, **options)
+    model = models.build(experiment.model, splits.image_shape, splits.num_classes,
+                         family=experiment.model_source.removesuffix(".py"), **options)
     compile_model(model, section, runtime, section["learning_rate"], steps_for(splits, section))
     return model, fit(model, splits, section, work, runtime["seed"]), {}, []
 

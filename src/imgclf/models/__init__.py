@@ -18,8 +18,15 @@ def register_model(func: Callable) -> Callable:
     return func
 
 
-def build(name: str, input_shape: tuple[int, int, int], num_classes: int, **options):
-    _load_families()
+def build(name: str, input_shape: tuple[int, int, int], num_classes: int, family: str | None = None, **options):
+    """Build a registered model; ``family`` (the module defining it, e.g. "alexnet") imports that
+    module only, so a run loads exactly the code its stage depends on (imgclf.stages.code_deps)."""
+    if family:
+        import importlib
+
+        importlib.import_module(f"imgclf.models.{family}")
+    else:
+        _load_families()
     try:
         builder = MODELS[name]
     except KeyError:
