@@ -48,19 +48,13 @@ def cmd_schema(args) -> None:
     _write_generated(args.out, config.schema_json(), args.check, f"imgclf schema --out {args.out}")
 
 
-STAMP_TEXT = "# written by `imgclf check-params --stamp` after params.yaml passed; these bytes never change\n"
-
-
 def cmd_check_params(args) -> None:
     params = config.load(args.params)
     if args.stamp:
         from imgclf import stages
 
         stages.check_dvc_yaml(params, args.params)
-        from imgclf.io_utils import write_text
-
-        if not Path(args.stamp).exists() or Path(args.stamp).read_text() != STAMP_TEXT:
-            write_text(args.stamp, STAMP_TEXT)
+        stages.write_params_stamp(args.stamp)
     print(f"{args.params}: valid")
 
 

@@ -297,9 +297,9 @@ def decode_many(source: ZipMembers | str, names: list[str], spec: ResizeSpec, wo
     parallel = workers > 1 and len(ranges) > 1
     shape = (len(names), spec.size, spec.size, 3)
     out = _shared_array(shape) if parallel else np.empty(shape, np.uint8)
+    where = getattr(source, "path", source)
     _SOURCE.clear()
-    _SOURCE.update(source=source, where=getattr(source, "path", source), spec=spec, names=names, out=out,
-                   max_bytes=max_bytes)
+    _SOURCE.update(source=source, where=where, spec=spec, names=names, out=out, max_bytes=max_bytes)
     try:
         if parallel:
             with multiprocessing.get_context("fork").Pool(min(workers, len(ranges))) as pool:
@@ -308,7 +308,7 @@ def decode_many(source: ZipMembers | str, names: list[str], spec: ResizeSpec, wo
             found = [_decode_range(bounds) for bounds in ranges]
     finally:
         _SOURCE.clear()
-    warn_trailing(getattr(source, "path", source), names, [item for part in found for item in part])
+    warn_trailing(where, names, [item for part in found for item in part])
     return out
 
 

@@ -47,6 +47,11 @@ def _imports(path: str) -> tuple[str, ...]:
 
 
 def code_deps(module: str, family: str | None = None) -> list[str]:
+    return list(_code_deps(module, family))
+
+
+@functools.lru_cache(maxsize=None)  # the stage table is built several times per engine start
+def _code_deps(module: str, family: str | None) -> tuple[str, ...]:
     """Every package file a stage's module imports, directly or through others, read from the
     sources: editing any of them reruns the stage, editing any other file does not. Model family
     modules (the experiments' ``model_source``) other than ``family`` are left out: the model
@@ -62,7 +67,7 @@ def code_deps(module: str, family: str | None = None) -> list[str]:
             if file not in seen and (file not in families or current in families):
                 seen.add(file)
                 todo.append(file)
-    return sorted(seen)
+    return tuple(sorted(seen))
 
 
 def sample_archive(archive: str) -> str:
@@ -118,6 +123,17 @@ REPORT_OUTS = ["reports/results.md", "reports/results.csv", "reports/figures"]
 # same file when it parses the Snakefile, before any job, so it needs no rule for it.
 CHECK_STAGE = "check_params"
 PARAMS_STAMP = "config/params.checked"  # committed: constant bytes, so a fresh clone is up to date
+STAMP_TEXT = "# written by `imgclf check-params --stamp` after params.yaml passed; these bytes never change\n"
+
+
+def write_params_stamp(path: str = PARAMS_STAMP) -> None:
+    """Write check_params' stamp (only when its bytes differ: no needless new file time)."""
+    from pathlib import Path
+
+    from imgclf.io_utils import write_text
+
+    if not Path(path).exists() or Path(path).read_text() != STAMP_TEXT:
+        write_text(path, STAMP_TEXT)
 
 
 def data_params(dataset: str) -> list[str]:

@@ -64,8 +64,7 @@ def record_in_dvc():
     if not names:
         return
     # dvc.yaml's check_params stage: the Snakefile checked the same params.yaml before any job
-    subprocess.run(["imgclf", "check-params", "--params", PARAMS_FILE, "--stamp", stages.PARAMS_STAMP],
-                   capture_output=True, check=True)
+    stages.write_params_stamp()
     # dvc commit moves outputs into its cache and links or copies them back: new file times.
     # Put the old ones back, or Snakemake would see inputs newer than outputs next time.
     times = {}
