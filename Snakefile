@@ -10,16 +10,15 @@ configfile: "params.yaml"
 
 PARAMS_FILE = str((workflow.overwrite_configfiles or ["params.yaml"])[-1])
 try:
-    PARAMS = params_config.validate(config, PARAMS_FILE)
-    if PARAMS != params_config.load(PARAMS_FILE):
-        raise WorkflowError(
-            f"--config overrides are not passed on to the stages; put them in a params file "
-            f"and pass it with --configfile (stages read {PARAMS_FILE})"
-        )
-    stages.check_dvc_yaml(PARAMS, PARAMS_FILE)
+    # `--config 'seed_cnn={epochs: 3}'`: applied to the params file, checked by the same schema, and
+    # passed on (`--set`) to the stages that read those params; nothing else reruns
+    OVERRIDES = params_config.snakemake_overrides(workflow.config_settings.config, params_config.read_raw(PARAMS_FILE))
+    PARAMS = params_config.load(PARAMS_FILE, OVERRIDES)
+    if not OVERRIDES:
+        stages.check_dvc_yaml(PARAMS, PARAMS_FILE)
 except errors.PipelineError as exc:
     raise WorkflowError(str(exc)) from None
-STAGES = stages.by_name(PARAMS, PARAMS_FILE)
+STAGES = stages.by_name(PARAMS, PARAMS_FILE, OVERRIDES)
 EXPERIMENTS = list(experiments.EXPERIMENTS)
 
 
@@ -45,4 +44,4 @@ onsuccess:
 # prepare or training output) is rebuilt, as `dvc repro` rebuilds it
 rule all:
     input:
-        [path for entry in STAGES.values() for path in entry.outs + entry.metrics],
+        [path for entry in STAGES.values() for path in entry.products],

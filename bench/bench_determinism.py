@@ -37,6 +37,7 @@ def worker(args) -> None:
     import numpy as np
 
     from imgclf import config, data, models, train
+    from imgclf.training_log import TrainingLog
 
     section = {**config.load(Path(__file__).resolve().parents[1] / "params.yaml")["cifar_base_cnn"],
                "cpu_isa": args.isa, "op_determinism": args.op_determinism, "epochs": args.epochs,
@@ -46,7 +47,7 @@ def worker(args) -> None:
     model = models.build(args.model, splits.image_shape, splits.num_classes)
     train.compile_model(model, section, runtime, 1e-3, train.steps_for(splits, section))
     with tempfile.TemporaryDirectory() as work:
-        rows = train.fit(model, splits, section, Path(work), 0)
+        rows = train.fit(model, splits, section, Path(work), 0, TrainingLog(None, None))
     steady = [float(r["seconds"]) for r in rows[1:]]
     digest = hashlib.md5(b"".join(np.ascontiguousarray(w.numpy()).tobytes() for w in model.weights)).hexdigest()
     print(json.dumps({"img_s": len(splits.y_train) * len(steady) / sum(steady), "first_epoch_s": float(rows[0]["seconds"]),

@@ -208,3 +208,63 @@ def test_a_python_tag_in_params_is_never_executed(tmp_path):
     result = run(["imgclf", "check-params", "--params", str(path)], tmp_path, check=False)
     assert result.returncode == 2 and result.stderr.startswith(f"error: {path}: not valid YAML (could not determine a constructor")
     assert result.stderr.count("\n") == 1 and not marker.exists()
+
+
+# --- overrides: `imgclf ... --set key=value`, `snakemake --config 'section={key: value}'` ---
+
+
+def test_snakemake_config_entries_become_typed_dotted_overrides(params):
+    """Snakemake parses --config values with YAML's base loader (every scalar a string); they are
+    typed the way the params file would type them, strings staying strings where the file has one."""
+    given = {"seed_cnn": {"epochs": "3", "optimizer": "sgd", "seeds": ["0", "2"], "train_subset": "null"},
+             "experiments": ["seed_cnn"]}
+    assert config.snakemake_overrides(given, params) == {
+        "seed_cnn.epochs": 3, "seed_cnn.optimizer": "sgd", "seed_cnn.seeds": [0, 2], "seed_cnn.train_subset": None,
+        "experiments": ["seed_cnn"]}
+    assert config.snakemake_overrides({}, params) == {}
+
+
+def test_overrides_go_through_the_same_validation(tmp_path, params):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    loaded = config.load(path, {"seed_cnn.epochs": 3, "data.imagenet200.n_classes": 10})
+    assert loaded["seed_cnn"]["epochs"] == 3 and loaded["data"]["imagenet200"]["n_classes"] == 10
+    assert config.load(path)["seed_cnn"]["epochs"] == params["seed_cnn"]["epochs"]  # the file is untouched
+    for overrides, message in (({"seed_cnn.epochs": 0}, "seed_cnn.epochs: 0 is less than the minimum of 1"),
+                               ({"seed_cnn.epoch": 3}, "seed_cnn: unknown key 'epoch'"),
+                               ({"seed_cnn.epochs.x": 3}, "seed_cnn.epochs.x: not a key of a params section")):
+        with pytest.raises(PipelineError, match=f"{path} with overrides .*: {message}"):
+            config.load(path, overrides)
+
+
+@pytest.mark.parametrize("value", [3, 0.5, "sgd", None, True, [0, 1], "null", "3"])
+def test_a_set_option_reads_back_its_value(value):
+    key, text = config.format_override("seed_cnn.x", value).split("=", 1)
+    assert config.parse_sets([f"{key}={text}"]) == {"seed_cnn.x": value}
+
+
+def test_a_malformed_set_option_is_named():
+    with pytest.raises(PipelineError, match="--set seed_cnn.epochs: expected KEY=VALUE"):
+        config.parse_sets(["seed_cnn.epochs"])
+
+
+def test_an_override_reaches_only_the_stages_that_read_it(params):
+    """--config seed_cnn.epochs reaches seed_cnn's training commands, and nothing else: a stage's
+    command (and so its outputs) changes only if it declares that param."""
+    params = config.validate(params)
+    plain = stages.by_name(params)
+    overrides = {"seed_cnn.epochs": 3, "seed_cnn.mem_mb": 100}
+    changed = stages.by_name(config.apply_overrides(params, overrides, "x"), "params.yaml", overrides)
+    differ = {name for name in plain if plain[name].cmd != changed[name].cmd}
+    assert differ == {stages.run_stage("train", "seed_cnn", seed) for seed in params["seed_cnn"]["seeds"]}
+    assert changed["train_seed_cnn_s0"].cmd.endswith(" --params params.yaml --set seed_cnn.epochs=3")
+
+
+def test_the_cli_applies_set_options(tmp_path, params):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    result = run(["imgclf", "check-params", "--params", str(path), "--set", "seed_cnn.batch_size=-1"], tmp_path,
+                 check=False)
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert "seed_cnn.batch_size: -1 is less than the minimum of 1" in result.stderr
+    run(["imgclf", "check-params", "--params", str(path), "--set", "seed_cnn.batch_size=32"], tmp_path)

@@ -46,9 +46,11 @@ def _digest(path: Path) -> str:
                     [name.encode(), item[()].tobytes()]) if isinstance(item, h5py.Dataset) else None)
         data = b"".join(parts)
     elif path.suffix == ".json":
-        content = json.loads(path.read_text())
-        data = json.dumps({k: v for k, v in content.items() if "second" not in k}, sort_keys=True).encode()
-    elif path.suffix == ".csv" and path.name in ("history.csv", "results.csv"):
+        content = {k: v for k, v in json.loads(path.read_text()).items() if "second" not in k}
+        if "history" in content:  # train.json: per-epoch rows with their wall time
+            content["history"] = [{k: v for k, v in row.items() if k != "seconds"} for row in content["history"]]
+        data = json.dumps(content, sort_keys=True).encode()
+    elif path.suffix == ".csv" and path.name == "results.csv":
         data = repr(_without_timings(list(csv.reader(io.StringIO(path.read_text()))))).encode()
     elif path.name == "results.md":
         lines = path.read_text().splitlines()
@@ -323,3 +325,74 @@ def test_every_module_a_stage_loads_is_one_of_its_dependencies(project):
         loaded = {"src/imgclf/" + line.split("/imgclf/", 1)[1] for line in lines[cut + 1:] if line.endswith(".py")}
         assert {"src/imgclf/cli.py", "src/imgclf/config.py"} <= launcher and len(loaded) > len(launcher)
         assert loaded - launcher <= set(entry["deps"]), (name, sorted(loaded - launcher - set(entry["deps"])))
+
+
+def _commit(project: Path, message: str) -> None:
+    run(["git", "add", "-A"], project)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", message], project)
+
+
+def test_metrics_and_plots_compare_in_a_fresh_clone_without_the_remote(project, tmp_path):
+    """Results committed, then cloned with no DVC cache and no remote: HEAD's metrics and per-epoch
+    plots are git files, so after a param change and `dvc repro` of one experiment,
+    `dvc metrics diff` shows HEAD's value, the new one and the change; `dvc plots diff HEAD~1` and
+    `dvc exp show` read both commits."""
+    import yaml
+
+    _commit(project, "results")
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    assert not (clone / ".dvc" / "cache").exists() and not (clone / "models" / "seed_cnn").exists()
+    metrics = "reports/metrics/seed_cnn/seed0.json"
+    head = json.loads((clone / metrics).read_text())
+    path = clone / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    params["seed_cnn"]["learning_rate"] *= 3
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["dvc", "repro", DVC_STAGE["evaluate"]], clone, timeout=900)
+    new = json.loads((clone / metrics).read_text())
+    assert new["loss"] != head["loss"]
+    diff = json.loads(run(["dvc", "metrics", "diff", "--json"], clone).stdout)
+    assert diff[metrics]["loss"] == {"old": head["loss"], "new": new["loss"], "diff": pytest.approx(new["loss"] - head["loss"])}
+    table = run(["dvc", "metrics", "diff", "--md"], clone).stdout
+    assert f"| {metrics}" in table and "| loss " in table
+
+    _commit(clone, "learning rate x3")
+    shown = run(["dvc", "plots", "diff", "HEAD~1", "--json"], clone)
+    assert "DVC failed" not in shown.stdout + shown.stderr and "errors" not in json.loads(shown.stdout)
+    plots = json.loads(shown.stdout)["data"]
+    for plot in ("seed_cnn_s0_accuracy", "seed_cnn_s0_loss", "reports/eval/seed_cnn/seed0/confusion.csv"):
+        content = plots[plot][0]["content"]
+        values = content["data"]["values"]
+        assert {point["rev"] for point in values} == {"HEAD~1", "workspace"}, (plot, values[:3])
+    shown = run(["dvc", "exp", "show", "--csv", "--no-pager", "-n", "2"], clone)
+    assert "DVC failed" not in shown.stdout + shown.stderr
+    rows = list(csv.DictReader(io.StringIO(shown.stdout)))
+    # columns named by file where two metrics files share a key (the live log has a loss too)
+    assert {row[f"{metrics}:loss"] for row in rows} >= {str(head["loss"]), str(new["loss"])}, rows
+
+
+def test_a_snakemake_config_override_runs_like_dvc_exp_run_set(finished, project):
+    """`snakemake --config 'seed_cnn={epochs: 2}'` (Snakemake refuses the dotted form; this is its
+    nearest) passes the same validation as params.yaml, reruns only what the key changes, and gives
+    the numbers `dvc exp run -S seed_cnn.epochs=2` gives; dvc.lock is left as it was."""
+    _, expected = finished
+    bad = run(["snakemake", "--cores", "2", "--config", "seed_cnn={epochs: 0}"], project, check=False)
+    assert bad.returncode != 0
+    assert "params.yaml with overrides seed_cnn.epochs=0: seed_cnn.epochs: 0 is less than the minimum of 1" in \
+        bad.stdout + bad.stderr
+    assert outputs(project) == expected
+    assert snakemake_jobs(project, "--config", "seed_cnn={mem_mb: 1234, runtime_min: 7}") == {}
+    assert snakemake_jobs(project, "--config", "seed_cnn={epochs: 2}") == {"train": 1, "evaluate": 1, "report": 1}
+    lock = (project / "dvc.lock").read_text()
+    result = run(["snakemake", "--cores", "2", "--config", "seed_cnn={epochs: 2}"], project, timeout=900)
+    assert "not recording in dvc.lock" in result.stdout + result.stderr
+    assert (project / "dvc.lock").read_text() == lock
+    meta = json.loads((project / "models/seed_cnn/seed0/train.json").read_text())
+    assert meta["epochs"] == 2
+    assert snakemake_jobs(project, "--config", "seed_cnn={epochs: 2}") == {}
+    by_snakemake = outputs(project)
+    run(["dvc", "exp", "run", "-S", "seed_cnn.epochs=2"], project, timeout=900)
+    by_dvc = outputs(project)
+    differ = sorted(name for name in by_dvc if by_dvc[name] != by_snakemake.get(name))
+    assert differ == [] and by_dvc != expected, differ

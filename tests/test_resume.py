@@ -1,9 +1,9 @@
 """Exact resume: a training run killed with SIGKILL at any point (mid-epoch, while its checkpoint
 is being written, between fine-tuning folds, inside an AutoKeras trial) and then rerun ends with
-the same history numbers and bit-identical weights as an undisturbed run; and two undisturbed
-runs of the same commit, params and data give identical metrics."""
+the same history numbers, bit-identical weights and the same per-epoch logs (DVCLive files byte
+for byte, TensorBoard scalars step for step) as an undisturbed run; and two undisturbed runs of
+the same commit, params and data give identical metrics."""
 
-import csv
 import json
 import os
 import subprocess
@@ -36,7 +36,8 @@ def workspace(tmp_path_factory, small_tiny_zip):
 
 def train(root, name, out, kill_at=None, extra=()):
     env = {**os.environ, "IMGCLF_KILL_AT": kill_at} if kill_at else None
-    command = ["imgclf", "train", name, "--data", "data", "--out", out, "--threads", "1", *extra]
+    command = ["imgclf", "train", name, "--data", "data", "--out", out, "--threads", "1",
+               "--live", f"live/{out}", "--tensorboard", f"tb/{out}", *extra]
     return subprocess.run(command, cwd=root, capture_output=True, text=True, env=env, timeout=900)
 
 
@@ -61,8 +62,26 @@ def weights(model_dir):
 
 
 def history(model_dir):
-    with open(model_dir / "history.csv") as handle:
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
+    rows = json.loads((model_dir / "train.json").read_text())["history"]
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+def live_files(live_dir):
+    """Every file of a DVCLive directory, by relative path: its bytes."""
+    return {str(p.relative_to(live_dir)): p.read_bytes() for p in sorted(live_dir.rglob("*")) if p.is_file()}
+
+
+def tensorboard_scalars(log_dir):
+    """(run directory, tag, step, value) of every scalar in a TensorBoard log directory."""
+    import tensorflow as tf
+
+    found = []
+    for events in sorted(log_dir.rglob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            for value in event.summary.value:
+                number = float(tf.make_ndarray(value.tensor)) if value.HasField("tensor") else value.simple_value
+                found.append((str(events.parent.relative_to(log_dir)), value.tag, event.step, number))
+    return sorted(found)
 
 
 def assert_same_model(a, b):
@@ -71,6 +90,13 @@ def assert_same_model(a, b):
     different = [i for i, (x, y) in enumerate(zip(wa, wb)) if not np.array_equal(x, y)]
     assert not different, f"{len(different)} of {len(wa)} weight arrays differ"
     assert history(a) == history(b)
+    root = a.parent
+    epochs = len(history(a))
+    logs = live_files(root / "live" / a.name)
+    assert logs == live_files(root / "live" / b.name) and (logs or not epochs)
+    scalars = tensorboard_scalars(root / "tb" / a.name)
+    assert scalars == tensorboard_scalars(root / "tb" / b.name)
+    assert {step for _, _, step, _ in scalars} == set(range(1, epochs + 1))
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +119,9 @@ def test_run_killed_again_and_again_ends_with_the_undisturbed_model(workspace, u
         if resumes_after:
             assert f"resuming after epoch {resumes_after} " in result.stdout, (kill_at, result.stdout[-2000:])
         assert not (workspace / out).exists(), "a killed run must not leave a model that looks complete"
+        # what `dvc exp show` reads while a run trains: the last checkpointed epoch, no later one
+        live = json.loads((workspace / "live" / out / "metrics.json").read_text())
+        assert live["step"] == {"batch:40": 1, "checkpoint:1": 1, "state:2": 2, "batch:30": 3}[kill_at], (kill_at, live)
     final = train(workspace, "cifar_base_cnn", out)
     assert final.returncode == 0 and "resuming after epoch 3 " in final.stdout, final.stdout[-2000:] + final.stderr[-2000:]
     assert_same_model(undisturbed, workspace / out)

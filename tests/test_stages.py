@@ -3,6 +3,7 @@ in test_params.py): dvc.yaml and the params schema are exactly what the code gen
 dvc.yaml is named, and the per-run paths are what the report and the plots read."""
 
 import json
+import subprocess
 
 import pytest
 
@@ -39,11 +40,48 @@ def test_an_outdated_dvc_yaml_is_named(tmp_path, monkeypatch):
 def test_run_paths_and_plots():
     params = load_params("config/ci.yaml")
     spec = stages.dvc_yaml(config.validate(params))
-    assert spec["stages"]["train_seed_cnn_s1"]["outs"] == ["models/seed_cnn/seed1"]
+    train, evaluate = spec["stages"]["train_seed_cnn_s1"], spec["stages"]["evaluate_seed_cnn_s1"]
+    assert train["outs"] == ["models/seed_cnn/seed1", {"reports/live/seed_cnn/seed1": {"cache": False}}]
+    assert "--live reports/live/seed_cnn/seed1 --tensorboard logs/tensorboard/seed_cnn/seed1" in train["cmd"]
+    assert evaluate["metrics"] == [{"reports/metrics/seed_cnn/seed1.json": {"cache": False}}]
+    assert evaluate["outs"] == [{"reports/eval/seed_cnn/seed1": {"cache": False}}]
+    assert "reports/live/seed_cnn/seed1/metrics.json" in spec["metrics"]
     plots = {key: value for entry in spec["plots"] for key, value in entry.items()}
-    assert plots["models/seed_cnn/seed1/history.csv"]["x"] == "epoch"
-    assert "reports/eval/seed_cnn/seed1/confusion.csv" in plots
-    assert stages.history_file("seed_cnn", 1) in plots and stages.confusion_file("seed_cnn", 1) in plots
+    assert plots["seed_cnn_s1_accuracy"]["y"] == {
+        "reports/live/seed_cnn/seed1/plots/metrics/accuracy.tsv": "accuracy",
+        "reports/live/seed_cnn/seed1/plots/metrics/val_accuracy.tsv": "val_accuracy"}
+    assert plots["reports/eval/seed_cnn/seed1/confusion.csv"]["template"] == "confusion"
+
+
+def test_metrics_and_plots_are_git_files_not_cached_ones():
+    """What `dvc metrics diff` and `dvc plots diff` read of another commit must be in git: every
+    metrics and plots file of dvc.yaml is a cache: false output, and .gitignore does not hide it."""
+    spec = stages.dvc_yaml(config.validate(load_params("config/ci.yaml")))
+    git_outs = [path for entry in spec["stages"].values() for out in entry.get("outs", []) + entry.get("metrics", [])
+                if isinstance(out, dict) and out[path := next(iter(out))].get("cache") is False]
+    files = [*spec["metrics"], *(path for entry in spec["plots"] for key, value in entry.items()
+                                 for path in (value["y"] if isinstance(value.get("y"), dict) else [key]))]
+    for path in files:
+        assert any(path == out or path.startswith(out + "/") for out in git_outs), path
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *files, *git_outs], cwd=ROOT, capture_output=True,
+                             text=True)
+    assert ignored.stdout == "", f"git ignores: {ignored.stdout}"
+    kept = subprocess.run(["git", "check-ignore", "--no-index", "models/seed_cnn/seed1", "data/prepared/cifar10"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert len(kept.stdout.split()) == 2  # the cached outputs stay out of git
+
+
+def test_dvc_cannot_take_a_stage_list_from_vars(tmp_path):
+    """Why dvc.yaml is generated (its header): DVC checks the schema before it interpolates, so a
+    foreach stage cannot take its dependency list (which differs per experiment) from ``vars``."""
+    (tmp_path / "runs.yaml").write_text("runs:\n  a: {deps: [x, y]}\n  b: {deps: [x]}\n")
+    (tmp_path / "dvc.yaml").write_text("vars:\n  - runs.yaml\nstages:\n  train:\n    foreach: ${runs}\n    do:\n"
+                                       "      cmd: echo ${key}\n      deps: ${item.deps}\n")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["dvc", "init", "-q"], cwd=tmp_path, check=True)
+    result = subprocess.run(["dvc", "stage", "list"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode != 0 and "expected a list" in result.stdout + result.stderr
+    assert "DVC checks dvc.yaml's schema before it interpolates" in stages.DVC_YAML_HEADER
 
 
 def test_source_entry_follows_the_chosen_source():

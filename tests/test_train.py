@@ -34,7 +34,13 @@ def test_finetune_updates_top_layers_and_keeps_batchnorm(tmp_path, tiny_splits):
     runtime = {"xla": False, "seed": 0}
     work = tmp_path / "work"
     work.mkdir()
-    model, rows, extra, _ = train.train_finetune(None, section, tiny_splits, runtime, work, tmp_path / "up")
+    from imgclf.training_log import TrainingLog, read_live
+
+    log = TrainingLog(tmp_path / "live", None)
+    model, rows, extra, _ = train.train_finetune(None, section, tiny_splits, runtime, work, tmp_path / "up", log)
+    # each fold and the final fit logged under its own names, one step per epoch
+    assert [step for step, _ in read_live(tmp_path / "live", "fold2/val_accuracy")] == [1]
+    assert [step for step, _ in read_live(tmp_path / "live", "accuracy")] == [1]
     before = {w.path: w.numpy() for w in source.weights}
     after = {w.path: w.numpy() for w in model.weights}
     changed = {path for path in before if not np.array_equal(before[path], after[path])}

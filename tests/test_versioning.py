@@ -20,7 +20,7 @@ def snakemake_graph(project: Path, force: bool = True) -> tuple[dict, set]:
     only the jobs Snakemake would run now (``force=False``)."""
     out = run(["snakemake", "--dry-run", *(["--forceall"] if force else []), "--cores", "1"], project).stdout
     table = stages.by_name(config.load(project / "params.yaml"))
-    stage_of = {out: name for name, stage in table.items() for out in stage.outs}
+    stage_of = {out: name for name, stage in table.items() for out in stage.products}
     jobs, current = [], None
     for line in out.splitlines():
         if line.startswith(("rule ", "localrule ")) and line.endswith(":"):
@@ -80,7 +80,7 @@ def paper_dag(params: dict) -> tuple[dict, set]:
         for name in names:
             for seed in params[name]["seeds"]:
                 train, evaluate = f"train_{name}_s{seed}", f"evaluate_{name}_s{seed}"
-                outputs[train] = {f"models/{name}/seed{seed}"}
+                outputs[train] = {f"models/{name}/seed{seed}", f"reports/live/{name}/seed{seed}"}
                 outputs[evaluate] = {f"reports/eval/{name}/seed{seed}", f"reports/metrics/{name}/seed{seed}.json"}
                 edges |= {(f"prepare_{dataset}", train), (f"prepare_{dataset}", evaluate), (train, evaluate),
                           (train, "report"), (evaluate, "report")}

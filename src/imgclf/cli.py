@@ -44,12 +44,17 @@ def _write_generated(path: str, text: str, check: bool, how: str) -> None:
     write_text(path, text)
 
 
+def _params(args) -> dict:
+    """The validated params of ``--params``, with the ``--set`` overrides applied."""
+    return config.load(args.params, config.parse_sets(args.set))
+
+
 def cmd_schema(args) -> None:
     _write_generated(args.out, config.schema_json(), args.check, f"imgclf schema --out {args.out}")
 
 
 def cmd_check_params(args) -> None:
-    params = config.load(args.params)
+    params = _params(args)
     if args.stamp:
         from imgclf import stages
 
@@ -67,7 +72,7 @@ def cmd_make_sample(args) -> None:
 def cmd_download(args) -> None:
     from imgclf import download
 
-    params = config.load(args.params)
+    params = _params(args)
     entry = config.source_entry(params, args.dataset)
     download.download(entry["url"], args.out, entry["md5"], entry["size"], progress=not args.quiet,
                       deadline=params["data"]["download_deadline_s"])
@@ -77,7 +82,7 @@ def cmd_download(args) -> None:
 def cmd_prepare(args) -> None:
     from imgclf import prepare
 
-    data = config.load(args.params)["data"]
+    data = _params(args)["data"]
     source = Path(args.source)
     if args.dataset == "cifar10":
         meta = prepare.prepare_cifar10(source, args.out, data)
@@ -98,11 +103,11 @@ def _seed(value: int | None, section: dict) -> int:
 def cmd_train(args) -> None:
     from imgclf import experiments, train
 
-    params = config.load(args.params)
+    params = _params(args)
     experiments.get(args.experiment)
     section = params[args.experiment]
     meta = train.run(args.experiment, args.data, args.out, params, _tf_threads(args.threads, section),
-                     _seed(args.seed, section), args.upstream)
+                     _seed(args.seed, section), args.upstream, args.live, args.tensorboard)
     print(f"{args.out}: {meta['epochs']} epochs on {meta['train_images']} images in {meta['train_seconds']:.1f} s "
           f"({meta['device']}, {meta['params']:,} parameters)")
 
@@ -113,7 +118,7 @@ def cmd_evaluate(args) -> None:
     from imgclf import experiments
 
     experiments.get(args.experiment)
-    section = config.load(args.params)[args.experiment]
+    section = _params(args)[args.experiment]
     metrics = evaluate.run(args.experiment, args.data, args.model, args.metrics, args.out, _tf_threads(args.threads, section),
                            section, _seed(args.seed, section))
     print(f"{args.metrics}: top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f}, loss {metrics['loss']:.4f} "
@@ -123,22 +128,23 @@ def cmd_evaluate(args) -> None:
 def cmd_report(args) -> None:
     from imgclf import report
 
-    params = config.load(args.params)
-    table = report.run(args.metrics_dir, args.models_dir, args.eval_dir, args.out, params)
+    params = _params(args)
+    table = report.run(args.metrics_dir, args.live_dir, args.eval_dir, args.out, params)
     print(f"{args.out}/results.md: {len(table)} experiments")
 
 
 def cmd_tidy(args) -> None:
     from imgclf import stages
 
-    for path in stages.tidy(config.load(args.params), args.params):
+    for path in stages.tidy(_params(args), args.params):
         print(f"removed {path} (left by a killed run)")
 
 
 def cmd_dvc_yaml(args) -> None:
     from imgclf import stages
 
-    _write_generated(args.out, stages.dvc_yaml_text(config.load(args.params)), args.check, "imgclf dvc-yaml")
+    _write_generated(args.out, stages.dvc_yaml_text(_params(args)), args.check,
+                     "imgclf dvc-yaml")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def with_params(p):
         p.add_argument("--params", default=config.DEFAULT_PARAMS, help="params file (default: params.yaml)")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override one param (dotted key, YAML value), checked like the file; repeatable")
         return p
 
     p = add("schema", cmd_schema, "write the JSON Schema of params.yaml")
@@ -182,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="prepared data directory")
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--upstream", help="model directory this experiment starts from (transfer, fine-tuning)")
+    p.add_argument("--live", help="DVCLive directory for per-epoch metrics and plots (rewritten each epoch)")
+    p.add_argument("--tensorboard", help="TensorBoard log directory (rewritten each epoch)")
     p.add_argument("--seed", type=int, default=None, help="run seed (default: the experiment's first seed)")
     p.add_argument("--threads", type=int, default=0, help="TensorFlow threads (default: the experiment's threads param)")
 
@@ -196,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_params(add("report", cmd_report, "gather every experiment's metrics into reports/"))
     p.add_argument("--metrics-dir", required=True)
-    p.add_argument("--models-dir", required=True)
+    p.add_argument("--live-dir", required=True, help="DVCLive directories of the training runs")
     p.add_argument("--eval-dir", required=True)
     p.add_argument("--out", required=True)
 

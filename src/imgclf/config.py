@@ -227,15 +227,90 @@ def _check_consistency(params: dict, origin: str) -> None:
                                 f"which is not selected; add {upstream}")
 
 
-def load(path: str | Path = DEFAULT_PARAMS) -> dict:
+def read_raw(path: str | Path) -> Any:
+    """A params file as written (not validated, no defaults)."""
     path = Path(path)
     try:
-        raw = yaml.load(path.read_text(), Loader=_SafeLoader)
+        return yaml.load(path.read_text(), Loader=_SafeLoader)
     except FileNotFoundError:
         raise PipelineError(f"{path}: params file not found") from None
     except yaml.YAMLError as exc:
         raise PipelineError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return validate(raw, str(path))
+
+
+def load(path: str | Path = DEFAULT_PARAMS, overrides: dict | None = None) -> dict:
+    """Read, complete and validate a params file, with ``overrides`` (dotted key -> value: the
+    CLI's ``--set``, Snakemake's ``--config``) applied first, so they pass the same checks."""
+    path = Path(path)
+    raw = read_raw(path)
+    if not overrides:
+        return validate(raw, str(path))
+    origin = f"{path} with overrides {', '.join(format_override(k, v) for k, v in overrides.items())}"
+    return validate(apply_overrides(raw, overrides, origin), origin)
+
+
+# --- overrides: `imgclf <stage> --set seed_cnn.epochs=3`, `snakemake --config 'seed_cnn={epochs: 3}'` ---
+
+
+def apply_overrides(raw: Any, overrides: dict, origin: str) -> Any:
+    """A copy of ``raw`` with each dotted key set to its value (sections created as needed)."""
+    result = copy.deepcopy(raw)
+    for key, value in overrides.items():
+        node = result
+        parts = key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            if not isinstance(node, dict):
+                break
+            node = node.setdefault(part, {})
+        if not isinstance(node, dict) or not all(parts):
+            raise PipelineError(f"{origin}: {key}: not a key of a params section")
+        node[parts[-1]] = copy.deepcopy(value)
+    return result
+
+
+def parse_sets(items: list[str] | None) -> dict:
+    """``KEY=VALUE`` strings (the CLI's ``--set``) -> {dotted key: value parsed as YAML}."""
+    overrides = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise PipelineError(f"--set {item}: expected KEY=VALUE, e.g. --set seed_cnn.epochs=3")
+        try:
+            overrides[key.strip()] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            raise PipelineError(f"--set {item}: the value is not valid YAML") from None
+    return overrides
+
+
+def format_override(key: str, value: Any) -> str:
+    """``key=value`` that parse_sets reads back to the same value (YAML flow style)."""
+    text = value if isinstance(value, str) and yaml.safe_load(value) == value else json.dumps(value)
+    return f"{key}={text}"
+
+
+def snakemake_overrides(given: dict, raw_file: Any) -> dict:
+    """Snakemake's ``--config`` entries (nested, every scalar a string: it parses values with
+    YAML's base loader) -> {dotted key: typed value}. A string is read as YAML unless the file's
+    value there is a string too (``optimizer=sgd`` stays "sgd", ``epochs=3`` becomes 3)."""
+
+    def typed(value, current):
+        if isinstance(value, str):
+            if isinstance(current, str):
+                return value
+            return yaml.safe_load(value) if value.strip() else None
+        if isinstance(value, list):
+            return [typed(item, None) for item in value]
+        return value
+
+    def walk(node, current, prefix):
+        for key, value in node.items():
+            here = current.get(key) if isinstance(current, dict) else None
+            if isinstance(value, dict) and value:
+                yield from walk(value, here, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", typed(value, here)
+
+    return dict(walk(given or {}, raw_file, ""))
 
 
 def source_entry(params: dict, dataset: str) -> dict:

@@ -13,6 +13,7 @@ import pandas as pd
 from imgclf import experiments
 from imgclf.errors import PipelineError
 from imgclf.io_utils import atomic_dir, write_text
+from imgclf.training_log import read_live
 
 COLLAPSE_SHARE = 0.5  # at least half of the test predictions on one class (or all of them, with 2 classes)
 SUSPECT_TEST = 2.0  # test top-1 at most this many times chance ...
@@ -101,7 +102,7 @@ def markdown(table: pd.DataFrame) -> str:
 
 # Figures and files: exercised by the pipeline tests, outside mutation testing.
 # pragma: no mutate block
-def _plots(table: pd.DataFrame, params: dict, models_dir: Path, eval_dir: Path, out: Path) -> None:
+def _plots(table: pd.DataFrame, params: dict, live_dir: Path, eval_dir: Path, out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -113,10 +114,9 @@ def _plots(table: pd.DataFrame, params: dict, models_dir: Path, eval_dir: Path, 
     fig, axes = plt.subplots(grid_rows, columns, figsize=(4 * columns, 3.2 * grid_rows), squeeze=False)
     for ax, name in zip(axes.flat, names):
         for seed in params[name]["seeds"]:
-            history = pd.read_csv(models_dir / name / f"seed{seed}" / "history.csv")
             for column, style in (("accuracy", "-"), ("val_accuracy", "--")):
-                if column in history and history[column].notna().any():
-                    ax.plot(history["epoch"], history[column], style, marker="o", label=f"{column} s{seed}")
+                if points := read_live(live_dir / name / f"seed{seed}", column):
+                    ax.plot(*zip(*points), style, marker="o", label=f"{column} s{seed}")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("epoch")
         ax.legend(fontsize=6)
@@ -165,12 +165,12 @@ def _plots(table: pd.DataFrame, params: dict, models_dir: Path, eval_dir: Path, 
         plt.close(fig)
 
 
-def run(metrics_dir: str | Path, models_dir: str | Path, eval_dir: str | Path, out_dir: str | Path,
+def run(metrics_dir: str | Path, live_dir: str | Path, eval_dir: str | Path, out_dir: str | Path,
         params: dict) -> pd.DataFrame:
-    metrics_dir, models_dir, eval_dir, out_dir = map(Path, (metrics_dir, models_dir, eval_dir, out_dir))
+    metrics_dir, live_dir, eval_dir, out_dir = map(Path, (metrics_dir, live_dir, eval_dir, out_dir))
     table = collect(metrics_dir, params)
     with atomic_dir(out_dir / "figures") as tmp:
-        _plots(table, params, models_dir, eval_dir, tmp)
+        _plots(table, params, live_dir, eval_dir, tmp)
     write_text(out_dir / "results.csv", table.to_csv(index=False))
     intro = ("# Results\n\nTest-split figures, mean ± std over seeds where there are several; train top-1 scores, in "
              "inference mode, a stratified subset of the images each model trained on. The check column flags runs "

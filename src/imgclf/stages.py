@@ -86,8 +86,18 @@ def model_dir(name: str, seed: int) -> str:
     return f"models/{name}/seed{seed}"
 
 
-def history_file(name: str, seed: int) -> str:
-    return f"{model_dir(name, seed)}/history.csv"
+def live_dir(name: str, seed: int) -> str:
+    """The run's DVCLive directory (in git: ``dvc exp show``, ``dvc plots`` read it, in any clone)."""
+    return f"reports/live/{name}/seed{seed}"
+
+
+def live_metric(name: str, seed: int, metric: str) -> str:
+    return f"{live_dir(name, seed)}/plots/metrics/{metric}.tsv"
+
+
+def tensorboard_dir(name: str, seed: int) -> str:
+    """The run's TensorBoard events (``tensorboard --logdir logs/tensorboard``); not a stage output."""
+    return f"logs/tensorboard/{name}/seed{seed}"
 
 
 def metrics_file(name: str, seed: int) -> str:
@@ -152,13 +162,32 @@ class Stage:
     name: str
     cmd: str
     deps: list[str]
-    outs: list[str]
+    outs: list[str]  # cached by DVC (pushed to and pulled from a remote)
     params: list[str] = field(default_factory=list)
-    metrics: list[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)  # in git: numbers to compare in any clone
+    git_outs: list[str] = field(default_factory=list)  # in git: small text files (logs, plot data)
+
+    @property
+    def products(self) -> list[str]:
+        """Every file and directory the stage writes."""
+        return [*self.outs, *self.git_outs, *self.metrics]
 
 
 def _cmd(*parts: str, params_file: str) -> str:
     return " ".join(["imgclf", *parts, "--params", params_file])
+
+
+def override_args(overrides: dict, keys: list[str]) -> list[str]:
+    """``--set key=value`` for each override (Snakemake's ``--config``) that touches one of a
+    stage's declared params: the others leave its command, and so its outputs, as they were."""
+    import shlex
+
+    from imgclf.config import format_override
+
+    def touches(key: str) -> bool:
+        return any(key == k or key.startswith(f"{k}.") or k.startswith(f"{key}.") for k in keys)
+
+    return [f"--set {shlex.quote(format_override(k, v))}" for k, v in overrides.items() if touches(k)]
 
 
 def train_deps(experiment: experiments.Experiment, seed: int, params: dict) -> list[str]:
@@ -171,7 +200,9 @@ def train_deps(experiment: experiments.Experiment, seed: int, params: dict) -> l
 EVAL_KEYS = ("run_eagerly", "train_subset", "train_eval_images", "threads", "cpu_isa")
 
 
-def stage_list(params: dict, params_file: str = PARAMS_FILE) -> list[Stage]:
+def stage_list(params: dict, params_file: str = PARAMS_FILE, overrides: dict | None = None) -> list[Stage]:
+    """Every stage of the selected experiments; ``params`` already has ``overrides`` applied, and
+    the commands pass on those their stage depends on."""
     used = datasets(params)
     stages: list[Stage] = []
     for archive in [DATASET_ARCHIVE[dataset] for dataset in used]:
@@ -204,12 +235,14 @@ def stage_list(params: dict, params_file: str = PARAMS_FILE) -> list[Stage]:
         train_args = ["train", name, "--seed", str(seed), "--data", prepared(experiment.dataset), "--out", model_dir(name, seed)]
         if experiment.upstream:
             train_args += ["--upstream", model_dir(experiment.upstream, experiments.upstream_seed(experiment, seed, params))]
+        train_args += ["--live", live_dir(name, seed), "--tensorboard", tensorboard_dir(name, seed)]
         stages.append(Stage(
             run_stage("train", name, seed),
             _cmd(*train_args, params_file=params_file),
             train_deps(experiment, seed, params),
             [model_dir(name, seed)],
             params=[f"{name}.{key}" for key in experiments.result_keys(experiment)],
+            git_outs=[live_dir(name, seed)],
         ))
         stages.append(Stage(
             run_stage("evaluate", name, seed),
@@ -217,25 +250,28 @@ def stage_list(params: dict, params_file: str = PARAMS_FILE) -> list[Stage]:
                  model_dir(name, seed), "--metrics", metrics_file(name, seed), "--out", eval_dir(name, seed),
                  params_file=params_file),
             [model_dir(name, seed), prepared(experiment.dataset), *code_deps("evaluate.py", experiment.model_source)],
-            [eval_dir(name, seed)],
+            [],
             metrics=[metrics_file(name, seed)],
+            git_outs=[eval_dir(name, seed)],
             params=[f"{name}.{key}" for key in EVAL_KEYS],
         ))
     every = runs(params)
     stages.append(Stage(
         "report",
-        "imgclf report --metrics-dir reports/metrics --models-dir models --eval-dir reports/eval --out reports"
+        "imgclf report --metrics-dir reports/metrics --live-dir reports/live --eval-dir reports/eval --out reports"
         f" --params {params_file}",
-        [*(metrics_file(n, s) for n, s in every), *(model_dir(n, s) for n, s in every),
+        [*(metrics_file(n, s) for n, s in every), *(live_dir(n, s) for n, s in every),
          *(eval_dir(n, s) for n, s in every), *code_deps("report.py")],
         list(REPORT_OUTS),
         params=["experiments", *(f"{name}.seeds" for name in experiments.selected(params))],
     ))
+    for stage in stages:
+        stage.cmd = " ".join([stage.cmd, *override_args(overrides or {}, stage.params)])
     return stages
 
 
-def by_name(params: dict, params_file: str = PARAMS_FILE) -> dict[str, Stage]:
-    return {stage.name: stage for stage in stage_list(params, params_file)}
+def by_name(params: dict, params_file: str = PARAMS_FILE, overrides: dict | None = None) -> dict[str, Stage]:
+    return {stage.name: stage for stage in stage_list(params, params_file, overrides)}
 
 
 def check_stage(params_file: str = PARAMS_FILE) -> dict:
@@ -252,7 +288,7 @@ def tidy(params: dict, params_file: str = PARAMS_FILE) -> list:
 
     from imgclf.io_utils import remove_stale_temporaries
 
-    outputs = [Path(path) for stage in stage_list(params, params_file) for path in stage.outs + stage.metrics]
+    outputs = [Path(path) for stage in stage_list(params, params_file) for path in stage.products]
     return [path for output in outputs for path in remove_stale_temporaries(output)]
 
 
@@ -262,23 +298,42 @@ def dvc_yaml(params: dict) -> dict:
         entry: dict = {"cmd": stage.cmd, "deps": [PARAMS_STAMP, *stage.deps]}
         if stage.params:
             entry["params"] = list(stage.params)
-        entry["outs"] = list(stage.outs)
+        entry["outs"] = [*stage.outs, *({path: {"cache": False}} for path in stage.git_outs)]
         if stage.metrics:
-            entry["metrics"] = list(stage.metrics)  # cached, so push/pull and diffs across commits carry them
+            # in git, not in the cache: `dvc metrics diff` compares commits in a clone without the remote
+            entry["metrics"] = [{path: {"cache": False}} for path in stage.metrics]
         stages[stage.name] = entry
-    plots = []
+    live_metrics, plots = [], []
     for name, seed in runs(params):
-        plots.append({history_file(name, seed): {
-            "x": "epoch", "y": ["accuracy", "val_accuracy"], "title": f"{name} seed {seed}: learning curve"}})
+        live_metrics.append(f"{live_dir(name, seed)}/metrics.json")
+        for metric in ("accuracy", "loss"):
+            plots.append({f"{name}_s{seed}_{metric}": {
+                "x": "step", "x_label": "epoch", "title": f"{name} seed {seed}: {metric}",
+                "y": {live_metric(name, seed, metric): metric, live_metric(name, seed, f"val_{metric}"): f"val_{metric}"}}})
         plots.append({confusion_file(name, seed): {
             "template": "confusion", "x": "predicted", "y": "actual", "title": f"{name} seed {seed}: confusion matrix"}})
-    return {"stages": stages, "plots": plots}
+    # DVCLive's latest-epoch summaries, as the dvc.yaml DVCLive writes would list them
+    return {"stages": stages, "metrics": live_metrics, "plots": plots}
+
+
+DVC_YAML_HEADER = """\
+# Generated by `imgclf dvc-yaml` from src/imgclf/stages.py and the experiment registry. Do not edit.
+#
+# Why generated and not `foreach`/`matrix` over a `vars` table: each stage depends on exactly the
+# package modules its command imports (derived from the sources) and on exactly the params that
+# change its result, and both lists differ in length from one experiment to the next (a DenseNet
+# imports more modules than the seed CNN; fine-tuning reads more params than training from
+# scratch). DVC checks dvc.yaml's schema before it interpolates, so `deps: ${item.deps}` is
+# refused ("expected a list"); the alternatives, one dependency on the whole package or on a whole
+# params section, would rerun training when an unrelated module or a cluster resource changes.
+# tests/test_stages.py keeps this claim honest against the installed DVC.
+"""
 
 
 def dvc_yaml_text(params: dict) -> str:
     import yaml
 
-    header = "# Generated by `imgclf dvc-yaml` from src/imgclf/stages.py and the experiment registry. Do not edit.\n"
+    header = DVC_YAML_HEADER
     return header + yaml.safe_dump(dvc_yaml(params), sort_keys=False, width=200)
 
 

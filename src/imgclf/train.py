@@ -1,5 +1,6 @@
-"""The train stage: one registered experiment -> ``models/<name>/`` (model.keras, history.csv,
-train.json), written atomically.
+"""The train stage: one registered experiment -> ``models/<name>/seed<N>/`` (model.keras,
+train.json), written atomically, and its per-epoch logs as it trains (DVCLive files and
+TensorBoard events, ``imgclf.training_log``).
 
 A killed run resumes from its last completed epoch and ends with the model an undisturbed run
 ends with, bit for bit: every random stream (order, augmentation, dropout, initial weights) is a
@@ -10,7 +11,6 @@ resumes from a stale checkpoint."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -162,13 +162,6 @@ def resume_dir(name: str, seed: int, key: str) -> Path:
     return path
 
 
-def write_history(path: Path, rows: list[dict]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def save_checkpoint(work: Path, epoch: int, model, rows: list[dict]) -> None:
     """Weights and optimizer state after ``epoch`` epochs, then the state file that points at
     them, each written atomically: a kill at any moment leaves the last complete checkpoint."""
@@ -231,13 +224,15 @@ def reseed(model, *key) -> None:
         generator.state.assign(np.array([data_module.stream_seed(*key, "layer", index), 0], dtype=generator.state.dtype))
 
 
-def fit(model, splits, section: dict, work: Path, seed: int, stream: tuple = (), epochs: int | None = None,
-        validation=True) -> list[dict]:
+def fit(model, splits, section: dict, work: Path, seed: int, log, stream: tuple = (), prefix: str = "",
+        epochs: int | None = None, validation=True) -> list[dict]:
     """Fit epoch by epoch, each epoch's randomness keyed by (seed, *stream, epoch), with a
-    checkpoint after every epoch in ``work``; return the history rows of every epoch."""
+    checkpoint after every epoch in ``work``, each epoch logged (``log``, under ``prefix``) once
+    its checkpoint is written; return the history rows of every epoch."""
     epochs = epochs or section["epochs"]
     val_ds = data_module.dataset(splits.x_val, splits.y_val, section["batch_size"]) if validation else None
     done, rows = load_checkpoint(work, model)
+    log.replay(rows, prefix)
     for epoch in range(done, epochs):
         key = (seed, *stream, epoch)
         reseed(model, *key)
@@ -250,6 +245,7 @@ def fit(model, splits, section: dict, work: Path, seed: int, stream: tuple = (),
                "seconds": round(time.perf_counter() - started, 3)}
         rows.append(row)
         save_checkpoint(work, epoch + 1, model, rows)
+        log.epoch(row, prefix)
         print(f"epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "epoch"), flush=True)
     return rows
 
@@ -316,32 +312,34 @@ def recalibrate_batchnorm(model, images, batch_size: int, seed: int, eager: bool
 # --- trainers, one per experiment kind -----------------------------------------------------
 
 
-def train_keras(experiment, section, splits, runtime, work, upstream_dir):
+def train_keras(experiment, section, splits, runtime, work, upstream_dir, log):
     from imgclf import models
 
     options = {"stem": section["stem"]} if "stem" in section else {}
     model = models.build(experiment.model, splits.image_shape, splits.num_classes,
                          family=experiment.model_source.removesuffix(".py"), **options)
     compile_model(model, section, runtime, section["learning_rate"], steps_for(splits, section))
-    return model, fit(model, splits, section, work, runtime["seed"]), {}, []
+    return model, fit(model, splits, section, work, runtime["seed"], log), {}, []
 
 
-def train_autokeras(experiment, section, splits, runtime, work, upstream_dir):
+def train_autokeras(experiment, section, splits, runtime, work, upstream_dir, log):
     from imgclf.models import autokeras_search
 
-    return autokeras_search.search(splits, section, work, runtime["seed"])
+    model, rows, extra, files = autokeras_search.search(splits, section, work, runtime["seed"])
+    log.replay(rows)  # the exported model's own fit; the search's trials are in trials.csv
+    return model, rows, extra, files
 
 
-def train_transfer(experiment, section, splits, runtime, work, upstream_dir):
+def train_transfer(experiment, section, splits, runtime, work, upstream_dir, log):
     from imgclf.models import transfer
 
     model = transfer.transfer_model(splits.image_shape, splits.num_classes, section["weights"], upstream_dir)
     compile_model(model, section, runtime, section["learning_rate"], steps_for(splits, section))
-    rows = fit(model, splits, section, work, runtime["seed"])
+    rows = fit(model, splits, section, work, runtime["seed"], log)
     return model, rows, {"weights": section["weights"], "trainable_params": transfer.trainable_count(model)}, []
 
 
-def train_finetune(experiment, section, splits, runtime, work, upstream_dir):
+def train_finetune(experiment, section, splits, runtime, work, upstream_dir, log):
     import numpy as np
     from sklearn.model_selection import StratifiedKFold
 
@@ -366,19 +364,22 @@ def train_finetune(experiment, section, splits, runtime, work, upstream_dir):
     scores = []
     for index, (fit_idx, held_idx) in enumerate(folds.split(splits.x_train, splits.y_train), 1):
         done = work / f"fold{index}.json"
-        if not done.exists():  # a finished fold is not trained again after a kill
+        if done.exists():  # a finished fold is not trained again after a kill, only logged again
+            log.replay(json.loads(done.read_text())["rows"], f"fold{index}/")
+        else:
             fold = data_module.Splits(splits.x_train[fit_idx], splits.y_train[fit_idx], splits.x_train[held_idx],
                                       splits.y_train[held_idx], splits.num_classes, splits.image_shape)
             (work / f"fold{index}").mkdir(exist_ok=True)
             restart()
-            rows = fit(model, fold, section, work / f"fold{index}", seed, stream=("fold", index))
-            write_json(done, {"val_accuracy": float(rows[-1]["val_accuracy"])})
+            rows = fit(model, fold, section, work / f"fold{index}", seed, log, stream=("fold", index),
+                       prefix=f"fold{index}/")
+            write_json(done, {"val_accuracy": float(rows[-1]["val_accuracy"]), "rows": rows})
             faults.reached("fold")
         scores.append(json.loads(done.read_text())["val_accuracy"])
         print(f"fold {index}/{section['kfold']}: accuracy {scores[-1]:.4f}", flush=True)
     restart()
     (work / "final").mkdir(exist_ok=True)
-    rows = fit(model, splits, section, work / "final", seed, stream=("final",))
+    rows = fit(model, splits, section, work / "final", seed, log, stream=("final",))
     extra = {
         "cv_top1_mean": float(np.mean(scores)), "cv_top1_std": float(np.std(scores)), "cv_folds": len(scores),
         "cv_top1_folds": scores, "learning_rate_effective": rate, "trainable_params": transfer.trainable_count(model),
@@ -390,7 +391,12 @@ TRAINERS = {"keras": train_keras, "autokeras": train_autokeras, "transfer": trai
 
 
 def run(name: str, data_dir: str | Path, out_dir: str | Path, params: dict, threads: int, seed: int,
-        upstream_dir: str | Path | None = None) -> dict:
+        upstream_dir: str | Path | None = None, live_dir: str | Path | None = None,
+        tensorboard_dir: str | Path | None = None) -> dict:
+    """Train ``name`` (seed ``seed``) into ``out_dir``; per-epoch logs go to ``live_dir`` (DVCLive)
+    and ``tensorboard_dir`` where given."""
+    from imgclf.training_log import TrainingLog
+
     experiment = experiments.get(name)
     section = params[name]
     data_dir = Path(data_dir)
@@ -402,8 +408,13 @@ def run(name: str, data_dir: str | Path, out_dir: str | Path, params: dict, thre
     key = fingerprint(name, section, seed, data_dir, upstream_dir)
     work = resume_dir(name, seed, key)
     started = time.perf_counter()
+    log = TrainingLog(live_dir, tensorboard_dir)
     # a trainer returns the model, per-epoch history rows, extra facts and extra files to keep
-    model, rows, extra, files = TRAINERS[experiment.kind](experiment, section, splits, runtime, work, upstream_dir)
+    try:
+        model, rows, extra, files = TRAINERS[experiment.kind](experiment, section, splits, runtime, work,
+                                                              upstream_dir, log)
+    finally:
+        log.close()
     timed = rows and all(r.get("seconds") not in (None, "") for r in rows)
     train_seconds = sum(float(r["seconds"]) for r in rows) if timed else time.perf_counter() - started
     recalibrated = 0
@@ -420,10 +431,10 @@ def run(name: str, data_dir: str | Path, out_dir: str | Path, params: dict, thre
         "train_images_per_second": round(len(rows) * len(splits.y_train) / train_seconds, 2) if timed else None,
         "wall_seconds_this_run": round(time.perf_counter() - started, 3), "fingerprint": key,
         "bn_recalibrated_layers": recalibrated, **runtime, **extra,
+        "history": [{key: row[key] for key in HISTORY_FIELDS if key in row} for row in rows],
     }
     with atomic_dir(out_dir) as tmp:
         model.save(tmp / "model.keras")
-        write_history(tmp / "history.csv", rows)
         (tmp / "train.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         for extra_file in files:
             shutil.copyfile(extra_file, tmp / Path(extra_file).name)

@@ -53,13 +53,17 @@ def record_in_dvc():
     """After a successful run, record every stage of this run's DAG in dvc.lock (``dvc commit``:
     hashes only, no retraining), so ``dvc status`` is clean and ``dvc metrics diff`` and
     ``dvc push`` see the results. Skipped outside a DVC repository and when the run read another
-    params file than the one dvc.yaml names (dvc.lock would record the wrong params)."""
+    params file than the one dvc.yaml names, or overrode it (dvc.lock would record the wrong params)."""
     if not Path(".dvc").is_dir() or shutil.which("dvc") is None:
         return
     if Path(PARAMS_FILE).resolve() != Path("params.yaml").resolve():
         print(f"note: not recording in dvc.lock: this run read {PARAMS_FILE}, dvc.yaml reads params.yaml")
         return
-    stage_of = {out: name for name, entry in STAGES.items() for out in entry.outs}
+    if OVERRIDES:
+        print("note: not recording in dvc.lock: this run overrode params.yaml with --config "
+              "(to keep the change: put it in params.yaml, or run `dvc exp run -S key=value`)")
+        return
+    stage_of = {out: name for name, entry in STAGES.items() for out in entry.products}
     names = sorted({stage_of[str(f)] for job in workflow.dag.jobs for f in job.output if str(f) in stage_of})
     if not names:
         return
@@ -69,7 +73,7 @@ def record_in_dvc():
     # Put the old ones back, or Snakemake would see inputs newer than outputs next time.
     times = {}
     for name in names:
-        for out in STAGES[name].outs + STAGES[name].metrics:
+        for out in STAGES[name].products:
             top = Path(out)
             for path in [top, *(top.rglob("*") if top.is_dir() else [])]:
                 if path.exists():

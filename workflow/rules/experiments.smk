@@ -16,7 +16,8 @@ rule train:
     input:
         lambda w: stage(run_stage("train", w)).deps,
     output:
-        directory("models/{experiment}/seed{seed}"),
+        model=directory("models/{experiment}/seed{seed}"),
+        live=directory("reports/live/{experiment}/seed{seed}"),
     params:
         cmd=lambda w: command(run_stage("train", w)),
         values=lambda w: stage_params(run_stage("train", w)),
