@@ -61,7 +61,10 @@ def test_outputs_equal_a_local_run(ci_project, tmp_path):
     assert "--threads" not in train_cmd
     model, metrics = stages.model_dir("cifar_base_cnn", 0), stages.metrics_file("cifar_base_cnn", 0)
     local_model, local_metrics = tmp_path / "model", tmp_path / "metrics.json"
-    run(train_cmd.replace(f"--out {model}", f"--out {local_model}").split(), ci_project, timeout=900)
+    live = stages.live_dir("cifar_base_cnn", 0)
+    run(train_cmd.replace(f"--out {model}", f"--out {local_model}").replace(f"--live {live}", f"--live {tmp_path / 'live'}")
+        .replace(f"--tensorboard {stages.tensorboard_dir('cifar_base_cnn', 0)}", f"--tensorboard {tmp_path / 'tb'}")
+        .split(), ci_project, timeout=900)
     run(eval_cmd.replace(f"--model {model}", f"--model {local_model}")
         .replace(f"--metrics {metrics}", f"--metrics {local_metrics}")
         .replace(f"--out {stages.eval_dir('cifar_base_cnn', 0)}", f"--out {tmp_path / 'eval'}").split(), ci_project, timeout=900)
@@ -76,6 +79,9 @@ def test_outputs_equal_a_local_run(ci_project, tmp_path):
         return {k: v for k, v in json.loads(path.read_text()).items() if "second" not in k}
 
     assert numbers(local_metrics) == numbers(ci_project / metrics)
+    # and the same per-epoch log, byte for byte
+    assert [p.read_bytes() for p in sorted((tmp_path / "live").rglob("*.tsv"))] == \
+        [p.read_bytes() for p in sorted((ci_project / live).rglob("*.tsv"))] != []
 
 
 def test_dry_run_of_the_full_reproduction_shows_gpu_requests():
@@ -92,3 +98,21 @@ def test_dry_run_of_the_full_reproduction_shows_gpu_requests():
     for block in blocks:
         if "rule evaluate:" in block or "rule prepare:" in block:
             assert "gpu=" not in block
+
+
+def test_a_multi_gpu_experiment_asks_slurm_for_its_gpus():
+    """gpus: 2 (here as a --config override) gives the training job gpu=2, which the plugin turns
+    into sbatch --gpus=2; the other experiments keep their one GPU."""
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    result = run(["snakemake", "--profile", "profiles/slurm", "--dry-run", "--configfile", "config/full.yaml",
+                  "--config", "densenet161={gpus: 2}"], ROOT)
+    train_blocks = [b for b in result.stdout.split("\n\n") if "rule train:" in b]
+    two = [b for b in train_blocks if "experiment=densenet161" in b]
+    assert two and all("gpu=2" in b for b in two), two
+    assert all("gpu=1" in b for b in train_blocks if b not in two)
+
+    class Job:
+        resources = type("Resources", (dict,), {"__getattr__": dict.get})(gpu=2)
+
+    assert set_gres_string(Job()).strip() == "--gpus=2"

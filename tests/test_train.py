@@ -216,3 +216,42 @@ def test_train_command_honours_threads(ten_class_data, tmp_path):
         run([*base, "--out", out, *extra], tmp_path, timeout=600)
         meta = json.loads((tmp_path / out / "train.json").read_text())
         assert (meta["threads"], meta["intra_op_threads"], meta["inter_op_threads"]) == (expected, expected, expected)
+
+
+@pytest.mark.slow
+def test_two_devices_train_save_and_evaluate_like_one(ten_class_data, tmp_path):
+    """gpus: 2 on two logical CPU devices (the test hook IMGCLF_LOGICAL_CPUS): training runs under
+    MirroredStrategy (train.json says 2 replicas), the global batch split across them, and the
+    saved model evaluates like the single-device one's: the same history within float noise (the
+    BatchNorm statistics of each replica's half batch differ a little), the same test top-1 within
+    a few images."""
+    import os
+    import subprocess
+
+    import yaml
+
+    import copy
+
+    data_dir, params = ten_class_data
+    params = copy.deepcopy(params)  # the fixture's dict is shared with the other tests
+    results = {}
+    for gpus in (1, 2):
+        params["cifar_base_cnn"].update(epochs=2, batch_size=32, augment_flip=False, augment_crop=0, gpus=gpus,
+                                        train_subset=640, seeds=[0])
+        (tmp_path / f"p{gpus}.yaml").write_text(yaml.safe_dump(params))
+        env = {**os.environ, "IMGCLF_LOGICAL_CPUS": "2"}
+        for command in (["train", "cifar_base_cnn", "--data", str(data_dir), "--out", f"m{gpus}"],
+                        ["evaluate", "cifar_base_cnn", "--data", str(data_dir), "--model", f"m{gpus}",
+                         "--metrics", f"m{gpus}.json", "--out", f"e{gpus}"]):
+            done = subprocess.run(["imgclf", *command, "--threads", "2", "--params", f"p{gpus}.yaml"], cwd=tmp_path,
+                                  env=env, capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, done.stderr[-3000:]
+        meta = json.loads((tmp_path / f"m{gpus}" / "train.json").read_text())
+        results[gpus] = meta, json.loads((tmp_path / f"m{gpus}.json").read_text())
+    (one, one_metrics), (two, two_metrics) = results[1], results[2]
+    assert one["replicas"] == 1 and two["replicas"] == 2
+    assert one["params"] == two["params"] and one["epochs"] == two["epochs"] == 2
+    for a, b in zip(one["history"], two["history"]):
+        assert b["loss"] == pytest.approx(a["loss"], rel=0.05) and np.isfinite(b["val_loss"])
+    assert abs(one_metrics["top1"] - two_metrics["top1"]) <= 0.05, (one_metrics["top1"], two_metrics["top1"])
+    assert two_metrics["train_top1"] > 2 * two_metrics["chance_top1"]

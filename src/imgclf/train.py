@@ -74,6 +74,7 @@ def configure_runtime(threads: int, section: dict, seed: int) -> dict:
     import tensorflow as tf
 
     set_threads(threads)
+    split_cpu(int(os.environ.get("IMGCLF_LOGICAL_CPUS", "0") or 0))
     if section["op_determinism"]:
         tf.config.experimental.enable_op_determinism()
     gpus = tf.config.list_physical_devices("GPU")
@@ -92,6 +93,49 @@ def configure_runtime(threads: int, section: dict, seed: int) -> dict:
             "op_determinism": bool(section["op_determinism"]),
             "tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version(),
             **cpu_description()}
+
+
+def split_cpu(count: int) -> None:
+    """Test hook (``IMGCLF_LOGICAL_CPUS=2``): the CPU as ``count`` logical devices, so the
+    multi-device path (``gpus`` > 1) runs on a machine without GPUs."""
+    import tensorflow as tf
+
+    if count > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+
+
+def distribution(section: dict):
+    """``tf.distribute.MirroredStrategy`` over the job's devices when its params ask for more than
+    one GPU and more than one device is there (its GPUs; or the logical CPUs of the test hook), else
+    None. ``batch_size`` stays the global batch, split evenly across the replicas, and the learning
+    rate stays as set: the numbers do not depend on how many GPUs a job got (``gpus`` is a
+    scheduling key, not a result one); to train with a larger global batch, raise ``batch_size``
+    and ``learning_rate`` together (the linear scaling rule)."""
+    import tensorflow as tf
+
+    if section["gpus"] <= 1:
+        return None
+    devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+    if not devices and os.environ.get("IMGCLF_LOGICAL_CPUS"):
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    if len(devices) < 2:
+        print(f"note: gpus: {section['gpus']} asked for, {len(devices) or 'no'} GPU(s) here: one device", flush=True)
+        return None
+    if section["batch_size"] % len(devices):
+        raise PipelineError(f"batch_size {section['batch_size']} does not split evenly over {len(devices)} devices")
+    return tf.distribute.MirroredStrategy(devices)
+
+
+def replicas(strategy) -> int:
+    return strategy.num_replicas_in_sync if strategy is not None else 1
+
+
+def model_scope(strategy):
+    """Where a model and its optimizer are built: the strategy's scope, or nowhere special."""
+    import contextlib
+
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
 def set_threads(threads: int) -> None:
@@ -316,9 +360,10 @@ def train_keras(experiment, section, splits, runtime, work, upstream_dir, log):
     from imgclf import models
 
     options = {"stem": section["stem"]} if "stem" in section else {}
-    model = models.build(experiment.model, splits.image_shape, splits.num_classes,
-                         family=experiment.model_source.removesuffix(".py"), **options)
-    compile_model(model, section, runtime, section["learning_rate"], steps_for(splits, section))
+    with model_scope(runtime["strategy"]):
+        model = models.build(experiment.model, splits.image_shape, splits.num_classes,
+                             family=experiment.model_source.removesuffix(".py"), **options)
+        compile_model(model, section, runtime, section["learning_rate"], steps_for(splits, section))
     return model, fit(model, splits, section, work, runtime["seed"], log), {}, []
 
 
@@ -333,8 +378,9 @@ def train_autokeras(experiment, section, splits, runtime, work, upstream_dir, lo
 def train_transfer(experiment, section, splits, runtime, work, upstream_dir, log):
     from imgclf.models import transfer
 
-    model = transfer.transfer_model(splits.image_shape, splits.num_classes, section["weights"], upstream_dir)
-    compile_model(model, section, runtime, section["learning_rate"], steps_for(splits, section))
+    with model_scope(runtime["strategy"]):
+        model = transfer.transfer_model(splits.image_shape, splits.num_classes, section["weights"], upstream_dir)
+        compile_model(model, section, runtime, section["learning_rate"], steps_for(splits, section))
     rows = fit(model, splits, section, work, runtime["seed"], log)
     return model, rows, {"weights": section["weights"], "trainable_params": transfer.trainable_count(model)}, []
 
@@ -349,9 +395,10 @@ def train_finetune(experiment, section, splits, runtime, work, upstream_dir, log
     rate = section["learning_rate"] * section["lr_factor"]
     # one model, compiled (and so traced) once: every fold and the final fit restart from the
     # transfer model's weights with a fresh optimizer state, instead of paying the graph build again
-    model = transfer.finetune_model(Path(upstream_dir) / "model.keras", section["unfreeze_from"])
-    compile_model(model, section, runtime, rate, steps_for(splits, section))
-    model.optimizer.build(model.trainable_variables)
+    with model_scope(runtime["strategy"]):
+        model = transfer.finetune_model(Path(upstream_dir) / "model.keras", section["unfreeze_from"])
+        compile_model(model, section, runtime, rate, steps_for(splits, section))
+        model.optimizer.build(model.trainable_variables)
     start_weights = model.get_weights()
     start_optimizer = [variable.numpy() for variable in model.optimizer.variables]  # step 0, rate, zero slots
 
@@ -404,6 +451,8 @@ def run(name: str, data_dir: str | Path, out_dir: str | Path, params: dict, thre
     if experiment.upstream and upstream_dir is None:
         raise PipelineError(f"experiment {name} needs --upstream (the {experiment.upstream} model directory)")
     runtime = configure_runtime(threads, section, seed)
+    strategy = distribution(section) if experiment.kind != "autokeras" else None
+    runtime["replicas"] = replicas(strategy)
     splits = data_module.load_training(data_dir, section, seed, name)
     key = fingerprint(name, section, seed, data_dir, upstream_dir)
     work = resume_dir(name, seed, key)
@@ -411,7 +460,8 @@ def run(name: str, data_dir: str | Path, out_dir: str | Path, params: dict, thre
     log = TrainingLog(live_dir, tensorboard_dir)
     # a trainer returns the model, per-epoch history rows, extra facts and extra files to keep
     try:
-        model, rows, extra, files = TRAINERS[experiment.kind](experiment, section, splits, runtime, work,
+        model, rows, extra, files = TRAINERS[experiment.kind](experiment, section, splits,
+                                                              {**runtime, "strategy": strategy}, work,
                                                               upstream_dir, log)
     finally:
         log.close()

@@ -1,0 +1,199 @@
+"""Benchmark: the pipeline's training (`imgclf train`) against a bare `model.fit`, side by side.
+
+For each model, in fresh processes and in one run: the same model, the same embedded-sample
+images (prepared as the pipeline prepares them), the same batch size, threads, instruction set and
+op determinism (the experiment's `cpu_isa` and `op_determinism`), and the same validation set:
+
+- ``ours``: ``imgclf train <experiment>`` as params.yaml configures it (``run_eagerly`` included),
+  with tf.data input, keyed shuffling, a checkpoint and the DVCLive/TensorBoard logs after every
+  epoch; per-epoch times from its ``train.json``;
+- ``bare``: ``model.fit`` on the NumPy arrays (``shuffle=True``, graph mode), per-epoch times from
+  a callback.
+
+It prints steady-state img/s (median of the epochs after the first), the first epoch, the graph
+cost (first epoch minus a steady one: tracing and compiling), the whole process, and the ratio of
+ours to bare for each; and the machine's fp32 matmul peak (2,048² products, best of 5) measured in
+the same run, with each model's training FLOP rate as a fraction of it (3 × forward FLOPs per
+image: forward, and twice that backward; convolutions and dense layers counted). Usage:
+
+    python bench/bench_train.py [--models seed_cnn alexnet32 densenet121] [--epochs 3] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# training images per model: steady epochs long enough to time, short enough for one run
+IMAGES = {"densenet121": 1600, "densenet169": 1200, "densenet201": 1000}
+
+
+def forward_flops(model) -> int:
+    """Multiply-adds x 2 of one image's forward pass through the convolutions and dense layers."""
+    import keras
+
+    total = 0
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, keras.layers.Conv2D) and not isinstance(layer, keras.layers.DepthwiseConv2D):
+            _, height, width, channels_out = layer.output.shape
+            k_h, k_w = layer.kernel_size
+            channels_in = layer.input.shape[-1]
+            total += 2 * height * width * k_h * k_w * channels_in * channels_out // layer.groups
+        elif isinstance(layer, keras.layers.Dense):
+            total += 2 * layer.input.shape[-1] * layer.units
+    return int(total)
+
+
+def section_for(name: str, args) -> dict:
+    from imgclf import config
+
+    params = config.load(ROOT / "params.yaml")
+    section = dict(params[name])
+    # as params.yaml configures the experiment (instruction set, op determinism, run_eagerly), but
+    # with the bare fit's plain training: no augmentation, schedule, decay or BatchNorm pass
+    section.update(epochs=args.epochs, threads=args.threads, bn_recalibration=False,
+                   augment_flip=False, augment_crop=0, train_subset=IMAGES.get(name, section["train_subset"]),
+                   val_subset=None, lr_schedule="constant", weight_decay=0.0, optimizer="adam",
+                   mixed_precision=False, xla=False)
+    return section
+
+
+def worker_bare(args) -> None:
+    """One bare ``model.fit`` in this process; prints its figures as JSON."""
+    from imgclf import experiments, train
+
+    section = section_for(args.model, args)
+    train.configure_runtime(args.threads, section, 0)  # threads, instruction set, op determinism, seeds
+    import keras
+    import numpy as np
+
+    from imgclf import data, models
+
+    experiment = experiments.get(args.model)
+    splits = data.load_training(args.data, section, 0, args.model)
+    model = models.build(experiment.model, splits.image_shape, splits.num_classes,
+                         family=experiment.model_source.removesuffix(".py"))
+    model.compile(optimizer=keras.optimizers.Adam(section["learning_rate"]), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")])
+    seconds = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds.append(time.perf_counter() - self.started)
+
+    model.fit(splits.x_train.astype(np.float32), splits.y_train, batch_size=section["batch_size"],
+              epochs=args.epochs, validation_data=(splits.x_val.astype(np.float32), splits.y_val), shuffle=True,
+              verbose=0, callbacks=[Timer()])
+    print(json.dumps({"seconds": seconds, "images": int(len(splits.y_train)), "flops": forward_flops(model)}))
+
+
+def worker_matmul(args) -> None:
+    from imgclf import train
+
+    train.set_threads(args.threads)
+    import tensorflow as tf
+
+    n = 2048
+    a, b = tf.random.normal((n, n)), tf.random.normal((n, n))
+    matmul = tf.function(lambda x, y: tf.matmul(x, y))
+    matmul(a, b).numpy()
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(5):
+            result = matmul(a, b)
+        result.numpy()
+        best = min(best, (time.perf_counter() - started) / 5)
+    print(json.dumps({"gflops": 2 * n**3 / best / 1e9}))
+
+
+def spawn(*extra: str) -> tuple[dict, float]:
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, __file__, *extra], capture_output=True, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(extra)}: failed\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1]), wall
+
+
+def ours(name: str, data_dir: Path, work: Path, args) -> tuple[dict, float]:
+    import yaml
+
+    from imgclf import config
+
+    params = config.load(ROOT / "params.yaml")
+    params[name] = section_for(name, args)
+    params_file = work / f"{name}.yaml"
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    out = work / f"{name}-model"
+    started = time.perf_counter()
+    result = subprocess.run(["imgclf", "train", name, "--data", str(data_dir), "--out", str(out), "--threads",
+                             str(args.threads), "--params", str(params_file), "--live", str(work / f"{name}-live"),
+                             "--tensorboard", str(work / f"{name}-tb")],
+                            capture_output=True, text=True, cwd=work, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"imgclf train {name}: failed\n{result.stderr[-3000:]}")
+    meta = json.loads((out / "train.json").read_text())
+    return {"seconds": [row["seconds"] for row in meta["history"]], "images": meta["train_images"]}, wall
+
+
+def summary(result: dict) -> dict:
+    seconds = result["seconds"]
+    steady = statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
+    return {"img_s": result["images"] / steady, "first": seconds[0], "graph": seconds[0] - steady}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["seed_cnn", "alexnet32", "densenet121"])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--worker", choices=["bare", "matmul"], help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker == "bare":
+        return worker_bare(args)
+    if args.worker == "matmul":
+        return worker_matmul(args)
+
+    from imgclf import config, prepare, sample, train
+
+    print(json.dumps(train.cpu_description()))
+    common = ["--epochs", str(args.epochs), "--threads", str(args.threads)]
+    peak = spawn("--worker", "matmul", *common)[0]["gflops"]
+    print(f"fp32 matmul peak ({args.threads} threads): {peak:.0f} GFLOP/s", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        sample.make_tiny_imagenet(tmp / "t.zip")  # the embedded sample, prepared as the pipeline does
+        prepare.prepare_tiny_imagenet(tmp / "t.zip", tmp / "data", config.load(ROOT / "params.yaml")["data"], 2)
+        header = (f"{'model':<12} {'images':>6} {'bare img/s':>10} {'ours img/s':>10} {'ratio':>6} "
+                  f"{'1st epoch s (bare/ours)':>23} {'graph s (bare/ours)':>19} {'process s (bare/ours)':>21} "
+                  f"{'GFLOP/s':>8} {'of peak':>7}")
+        print(header, flush=True)
+        for name in args.models:
+            bare_result, bare_wall = spawn("--worker", "bare", "--model", name, "--data", str(tmp / "data"), *common)
+            our_result, our_wall = ours(name, tmp / "data", tmp, args)
+            bare, our = summary(bare_result), summary(our_result)
+            gflops = 3 * bare_result["flops"] * our["img_s"] / 1e9
+            print(f"{name:<12} {our_result['images']:>6} {bare['img_s']:10.0f} {our['img_s']:10.0f} "
+                  f"{our['img_s'] / bare['img_s']:6.2f} {bare['first']:11.1f} / {our['first']:<9.1f} "
+                  f"{bare['graph']:9.1f} / {our['graph']:<7.1f} {bare_wall:10.1f} / {our_wall:<8.1f} "
+                  f"{gflops:8.1f} {gflops / peak:7.0%}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
