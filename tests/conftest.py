@@ -164,8 +164,8 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.path.name not in PIPELINE_MODULES)  # stable: order kept otherwise
 
 
-# Long modules whose test functions may go to different workers (the module fixture is then
-# built once per worker that runs any of them: 45 s for test_recovery's project)
+# Long modules whose test functions may go to different workers (their shared fixture is
+# session-scoped, so built once per worker that runs any of them: 45 s for test_recovery's project)
 SPLIT_MODULES = ("test_recovery.py",)
 
 

@@ -70,7 +70,7 @@ def outputs(project: Path) -> dict:
     return found
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not per module: this module's tests are spread over workers, one at a time
 def finished(tmp_path_factory):
     """The undisturbed run, recorded in dvc.lock and committed; and the digest of its outputs."""
     params = load_params("config/ci.yaml")

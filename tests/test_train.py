@@ -236,7 +236,7 @@ def test_two_devices_train_save_and_evaluate_like_one(ten_class_data, tmp_path):
     results = {}
     for gpus in (1, 2):
         params["cifar_base_cnn"].update(epochs=2, batch_size=32, augment_flip=False, augment_crop=0, gpus=gpus,
-                                        train_subset=640, seeds=[0])
+                                        train_subset=480, train_eval_images=200, seeds=[0])
         (tmp_path / f"p{gpus}.yaml").write_text(yaml.safe_dump(params))
         env = {**os.environ, "IMGCLF_LOGICAL_CPUS": "2"}
         for command in (["train", "cifar_base_cnn", "--data", str(data_dir), "--out", f"m{gpus}"],
