@@ -217,10 +217,10 @@ def test_snakemake_config_entries_become_typed_dotted_overrides(params):
     """Snakemake parses --config values with YAML's base loader (every scalar a string); they are
     typed the way the params file would type them, strings staying strings where the file has one."""
     given = {"seed_cnn": {"epochs": "3", "optimizer": "sgd", "seeds": ["0", "2"], "train_subset": "null"},
-             "experiments": ["seed_cnn"]}
+             "experiments": ["seed_cnn"], "data": {"source": "off"}}
     assert config.snakemake_overrides(given, params) == {
         "seed_cnn.epochs": 3, "seed_cnn.optimizer": "sgd", "seed_cnn.seeds": [0, 2], "seed_cnn.train_subset": None,
-        "experiments": ["seed_cnn"]}
+        "experiments": ["seed_cnn"], "data.source": "off"}  # YAML alone would read "off" as False
     assert config.snakemake_overrides({}, params) == {}
 
 
