@@ -12,8 +12,9 @@ PARAMS_FILE = str((workflow.overwrite_configfiles or ["params.yaml"])[-1])
 try:
     # `--config 'seed_cnn={epochs: 3}'`: applied to the params file, checked by the same schema, and
     # passed on (`--set`) to the stages that read those params; nothing else reruns
-    OVERRIDES = params_config.snakemake_overrides(workflow.config_settings.config, params_config.read_raw(PARAMS_FILE))
-    PARAMS = params_config.load(PARAMS_FILE, OVERRIDES)
+    RAW_PARAMS = params_config.read_raw(PARAMS_FILE)
+    OVERRIDES = params_config.snakemake_overrides(workflow.config_settings.config, RAW_PARAMS)
+    PARAMS = params_config.load_raw(RAW_PARAMS, PARAMS_FILE, OVERRIDES)
     if not OVERRIDES:
         stages.check_dvc_yaml(PARAMS, PARAMS_FILE)
 except errors.PipelineError as exc:

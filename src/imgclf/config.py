@@ -241,8 +241,11 @@ def read_raw(path: str | Path) -> Any:
 def load(path: str | Path = DEFAULT_PARAMS, overrides: dict | None = None) -> dict:
     """Read, complete and validate a params file, with ``overrides`` (dotted key -> value: the
     CLI's ``--set``, Snakemake's ``--config``) applied first, so they pass the same checks."""
-    path = Path(path)
-    raw = read_raw(path)
+    return load_raw(read_raw(path), path, overrides)
+
+
+def load_raw(raw: Any, path: str | Path, overrides: dict | None = None) -> dict:
+    """``load`` for a params file already read (``read_raw``): Snakemake reads it once for both."""
     if not overrides:
         return validate(raw, str(path))
     origin = f"{path} with overrides {', '.join(format_override(k, v) for k, v in overrides.items())}"
@@ -258,7 +261,7 @@ def apply_overrides(raw: Any, overrides: dict, origin: str) -> Any:
     for key, value in overrides.items():
         node = result
         parts = key.split(".")
-        for depth, part in enumerate(parts[:-1]):
+        for part in parts[:-1]:
             if not isinstance(node, dict):
                 break
             node = node.setdefault(part, {})
