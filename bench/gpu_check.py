@@ -106,10 +106,11 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     started = time.perf_counter()
-    import numpy as np
     import tensorflow as tf
 
-    from imgclf import config, data, prepare, sample
+    from imgclf import config, data, sample
+
+    from imgclf.sources import tiny_imagenet
 
     gpus = tf.config.list_physical_devices("GPU")
     print(json.dumps({"tensorflow": tf.__version__, "gpus": [g.name for g in gpus],
@@ -127,7 +128,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         sample.make_tiny_imagenet(tmp / "t.zip")
-        prepare.prepare_tiny_imagenet(tmp / "t.zip", tmp / "data", config.load(ROOT / "params.yaml")["data"], 4)
+        tiny_imagenet.prepare(tmp / "t.zip", tmp / "data", config.load(ROOT / "params.yaml")["data"], 4)
         section = {"train_subset": None, "val_subset": None}
         splits = data.load_training(tmp / "data", section, 0, "gpu_check")
 

@@ -96,10 +96,10 @@ def test_disk_full_names_the_output_and_leaves_nothing(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(arrays, "save_split", full)
-    from imgclf import prepare
+    from imgclf.sources import common
 
     with pytest.raises(PipelineError, match=rf"^{tmp_path / 'out'}: no space left on device$"):
-        prepare.write_prepared(tmp_path / "out", {s: (np.zeros((1, 2, 2, 3), np.uint8), np.zeros(1, np.int32))
+        common.write_prepared(tmp_path / "out", {s: (np.zeros((1, 2, 2, 3), np.uint8), np.zeros(1, np.int32))
                                                   for s in arrays.SPLITS}, ["a"], ["a"], {})
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(PipelineError, match=rf"^{tmp_path / 'x.json'}: no space left on device$"):

@@ -8,7 +8,9 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, run
-from imgclf import arrays, prepare, sample, splits
+from imgclf import arrays, decode, sample, splits
+from imgclf.sources import cifar10, common, tiny_imagenet, zipread
+from imgclf.sources import folder as folder_source
 from imgclf.errors import PipelineError
 
 
@@ -29,7 +31,7 @@ def jpeg(array, mode="RGB", **save):
 @pytest.mark.parametrize("draft", [True, False])
 def test_decode_resize_gives_rgb_at_size(mode, draft):
     image = sample.class_image(3, np.random.default_rng(0))
-    out = prepare.decode_resize(jpeg(image, mode), prepare.ResizeSpec(32, "box", draft))
+    out = decode.decode_resize(jpeg(image, mode), decode.ResizeSpec(32, "box", draft))
     assert out.shape == (32, 32, 3) and out.dtype == np.uint8
     if mode == "L":
         assert np.array_equal(out[..., 0], out[..., 1])
@@ -38,7 +40,7 @@ def test_decode_resize_gives_rgb_at_size(mode, draft):
 def test_decode_resize_matches_plain_pil_closely():
     image = sample.class_image(7, np.random.default_rng(1))
     data = jpeg(image, quality=95)
-    fast = prepare.decode_resize(data, prepare.ResizeSpec(32, "box", True)).astype(int)
+    fast = decode.decode_resize(data, decode.ResizeSpec(32, "box", True)).astype(int)
     plain = np.asarray(Image.open(io.BytesIO(data)).convert("RGB").resize((32, 32), Image.Resampling.BOX)).astype(int)
     assert np.abs(fast - plain).mean() < 5  # DCT scaling vs. full decode + box: same picture
 
@@ -46,7 +48,7 @@ def test_decode_resize_matches_plain_pil_closely():
 def test_odd_sizes_png_and_progressive_decode():
     image = sample.class_image(5, np.random.default_rng(2))
     for odd in ("odd_size", "png", "progressive", "gray", "cmyk"):
-        out = prepare.decode_resize(sample._encode(image, odd), prepare.ResizeSpec(32, "bilinear", True))
+        out = decode.decode_resize(sample._encode(image, odd), decode.ResizeSpec(32, "bilinear", True))
         assert out.shape == (32, 32, 3)
 
 
@@ -57,23 +59,23 @@ def pil_reference(data: bytes, spec) -> np.ndarray:
         image.draft("RGB", (spec.size, spec.size))
     image = image.convert("RGB")
     if image.size != (spec.size, spec.size):
-        image = image.resize((spec.size, spec.size), prepare.FILTERS[spec.filter])
+        image = image.resize((spec.size, spec.size), decode.FILTERS[spec.filter])
     return np.asarray(image)
 
 
-SPECS = [prepare.ResizeSpec(32, "box", True), prepare.ResizeSpec(32, "bicubic", False),
-         prepare.ResizeSpec(16, "lanczos", True), prepare.ResizeSpec(64, "bilinear", True)]
+SPECS = [decode.ResizeSpec(32, "box", True), decode.ResizeSpec(32, "bicubic", False),
+         decode.ResizeSpec(16, "lanczos", True), decode.ResizeSpec(64, "bilinear", True)]
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=str)
 def test_turbo_decoder_gives_exactly_the_pil_pixels_on_every_sample_image(small_tiny_zip, spec):
-    members = prepare.open_zip(small_tiny_zip)
+    members = common.open_zip(small_tiny_zip)
     names = [n for n in members.names() if n.endswith(".JPEG")]
     turbo = 0
     for name in names:
         data = members.read(name)
-        assert np.array_equal(prepare.decode_resize(data, spec), pil_reference(data, spec)), name
-        turbo += prepare._decode_turbo(data, spec, None) is not None
+        assert np.array_equal(decode.decode_resize(data, spec), pil_reference(data, spec)), name
+        turbo += decode._decode_turbo(data, spec, None) is not None
     assert turbo >= len(names) - 12  # all but the CMYK and PNG-named-.JPEG ones take the fast path
 
 
@@ -84,14 +86,14 @@ def test_turbo_decoder_matches_pil_on_any_size_and_subsampling(width, height, su
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=85, subsampling=subsampling)
     for spec in SPECS:
-        assert prepare._decode_turbo(buffer.getvalue(), spec, None) is not None
-        assert np.array_equal(prepare.decode_resize(buffer.getvalue(), spec), pil_reference(buffer.getvalue(), spec))
+        assert decode._decode_turbo(buffer.getvalue(), spec, None) is not None
+        assert np.array_equal(decode.decode_resize(buffer.getvalue(), spec), pil_reference(buffer.getvalue(), spec))
 
 
 def test_turbo_decoder_writes_into_the_given_row():
     data = jpeg(sample.class_image(1, np.random.default_rng(0)))
     out = np.zeros((2, 32, 32, 3), np.uint8)
-    result = prepare.decode_resize(data, prepare.ResizeSpec(32, "box", True), out[1])
+    result = decode.decode_resize(data, decode.ResizeSpec(32, "box", True), out[1])
     assert np.shares_memory(result, out) and out[1].any() and not out[0].any()
 
 
@@ -99,7 +101,7 @@ def test_truncated_jpeg_is_an_error_not_a_grey_image():
     data = jpeg(sample.class_image(1, np.random.default_rng(0)))
     for cut in (len(data) // 2, len(data) - 10, 40):
         with pytest.raises(OSError):
-            prepare.decode_resize(data[:cut], prepare.ResizeSpec(32))
+            decode.decode_resize(data[:cut], decode.ResizeSpec(32))
 
 
 def _zip_with(path, members, compression=zipfile.ZIP_STORED):
@@ -115,7 +117,7 @@ def test_zip_members_read_what_zipfile_reads(tmp_path, compression):
     members = {f"d/{i}.bin": rng.bytes(int(rng.integers(0, 3000))) for i in range(50)}
     members["ünïcode/name.txt"] = b"text " * 100
     path = _zip_with(tmp_path / "a.zip", members, compression)
-    reader = prepare.ZipMembers(path)
+    reader = zipread.ZipMembers(path)
     assert reader.names() == list(members)
     assert all(reader.read(name) == data for name, data in members.items())
 
@@ -123,8 +125,8 @@ def test_zip_members_read_what_zipfile_reads(tmp_path, compression):
 def test_zip_members_handle_zip64_directories(tmp_path):
     names = [f"m/{i}" for i in range(65_600)]  # over 65,535 members: zipfile writes a zip64 end record
     path = _zip_with(tmp_path / "big.zip", dict.fromkeys(names, b"x"))
-    reader = prepare.ZipMembers(path)
-    assert prepare._central_directory(reader._map) is not None and reader._zip is None  # parsed here
+    reader = zipread.ZipMembers(path)
+    assert zipread._central_directory(reader._map) is not None and reader._zip is None  # parsed here
     assert reader.names() == names and reader.read(names[-1]) == b"x"
 
 
@@ -133,7 +135,7 @@ def test_zip_members_detect_corrupt_member_data(tmp_path):
     raw = bytearray(path.read_bytes())
     raw[raw.index(b"A" * 1000) + 500] ^= 0xFF
     path.write_bytes(bytes(raw))
-    reader = prepare.ZipMembers(path)
+    reader = zipread.ZipMembers(path)
     assert reader.read("b.bin") == b"B" * 1000
     with pytest.raises(zipfile.BadZipFile, match="CRC"):
         reader.read("a.bin")
@@ -144,22 +146,22 @@ def test_zip_members_read_in_forked_workers(tmp_path, small_tiny_zip):
     with zipfile.ZipFile(small_tiny_zip) as src:
         members = {info.filename: src.read(info) for info in src.infolist()}
     path = _zip_with(tmp_path / "bz.zip", members, zipfile.ZIP_BZIP2)
-    reader = prepare.open_zip(path)
+    reader = common.open_zip(path)
     reader.read("tiny-imagenet-200/wnids.txt")  # opens zipfile in this process before forking
     names = [n for n in members if n.endswith(".JPEG")]
-    spec = prepare.ResizeSpec(32)
-    serial = prepare.decode_many(reader, names, spec, workers=1)
-    prepare.CHUNK, chunk = 7, prepare.CHUNK
+    spec = decode.ResizeSpec(32)
+    serial = common.decode_many(reader, names, spec, workers=1)
+    common.CHUNK, chunk = 7, common.CHUNK
     try:
-        parallel = prepare.decode_many(reader, names, spec, workers=2)
+        parallel = common.decode_many(reader, names, spec, workers=2)
     finally:
-        prepare.CHUNK = chunk
+        common.CHUNK = chunk
     assert np.array_equal(serial, parallel)
 
 
 def test_unreadable_image_raises():
     with pytest.raises(Exception):
-        prepare.decode_resize(b"\xff\xd8\xff\xe0 not really a jpeg", prepare.ResizeSpec(32))
+        decode.decode_resize(b"\xff\xd8\xff\xe0 not really a jpeg", decode.ResizeSpec(32))
 
 
 def test_select_classes_is_deterministic_and_sorted():
@@ -183,21 +185,21 @@ def test_stratified_split_keeps_every_class():
 
 
 def test_read_tiny_index(small_tiny_zip):
-    index = prepare.read_tiny_index(small_tiny_zip)
+    index = tiny_imagenet.read_tiny_index(small_tiny_zip)
     assert len(index.wnids) == 12 and len(index.train) == 240 and len(index.val) == 60
     assert index.words[index.wnids[0]].startswith("synthetic class 0")
 
 
 def test_prepare_tiny_imagenet_subsets_and_splits(small_tiny_zip, tmp_path, data_params):
     data = small_data(data_params, n_classes=6, val_fraction=0.2)
-    meta = prepare.prepare_tiny_imagenet(small_tiny_zip, tmp_path / "out", data, workers=2)
+    meta = tiny_imagenet.prepare(small_tiny_zip, tmp_path / "out", data, workers=2)
     assert meta["n_classes"] == 6
     x_train, y_train = arrays.load_split(tmp_path / "out" / "train.npz")
     x_val, y_val = arrays.load_split(tmp_path / "out" / "val.npz")
     x_test, y_test = arrays.load_split(tmp_path / "out" / "test.npz")
     assert x_train.shape == (96, 32, 32, 3) and x_val.shape == (24, 32, 32, 3)
     assert set(np.bincount(y_val)) == {4}
-    assert len(y_test) == sum(1 for _, w in prepare.read_tiny_index(small_tiny_zip).val
+    assert len(y_test) == sum(1 for _, w in tiny_imagenet.read_tiny_index(small_tiny_zip).val
                               if w in [c for c, _ in arrays.read_classes(tmp_path / "out" / "classes.tsv")])
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "classes.tsv", "meta.json", "test.npz", "train.npz", "val.npz"]
@@ -205,15 +207,15 @@ def test_prepare_tiny_imagenet_subsets_and_splits(small_tiny_zip, tmp_path, data
 
 def test_prepare_is_byte_identical_and_worker_independent(small_tiny_zip, tmp_path, data_params):
     data = small_data(data_params)
-    prepare.prepare_tiny_imagenet(small_tiny_zip, tmp_path / "a", data, workers=1)
-    prepare.prepare_tiny_imagenet(small_tiny_zip, tmp_path / "b", data, workers=2)
+    tiny_imagenet.prepare(small_tiny_zip, tmp_path / "a", data, workers=1)
+    tiny_imagenet.prepare(small_tiny_zip, tmp_path / "b", data, workers=2)
     for name in ("train.npz", "val.npz", "test.npz", "classes.tsv"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
 def test_image_size_and_filter_apply(small_tiny_zip, tmp_path, data_params):
     data = small_data(data_params, image_size=16, resize_filter="lanczos")
-    prepare.prepare_tiny_imagenet(small_tiny_zip, tmp_path / "out", data, workers=1)
+    tiny_imagenet.prepare(small_tiny_zip, tmp_path / "out", data, workers=1)
     assert arrays.load_split(tmp_path / "out" / "train.npz")[0].shape[1:] == (16, 16, 3)
 
 
@@ -276,24 +278,24 @@ def test_unsafe_member_names_are_rejected(tmp_path):
         out.writestr("tiny-imagenet-200/wnids.txt", "n1\n")
         out.writestr("../../etc/passwd", "x")
     with pytest.raises(PipelineError, match="unsafe path"):
-        prepare.read_tiny_index(archive)
+        tiny_imagenet.read_tiny_index(archive)
 
 
 def test_cifar_binary_parsing():
     rng = np.random.default_rng(0)
     records = sample.cifar_records(np.array([3, 7]), rng)
-    images, labels = prepare.parse_cifar_batch(records)
+    images, labels = cifar10.parse_cifar_batch(records)
     assert labels.tolist() == [3, 7] and images.shape == (2, 32, 32, 3)
     raw = np.frombuffer(records, np.uint8)
     assert images[0, 0, 1, 0] == raw[1 + 1] and images[0, 0, 0, 2] == raw[1 + 2048]  # R plane, then B plane
     with pytest.raises(PipelineError, match="not a whole number"):
-        prepare.parse_cifar_batch(records[:-1])
+        cifar10.parse_cifar_batch(records[:-1])
 
 
 def test_prepare_cifar10(tmp_path, data_params):
     archive = tmp_path / "cifar.tar.gz"
     sample.make_cifar10(archive)
-    meta = prepare.prepare_cifar10(archive, tmp_path / "out", data_params)
+    meta = cifar10.prepare(archive, tmp_path / "out", data_params)
     assert meta["train_images"] + meta["val_images"] == 1500 and meta["test_images"] == 500
     assert [w for w, _ in arrays.read_classes(tmp_path / "out" / "classes.tsv")][:2] == ["airplane", "automobile"]
 
@@ -305,7 +307,7 @@ def test_cifar_missing_batch(tmp_path, data_params):
         info.size = 3073
         tar.addfile(info, io.BytesIO(b"\0" * 3073))
     with pytest.raises(PipelineError, match="missing .*test_batch.bin"):
-        prepare.prepare_cifar10(archive, tmp_path / "out", data_params)
+        cifar10.prepare(archive, tmp_path / "out", data_params)
 
 
 def test_image_folder_source(tmp_path, data_params):
@@ -317,7 +319,7 @@ def test_image_folder_source(tmp_path, data_params):
             size = (int(rng.integers(40, 300)), int(rng.integers(40, 300)))
             Image.fromarray(sample.class_image(c * 10, rng)).resize(size).save(folder / f"{i}.jpg")
     data = small_data(data_params, n_classes=3)
-    meta = prepare.prepare_image_folder(tmp_path / "images", tmp_path / "out", data, workers=2)
+    meta = folder_source.prepare(tmp_path / "images", tmp_path / "out", data, workers=2)
     assert meta["n_classes"] == 3 and meta["test_images"] == 6
     assert meta["train_images"] + meta["val_images"] == 54
     assert arrays.load_split(tmp_path / "out" / "test.npz")[0].shape[1:] == (32, 32, 3)
@@ -337,7 +339,7 @@ def test_image_folder_with_train_and_val_trees(tmp_path, data_params):
                 Image.new("RGB", (64 + 9 * i, 48 + 5 * i), colour).save(folder / f"{wnid}_{i}.JPEG", quality=95)
     data = small_data(data_params, n_classes=3)
     data["imagenet200"].update(class_selection="list", wnids=["n004", "n001", "n003"])
-    meta = prepare.prepare_image_folder(tmp_path / "imagenet", tmp_path / "out", data, workers=2)
+    meta = folder_source.prepare(tmp_path / "imagenet", tmp_path / "out", data, workers=2)
     classes = [line.split("\t")[1] for line in (tmp_path / "out" / "classes.tsv").read_text().splitlines()[1:]]
     assert classes == ["n001", "n003", "n004"] and meta["n_classes"] == 3
     splits = {name: arrays.load_split(tmp_path / "out" / f"{name}.npz") for name in ("train", "val", "test")}
@@ -350,28 +352,25 @@ def test_image_folder_with_train_and_val_trees(tmp_path, data_params):
         assert np.abs(images.reshape(len(images), -1, 3).mean(axis=1) - expected).max() < 6
 
 
-_DECODE_LOG = {}
-
-
-def _logged_decode_range(bounds):
-    """prepare._decode_range that records which process decoded each chunk (picklable by name)."""
-    import os
-
-    with open(_DECODE_LOG["path"], "a") as handle:
-        handle.write(f"{os.getpid()}\n")
-    return _DECODE_LOG["original"](bounds)
-
-
 @pytest.mark.parametrize("workers", [1, 3])
 def test_prepare_decodes_in_as_many_processes_as_threads(small_tiny_zip, tmp_path, data_params, monkeypatch, workers):
     """``--threads`` sizes prepare's worker pool: each chunk of images records the process that
     decoded it; one worker decodes in the calling process, three in three forked processes."""
     import os
 
-    _DECODE_LOG.update(path=tmp_path / "pids", original=prepare._decode_range)
-    monkeypatch.setattr(prepare, "_decode_range", _logged_decode_range)
-    monkeypatch.setattr(prepare, "CHUNK", 16)
-    prepare.prepare_tiny_imagenet(small_tiny_zip, tmp_path / "out", small_data(data_params), workers)
+    from imgclf import parallel
+
+    def logged_map(function, items, count):
+        def recorded(item):
+            with open(tmp_path / "pids", "a") as handle:
+                handle.write(f"{os.getpid()}\n")
+            return function(item)
+
+        return parallel.fork_map(recorded, items, count)
+
+    monkeypatch.setattr(common, "fork_map", logged_map)
+    monkeypatch.setattr(common, "CHUNK", 16)
+    tiny_imagenet.prepare(small_tiny_zip, tmp_path / "out", small_data(data_params), workers)
     pids = (tmp_path / "pids").read_text().split()
     assert len(pids) >= 10  # many chunks, so every worker gets some
     if workers == 1:
@@ -396,7 +395,7 @@ def test_split_file_bytes_are_stable(tmp_path):
 def test_a_class_without_training_images_is_named(small_tiny_zip, tmp_path, data_params, position):
     """A selected class whose train/ folder is empty stops prepare with one line naming the class,
     wherever it sorts (the last one used to pass with 0 training images), and nothing is written."""
-    wnids = sorted(prepare.read_tiny_index(small_tiny_zip).wnids)
+    wnids = sorted(tiny_imagenet.read_tiny_index(small_tiny_zip).wnids)
     empty = wnids[len(wnids) // 2] if position == "middle" else wnids[-1]
     archive = tmp_path / "t.zip"
     with zipfile.ZipFile(small_tiny_zip) as source, zipfile.ZipFile(archive, "w") as out:
@@ -404,7 +403,7 @@ def test_a_class_without_training_images_is_named(small_tiny_zip, tmp_path, data
             if not info.filename.startswith(f"tiny-imagenet-200/train/{empty}/images/"):
                 out.writestr(info, source.read(info))
     with pytest.raises(PipelineError, match=rf"^{archive}: train/: class {empty} has no images$"):
-        prepare.prepare_tiny_imagenet(archive, tmp_path / "out", small_data(data_params), 1)
+        tiny_imagenet.prepare(archive, tmp_path / "out", small_data(data_params), 1)
     assert not (tmp_path / "out").exists()
 
 
@@ -416,4 +415,33 @@ def test_a_class_without_test_images_is_named(tmp_path, data_params):
                 Image.new("RGB", (40, 40), (i * 20, 0, 0)).save(tmp_path / "f" / split / w / f"{i}.jpg")
     (tmp_path / "f" / "val" / "b").mkdir()  # the folder is there, its images are not
     with pytest.raises(PipelineError, match=rf"^{tmp_path / 'f' / 'val'}: class b has no images$"):
-        prepare.prepare_image_folder(tmp_path / "f", tmp_path / "out", small_data(data_params, n_classes=3), 1)
+        folder_source.prepare(tmp_path / "f", tmp_path / "out", small_data(data_params, n_classes=3), 1)
+
+
+def test_fork_map_keeps_order_and_raises_a_workers_error():
+    """Results come back in the items' order whatever worker finished first; the function may
+    close over unpicklable state (forked, not pickled); a worker's exception is raised here; a
+    worker that dies without one is an error, not a hang."""
+    import os
+    import threading
+
+    from imgclf import parallel
+
+    lock = threading.Lock()  # unpicklable: a closure over it must still run in the workers
+    assert parallel.fork_map(lambda i: (lock is not None) * i * i, list(range(40)), 3) == [i * i for i in range(40)]
+
+    def failing(i):
+        if i == 7:
+            raise PipelineError(f"item {i} is bad")
+        return i
+
+    with pytest.raises(PipelineError, match="^item 7 is bad$"):
+        parallel.fork_map(failing, list(range(20)), 2)
+
+    def dying(i):
+        if i == 3:
+            os._exit(9)
+        return i
+
+    with pytest.raises(PipelineError, match="worker process died"):
+        parallel.fork_map(dying, list(range(6)), 2)

@@ -113,14 +113,15 @@ def test_reseed_sets_every_dropout_stream_from_the_key():
 @pytest.fixture(scope="module")
 def ten_class_data(tmp_path_factory):
     """A generated 10-class set in the Tiny ImageNet layout: 1,602 training images, 500 test."""
-    from imgclf import config, prepare, sample
+    from imgclf import config, sample
+    from imgclf.sources import tiny_imagenet
     from conftest import ROOT
 
     root = tmp_path_factory.mktemp("ten")
     sample.make_tiny_imagenet(root / "t.zip", seed=5, classes=10, train_per_class=178, val_per_class=50, test_images=0)
     params = config.load(ROOT / "params.yaml")
     params["data"]["imagenet200"]["n_classes"] = 10
-    prepare.prepare_tiny_imagenet(root / "t.zip", root / "data", params["data"], 1)
+    tiny_imagenet.prepare(root / "t.zip", root / "data", params["data"], 1)
     return root / "data", params
 
 

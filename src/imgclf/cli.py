@@ -80,16 +80,11 @@ def cmd_download(args) -> None:
 
 
 def cmd_prepare(args) -> None:
-    from imgclf import prepare
+    from imgclf import sources
 
     data = _params(args)["data"]
-    source = Path(args.source)
-    if args.dataset == "cifar10":
-        meta = prepare.prepare_cifar10(source, args.out, data)
-    elif source.is_dir():
-        meta = prepare.prepare_image_folder(source, args.out, data, _threads(args.threads))
-    else:
-        meta = prepare.prepare_tiny_imagenet(source, args.out, data, _threads(args.threads))
+    layout = sources.layout_of(args.dataset, data)
+    meta = sources.module(layout).prepare(Path(args.source), args.out, data, _threads(args.threads))
     print(f"{args.out}: {meta['train_images']} train, {meta['val_images']} val, {meta['test_images']} test images, "
           f"{meta['n_classes']} classes at {meta['image_size']}x{meta['image_size']}")
 

@@ -94,7 +94,7 @@ def run(name: str, data_dir: str | Path, model_dir: str | Path, metrics_path: st
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from sklearn.metrics import classification_report, confusion_matrix
 
-    from imgclf.train import pin_cpu_isa, set_threads
+    from imgclf.runtime import pin_cpu_isa, set_threads
 
     pin_cpu_isa(section["cpu_isa"])
     set_threads(threads)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
-from imgclf import experiments
+from imgclf import experiments, sources
 
 PARAMS_FILE = "params.yaml"
 ARCHIVES = {"tiny_imagenet": "tiny-imagenet-200.zip", "cifar10": "cifar-10-binary.tar.gz"}
@@ -220,13 +220,12 @@ def stage_list(params: dict, params_file: str = PARAMS_FILE, overrides: dict | N
             params=download_params(archive),
         ))
     for dataset in used:
-        source = raw_archive(DATASET_ARCHIVE[dataset])
-        if dataset == "imagenet200" and params["data"]["imagenet200"]["image_folder"]:
-            source = params["data"]["imagenet200"]["image_folder"]
+        layout = sources.layout_of(dataset, params["data"])
+        source = params["data"]["imagenet200"]["image_folder"] if layout == "folder" else raw_archive(DATASET_ARCHIVE[dataset])
         stages.append(Stage(
             f"prepare_{dataset}",
             _cmd("prepare", dataset, "--source", source, "--out", prepared(dataset), params_file=params_file),
-            [source, *code_deps("prepare.py")],
+            [source, *code_deps(sources.module_file(layout))],
             [prepared(dataset)],
             params=data_params(dataset),
         ))

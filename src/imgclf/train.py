@@ -16,12 +16,12 @@ import json
 import os
 import platform
 import shutil
-import sys
 import time
 from pathlib import Path
 
 from imgclf import data as data_module
 from imgclf import experiments, faults
+from imgclf.runtime import cpu_description, pin_cpu_isa, set_threads, split_cpu
 from imgclf.errors import PipelineError
 from imgclf.io_utils import atomic_dir, atomic_path, write_json
 
@@ -30,40 +30,6 @@ HISTORY_FIELDS = ["epoch", "loss", "accuracy", "top5", "val_loss", "val_accuracy
 
 
 # --- runtime -----------------------------------------------------------------------------
-
-# oneDNN's kernels are JIT-compiled for the CPU's best instruction set, and kernels for different
-# sets sum in different orders: pinning the set makes an AVX-512 Xeon and an AVX2 EPYC run the same
-# code. Names as oneDNN's ONEDNN_MAX_CPU_ISA takes them.
-CPU_ISAS = {"native": None, "sse41": "SSE41", "avx": "AVX", "avx2": "AVX2", "avx2_vnni": "AVX2_VNNI",
-            "avx512_core": "AVX512_CORE", "avx512_core_vnni": "AVX512_CORE_VNNI"}
-
-
-def pin_cpu_isa(isa: str) -> str | None:
-    """Set ONEDNN_MAX_CPU_ISA before TensorFlow loads oneDNN (it reads it once); return what is in
-    force. The commands call this before importing TensorFlow; where TensorFlow is loaded already
-    (tests), a different value would not take effect, and is not set."""
-    value = CPU_ISAS[isa]
-    if value is not None and "tensorflow" not in sys.modules:
-        os.environ["ONEDNN_MAX_CPU_ISA"] = value
-    return os.environ.get("ONEDNN_MAX_CPU_ISA")
-
-
-def cpu_description() -> dict:
-    """CPU model and the instruction-set flags that decide which kernels oneDNN can pick."""
-    model, flags = platform.processor() or platform.machine(), []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = line.split(":", 1)[1].split()
-                break
-    except OSError:
-        pass
-    wanted = ("sse4_1", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-              "avx512_bf16", "amx_tile", "avx_vnni")
-    return {"cpu_model": model, "cpu_flags": " ".join(f for f in wanted if f in flags)}
-
 
 def configure_runtime(threads: int, section: dict, seed: int) -> dict:
     """Threads, instruction set, op determinism, seeds, GPU memory growth, mixed precision and
@@ -93,16 +59,6 @@ def configure_runtime(threads: int, section: dict, seed: int) -> dict:
             "op_determinism": bool(section["op_determinism"]),
             "tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version(),
             **cpu_description()}
-
-
-def split_cpu(count: int) -> None:
-    """Test hook (``IMGCLF_LOGICAL_CPUS=2``): the CPU as ``count`` logical devices, so the
-    multi-device path (``gpus`` > 1) runs on a machine without GPUs."""
-    import tensorflow as tf
-
-    if count > 1:
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
 
 
 def distribution(section: dict):
@@ -138,32 +94,28 @@ def model_scope(strategy):
     return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
-def set_threads(threads: int) -> None:
-    """TensorFlow's thread pools, sized to what Snakemake gave the job (no oversubscription)."""
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
-    except RuntimeError:  # TensorFlow already started in this process (tests): keep its pools
-        pass
-
-
 def make_optimizer(section: dict, learning_rate: float, steps: int):
+    """The experiment's optimizer: Keras' Adam, AdamW and SGD with fused per-variable updates
+    (``imgclf.optimizers``), Keras' RMSprop as it is."""
     import keras
+
+    from imgclf import optimizers
 
     rate = learning_rate
     if section["lr_schedule"] == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, steps))
     decay = section["weight_decay"] or None
     if section["optimizer"] == "sgd":
-        return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True, weight_decay=decay)
+        return optimizers.FusedSGD(rate, momentum=0.9, nesterov=True, weight_decay=decay)
     if section["optimizer"] == "rmsprop":
         return keras.optimizers.RMSprop(rate, weight_decay=decay)
-    return keras.optimizers.AdamW(rate, weight_decay=decay) if decay else keras.optimizers.Adam(rate)
+    return optimizers.FusedAdamW(rate, weight_decay=decay) if decay else optimizers.FusedAdam(rate)
 
 
 def compile_model(model, section: dict, runtime: dict, learning_rate: float, steps: int) -> None:
+    """Compile, and build the optimizer's slot variables now, eagerly: built lazily inside the
+    first traced step, each of a DenseNet's 728 slots becomes a lifted initializer function
+    (15 s of tracing)."""
     import keras
 
     model.compile(
@@ -173,6 +125,7 @@ def compile_model(model, section: dict, runtime: dict, learning_rate: float, ste
         jit_compile=runtime["xla"],
         run_eagerly=section.get("run_eagerly", False),
     )
+    model.optimizer.build(model.trainable_variables)
 
 
 # --- exact resume ----------------------------------------------------------------------------
@@ -398,7 +351,6 @@ def train_finetune(experiment, section, splits, runtime, work, upstream_dir, log
     with model_scope(runtime["strategy"]):
         model = transfer.finetune_model(Path(upstream_dir) / "model.keras", section["unfreeze_from"])
         compile_model(model, section, runtime, rate, steps_for(splits, section))
-        model.optimizer.build(model.trainable_variables)
     start_weights = model.get_weights()
     start_optimizer = [variable.numpy() for variable in model.optimizer.variables]  # step 0, rate, zero slots
 

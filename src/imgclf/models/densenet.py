@@ -76,7 +76,7 @@ def backbone(depth: int, input_shape, stem: str = "imagenet", weights=None) -> k
     if depth in APPLICATIONS and stem == "imagenet":
         return APPLICATIONS[depth](include_top=False, weights=weights, input_shape=input_shape, pooling="avg")
     if weights is not None:
-        raise ValueError(f"pretrained weights exist only for DenseNet-121/169/201 with the ImageNet stem")
+        raise ValueError("pretrained weights exist only for DenseNet-121/169/201 with the ImageNet stem")
     return _densenet(input_shape, blocks, growth, stem_filters, stem, f"densenet{depth}")
 
 

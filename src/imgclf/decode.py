@@ -1,0 +1,109 @@
+"""Image bytes -> RGB ``size`` x ``size`` uint8: pure functions, no I/O.
+
+JPEGs in YCbCr or grayscale go through libjpeg-turbo (simplejpeg) with the DCT scaling PIL's
+``draft`` would pick, so the pixels equal PIL's path without its per-image overhead; anything
+else (PNG, CMYK, palette...) goes through PIL."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import simplejpeg
+from PIL import Image
+
+FILTERS = {
+    "nearest": Image.Resampling.NEAREST,
+    "box": Image.Resampling.BOX,
+    "bilinear": Image.Resampling.BILINEAR,
+    "hamming": Image.Resampling.HAMMING,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True)
+class ResizeSpec:
+    size: int
+    filter: str = "box"
+    draft: bool = True
+
+
+def _draft_shape(width: int, height: int, size: int) -> tuple[int, int]:
+    """(height, width) after PIL's ``draft``: the largest DCT scale 1/8, 1/4, 1/2 keeping both sides >= size."""
+    scale = min(width // size, height // size)
+    factor = next((f for f in (8, 4, 2) if scale >= f), 1)
+    return -(-height // factor), -(-width // factor)
+
+
+def _decode_turbo(data: bytes, spec: ResizeSpec, out: np.ndarray | None) -> np.ndarray | None:
+    """libjpeg-turbo's DCT-scaled decode of a YCbCr or grayscale JPEG, exactly as PIL's draft path
+    would decode it (same scale, same upsampling, same DCT), or None when that path must be used.
+
+    Straight into ``out`` when the scaled image already has the target size."""
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError:
+        return None
+    if colorspace not in ("YCbCr", "Gray") or min(width, height) < 1:
+        return None
+    shape = _draft_shape(width, height, spec.size) if spec.draft else (height, width)
+    exact = shape == (spec.size, spec.size)
+    try:
+        image = simplejpeg.decode_jpeg(
+            data, "RGB", min_height=shape[0], min_width=shape[1], buffer=out if exact and out is not None else None
+        )
+    except ValueError:  # truncated or corrupt: PIL gives the error message
+        return None
+    if image.shape[:2] != shape:
+        return None
+    if exact:
+        return image
+    return np.asarray(Image.fromarray(image).resize((spec.size, spec.size), FILTERS[spec.filter]), dtype=np.uint8)
+
+
+def decode_resize(data: bytes, spec: ResizeSpec, out: np.ndarray | None = None) -> np.ndarray:
+    """Decode any PIL-readable image (grayscale, CMYK, palette, PNG...) to RGB ``size``x``size`` uint8,
+    written into ``out`` (and returned) when given.
+
+    JPEGs in YCbCr or grayscale go through libjpeg-turbo directly (simplejpeg): the same pixels
+    as PIL's path, without its per-image overhead; everything else goes through PIL."""
+    image = _decode_turbo(data, spec, out)
+    if image is None:
+        image = _decode_pil(data, spec)
+    if out is None:
+        return image
+    if not np.shares_memory(image, out):  # the turbo path decodes straight into ``out``
+        out[...] = image
+    return out
+
+
+def _decode_pil(data: bytes, spec: ResizeSpec) -> np.ndarray:
+    image = Image.open(io.BytesIO(data))
+    if spec.draft and image.format == "JPEG":
+        image.draft("RGB", (spec.size, spec.size))  # DCT scaling by 1/2, 1/4, 1/8: never below size
+    image = image.convert("RGB")
+    if image.size != (spec.size, spec.size):
+        image = image.resize((spec.size, spec.size), FILTERS[spec.filter])
+    return np.asarray(image, dtype=np.uint8)
+
+
+def resize_array(images: np.ndarray, spec: ResizeSpec) -> np.ndarray:
+    if images.shape[1:3] == (spec.size, spec.size):
+        return images
+    out = np.empty((len(images), spec.size, spec.size, 3), np.uint8)
+    for i, image in enumerate(images):
+        out[i] = np.asarray(Image.fromarray(image).resize((spec.size, spec.size), FILTERS[spec.filter]))
+    return out
+
+
+def trailing_bytes(data: bytes) -> int:
+    """Bytes after a JPEG's last end-of-image marker (FF D9); 0 for anything else."""
+    if not data.startswith(b"\xff\xd8"):
+        return 0
+    end = data.rfind(b"\xff\xd9")
+    return 0 if end < 0 else len(data) - end - 2

@@ -1,0 +1,110 @@
+"""What every source layout shares: reading members from an archive or a folder, decoding them
+in parallel into one array, path checks, and writing a prepared directory atomically
+(train.npz, val.npz, test.npz, classes.tsv, meta.json)."""
+
+from __future__ import annotations
+
+import json
+import mmap
+import posixpath
+import struct
+import sys
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from imgclf import arrays
+from imgclf.decode import ResizeSpec, decode_resize, trailing_bytes
+from imgclf.errors import PipelineError
+from imgclf.io_utils import atomic_dir
+from imgclf.parallel import fork_map
+from imgclf.sources.zipread import MemberTooLarge, ZipMembers
+
+CHUNK = 512  # images per task of the parallel decode
+READ_ERRORS = (OSError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+class FolderFiles:
+    """Members of a folder, read as files by their path relative to it."""
+
+    def __init__(self, path: str | Path, max_member_bytes: int | None = None):
+        self.path, self.max_member_bytes = str(path), max_member_bytes
+
+    def read(self, name: str) -> bytes:
+        path = Path(self.path, name)
+        if self.max_member_bytes is not None and (size := path.stat().st_size) > self.max_member_bytes:
+            raise MemberTooLarge(f"{size:,} bytes, over data.max_image_bytes ({self.max_member_bytes:,})")
+        return path.read_bytes()
+
+
+def open_zip(archive_path: str | Path, max_member_bytes: int | None = None, reader=ZipMembers):
+    try:
+        return reader(archive_path, max_member_bytes)
+    except FileNotFoundError:
+        raise PipelineError(f"{archive_path}: archive not found") from None
+    except (zipfile.BadZipFile, OSError, ValueError, struct.error) as exc:
+        raise PipelineError(f"{archive_path}: not a valid zip archive ({exc})") from None
+
+
+def safe_member(name: str, archive: str) -> None:
+    normalised = posixpath.normpath(name)
+    if name.startswith(("/", "\\")) or normalised.startswith("..") or ":" in name.split("/")[0]:
+        raise PipelineError(f"{archive}: unsafe path in archive: {name!r}")
+
+
+def warn_trailing(where, names: list[str], trailing: list[tuple[int, int]]) -> None:
+    if not trailing:
+        return
+    index, extra = max(trailing, key=lambda item: item[1])
+    print(f"warning: {where}: {len(trailing):,} JPEG(s) carry data after the end-of-image marker (ignored; "
+          f"each image stays under data.max_image_bytes); the most: {names[index]}, {extra:,} bytes", file=sys.stderr)
+
+
+def _shared_array(shape: tuple[int, ...]) -> np.ndarray:
+    """A uint8 array in anonymous shared memory: what forked workers write, the parent sees."""
+    size = int(np.prod(shape))
+    if size == 0:
+        return np.empty(shape, np.uint8)
+    return np.frombuffer(mmap.mmap(-1, size), np.uint8).reshape(shape)
+
+
+def decode_many(members, names: list[str], spec: ResizeSpec, workers: int) -> np.ndarray:
+    """Decode ``names`` from ``members`` (an open zip or ``FolderFiles``) in order, in chunks over
+    ``workers`` forked processes writing into one shared array."""
+    ranges = [(i, min(i + CHUNK, len(names))) for i in range(0, len(names), CHUNK)]
+    parallel = workers > 1 and len(ranges) > 1
+    shape = (len(names), spec.size, spec.size, 3)
+    out = _shared_array(shape) if parallel else np.empty(shape, np.uint8)
+
+    def decode_range(bounds: tuple[int, int]) -> list[tuple[int, int]]:
+        # (index, bytes) of JPEGs with data after their end-of-image marker: decoders ignore it
+        trailing = []
+        for i in range(*bounds):
+            try:
+                data = members.read(names[i])
+            except READ_ERRORS as exc:
+                raise PipelineError(f"{members.path}: {names[i]}: cannot read ({exc})") from None
+            try:
+                decode_resize(data, spec, out[i])
+            except Exception as exc:  # PIL raises many types for broken images
+                raise PipelineError(f"{members.path}: {names[i]}: unreadable image ({exc})") from None
+            if extra := trailing_bytes(data):
+                trailing.append((i, extra))
+        return trailing
+
+    found = fork_map(decode_range, ranges, workers if parallel else 1)
+    warn_trailing(members.path, names, [item for part in found for item in part])
+    return out
+
+
+def write_prepared(out_dir: str | Path, parts: dict, classes: list[str], words: list[str], meta: dict) -> None:
+    """Write every file into a temporary sibling directory, then swap it into place."""
+    with atomic_dir(out_dir) as tmp:
+        for split in arrays.SPLITS:
+            images, labels = parts[split]
+            arrays.save_split(tmp / f"{split}.npz", images, labels)
+            meta[f"{split}_images"] = int(len(labels))
+        arrays.write_classes(tmp / "classes.tsv", classes, words)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
