@@ -134,3 +134,36 @@ def test_each_model_is_defined_in_its_experiments_model_source():
         registered = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
                       and any(getattr(d, "id", None) == "register_model" for d in node.decorator_list)}
         assert experiment.model in registered, (experiment.name, registered)
+
+
+def _job_commands(out: str) -> set[str]:
+    """The command lines of ``snakemake --dry-run --printshellcmds``, without what Snakemake adds
+    (``--threads N`` and the log redirection)."""
+    import re
+
+    commands = set()
+    for line in out.splitlines():
+        if line.startswith("Shell command: ") and line != "Shell command: None":  # None: rule all
+            command = line.removeprefix("Shell command: ").split(" > ")[0]
+            commands.add(re.sub(r" --threads \d+$", "", command))
+    return commands
+
+
+@pytest.mark.parametrize("override", [None, "seed_cnn={epochs: 3}"], ids=["params.yaml", "--config"])
+def test_every_rule_runs_the_command_dvc_runs(tmp_path, override):
+    """The rules spell out their commands from named inputs, outputs and params (not a command
+    string from the stage table); every job's command line is the one dvc.yaml (or, with
+    ``--config``, ``dvc exp run -S``) runs for the same stage."""
+    from conftest import make_project, run
+
+    project = make_project(tmp_path / "p")
+    extra = ["--config", override] if override else []
+    out = run(["snakemake", "--dry-run", "--printshellcmds", "--forceall", "--cores", "2", *extra], project).stdout
+    params = config.load(ROOT / "params.yaml")
+    overrides = {"seed_cnn.epochs": 3} if override else {}
+    table = stages.stage_list(config.apply_overrides(params, overrides, "x") if override else params, "params.yaml",
+                              overrides)
+    assert _job_commands(out) == {stage.cmd for stage in table}
+    assert any(" --upstream models/densenet201/seed0 " in stage.cmd for stage in table)
+    if override:
+        assert sum("--set seed_cnn.epochs=3" in command for command in _job_commands(out)) == len(params["seed_cnn"]["seeds"])

@@ -159,22 +159,38 @@ def download_params(archive: str) -> list[str]:
 
 @dataclass
 class Stage:
+    """One stage, as both engines run it: the ``imgclf`` command with its explicit paths
+    (``command``), then the params file and any overrides (``settings``); what it reads (``deps``:
+    data, and the package modules in ``code``) and writes."""
+
     name: str
-    cmd: str
+    command: list[str]  # after `imgclf`: the subcommand and its arguments
     deps: list[str]
     outs: list[str]  # cached by DVC (pushed to and pulled from a remote)
     params: list[str] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)  # in git: numbers to compare in any clone
     git_outs: list[str] = field(default_factory=list)  # in git: small text files (logs, plot data)
+    settings: list[str] = field(default_factory=list)  # --params FILE, --set KEY=VALUE
+
+    @property
+    def cmd(self) -> str:
+        """The command line dvc.yaml runs; Snakemake's rules spell out the same one."""
+        return " ".join(["imgclf", *self.command, *self.settings])
+
+    @property
+    def code(self) -> list[str]:
+        """The package modules among the dependencies."""
+        return [dep for dep in self.deps if dep.startswith(f"{PACKAGE}/")]
+
+    @property
+    def data(self) -> list[str]:
+        """The dependencies that are not package modules: what the stage reads."""
+        return [dep for dep in self.deps if not dep.startswith(f"{PACKAGE}/")]
 
     @property
     def products(self) -> list[str]:
         """Every file and directory the stage writes."""
         return [*self.outs, *self.git_outs, *self.metrics]
-
-
-def _cmd(*parts: str, params_file: str) -> str:
-    return " ".join(["imgclf", *parts, "--params", params_file])
 
 
 def override_args(overrides: dict, keys: list[str]) -> list[str]:
@@ -190,10 +206,25 @@ def override_args(overrides: dict, keys: list[str]) -> list[str]:
     return [f"--set {shlex.quote(format_override(k, v))}" for k, v in overrides.items() if touches(k)]
 
 
+def prepare_source(dataset: str, params: dict) -> str:
+    """What a data set's prepare stage reads: the downloaded archive, or the image folder
+    ``data.imagenet200.image_folder`` names."""
+    if sources.layout_of(dataset, params["data"]) == "folder":
+        return params["data"]["imagenet200"]["image_folder"]
+    return raw_archive(DATASET_ARCHIVE[dataset])
+
+
+def upstream_dir(experiment: experiments.Experiment, seed: int, params: dict) -> str | None:
+    """The model directory a run starts from (transfer, fine-tuning), or None."""
+    if not experiment.upstream:
+        return None
+    return model_dir(experiment.upstream, experiments.upstream_seed(experiment, seed, params))
+
+
 def train_deps(experiment: experiments.Experiment, seed: int, params: dict) -> list[str]:
     deps = [prepared(experiment.dataset), *code_deps("train.py", experiment.model_source)]
     if experiment.upstream:
-        deps.append(model_dir(experiment.upstream, experiments.upstream_seed(experiment, seed, params)))
+        deps.append(upstream_dir(experiment, seed, params))
     return deps
 
 
@@ -208,24 +239,22 @@ def stage_list(params: dict, params_file: str = PARAMS_FILE, overrides: dict | N
     for archive in [DATASET_ARCHIVE[dataset] for dataset in used]:
         stages.append(Stage(
             f"sample_{archive}",
-            f"imgclf make-sample {archive} --out {sample_archive(archive)}",
+            ["make-sample", archive, "--out", sample_archive(archive)],
             code_deps("sample.py"),
             [sample_archive(archive)],
         ))
         stages.append(Stage(
             f"download_{archive}",
-            _cmd("download", archive, "--out", raw_archive(archive), params_file=params_file),
+            ["download", archive, "--out", raw_archive(archive)],
             [sample_archive(archive), *code_deps("download.py")],
             [raw_archive(archive)],
             params=download_params(archive),
         ))
     for dataset in used:
-        layout = sources.layout_of(dataset, params["data"])
-        source = params["data"]["imagenet200"]["image_folder"] if layout == "folder" else raw_archive(DATASET_ARCHIVE[dataset])
         stages.append(Stage(
             f"prepare_{dataset}",
-            _cmd("prepare", dataset, "--source", source, "--out", prepared(dataset), params_file=params_file),
-            [source, *code_deps(sources.module_file(layout))],
+            ["prepare", dataset, "--source", prepare_source(dataset, params), "--out", prepared(dataset)],
+            [prepare_source(dataset, params), *code_deps(sources.module_file(sources.layout_of(dataset, params["data"])))],
             [prepared(dataset)],
             params=data_params(dataset),
         ))
@@ -233,11 +262,11 @@ def stage_list(params: dict, params_file: str = PARAMS_FILE, overrides: dict | N
         experiment = experiments.EXPERIMENTS[name]
         train_args = ["train", name, "--seed", str(seed), "--data", prepared(experiment.dataset), "--out", model_dir(name, seed)]
         if experiment.upstream:
-            train_args += ["--upstream", model_dir(experiment.upstream, experiments.upstream_seed(experiment, seed, params))]
+            train_args += ["--upstream", upstream_dir(experiment, seed, params)]
         train_args += ["--live", live_dir(name, seed), "--tensorboard", tensorboard_dir(name, seed)]
         stages.append(Stage(
             run_stage("train", name, seed),
-            _cmd(*train_args, params_file=params_file),
+            train_args,
             train_deps(experiment, seed, params),
             [model_dir(name, seed)],
             params=[f"{name}.{key}" for key in experiments.result_keys(experiment)],
@@ -245,9 +274,8 @@ def stage_list(params: dict, params_file: str = PARAMS_FILE, overrides: dict | N
         ))
         stages.append(Stage(
             run_stage("evaluate", name, seed),
-            _cmd("evaluate", name, "--seed", str(seed), "--data", prepared(experiment.dataset), "--model",
-                 model_dir(name, seed), "--metrics", metrics_file(name, seed), "--out", eval_dir(name, seed),
-                 params_file=params_file),
+            ["evaluate", name, "--seed", str(seed), "--data", prepared(experiment.dataset), "--model",
+             model_dir(name, seed), "--metrics", metrics_file(name, seed), "--out", eval_dir(name, seed)],
             [model_dir(name, seed), prepared(experiment.dataset), *code_deps("evaluate.py", experiment.model_source)],
             [],
             metrics=[metrics_file(name, seed)],
@@ -257,15 +285,16 @@ def stage_list(params: dict, params_file: str = PARAMS_FILE, overrides: dict | N
     every = runs(params)
     stages.append(Stage(
         "report",
-        "imgclf report --metrics-dir reports/metrics --live-dir reports/live --eval-dir reports/eval --out reports"
-        f" --params {params_file}",
+        ["report", "--metrics-dir", "reports/metrics", "--live-dir", "reports/live", "--eval-dir", "reports/eval",
+         "--out", "reports"],
         [*(metrics_file(n, s) for n, s in every), *(live_dir(n, s) for n, s in every),
          *(eval_dir(n, s) for n, s in every), *code_deps("report.py")],
         list(REPORT_OUTS),
         params=["experiments", *(f"{name}.seeds" for name in experiments.selected(params))],
     ))
     for stage in stages:
-        stage.cmd = " ".join([stage.cmd, *override_args(overrides or {}, stage.params)])
+        if stage.params:  # a stage that reads params gets the file, and the overrides it reads
+            stage.settings = ["--params", params_file, *override_args(overrides or {}, stage.params)]
     return stages
 
 

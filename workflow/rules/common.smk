@@ -1,4 +1,6 @@
 # Helpers shared by the rule files: every value comes from the stage table in imgclf.stages.
+# Each rule spells out the command it runs; tests/test_stages.py checks that every job's command
+# line is the one dvc.yaml runs for the same stage (plus Snakemake's --threads).
 import os
 import re
 import shutil
@@ -6,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 ARCHIVE_OF = {filename: archive for archive, filename in stages.ARCHIVES.items()}
+EXPERIMENT_OF = experiments.EXPERIMENTS
 
 
 wildcard_constraints:
@@ -44,9 +47,16 @@ def stage_params(name):
     return values
 
 
-def command(name):
-    """The stage's command, as in dvc.yaml; rules whose stage takes ``--threads`` append their own count."""
-    return stage(name).cmd
+def settings(name):
+    """What follows a stage's explicit paths on its command line: ``--params FILE`` and the
+    ``--config`` overrides it reads (``--set``), as in dvc.yaml."""
+    return " ".join(stage(name).settings)
+
+
+def upstream_flag(wildcards):
+    """``--upstream <model dir>`` for a run that starts from another's model, else nothing."""
+    path = stages.upstream_dir(EXPERIMENT_OF[wildcards.experiment], int(wildcards.seed), PARAMS)
+    return f" --upstream {path}" if path else ""
 
 
 def record_in_dvc():

@@ -3,11 +3,11 @@
 
 rule sample:
     input:
-        lambda w: stage(f"sample_{ARCHIVE_OF[w.filename]}").deps,
+        code=lambda w: stage(f"sample_{ARCHIVE_OF[w.filename]}").code,
     output:
         "data/sample/{filename}",
     params:
-        cmd=lambda w: command(f"sample_{ARCHIVE_OF[w.filename]}"),
+        archive=lambda w: ARCHIVE_OF[w.filename],
     log:
         "logs/sample/{filename}.log",
     threads: 1
@@ -15,31 +15,34 @@ rule sample:
         mem_mb=2000,
         runtime=10,
     shell:
-        "{params.cmd} > {log} 2>&1"
+        "imgclf make-sample {params.archive} --out {output} > {log} 2>&1"
 
 
 rule download:
     input:
-        lambda w: stage(f"download_{ARCHIVE_OF[w.filename]}").deps,
+        sample="data/sample/{filename}",
+        code=lambda w: stage(f"download_{ARCHIVE_OF[w.filename]}").code,
     output:
         "data/raw/{filename}",
     params:
-        cmd=lambda w: command(f"download_{ARCHIVE_OF[w.filename]}"),
+        archive=lambda w: ARCHIVE_OF[w.filename],
+        settings=lambda w: settings(f"download_{ARCHIVE_OF[w.filename]}"),
         values=lambda w: stage_params(f"download_{ARCHIVE_OF[w.filename]}"),
     log:
         "logs/download/{filename}.log",
     threads: 1
     shell:
-        "{params.cmd} > {log} 2>&1"
+        "imgclf download {params.archive} --out {output} {params.settings} > {log} 2>&1"
 
 
 rule prepare:
     input:
-        lambda w: stage(f"prepare_{w.dataset}").deps,
+        source=lambda w: stages.prepare_source(w.dataset, PARAMS),
+        code=lambda w: stage(f"prepare_{w.dataset}").code,
     output:
         directory("data/prepared/{dataset}"),
     params:
-        cmd=lambda w: command(f"prepare_{w.dataset}"),
+        settings=lambda w: settings(f"prepare_{w.dataset}"),
         values=lambda w: stage_params(f"prepare_{w.dataset}"),
     log:
         "logs/prepare/{dataset}.log",
@@ -49,4 +52,5 @@ rule prepare:
         runtime=60,
         **CLUSTER,
     shell:
-        "{params.cmd} --threads {threads} > {log} 2>&1"
+        "imgclf prepare {wildcards.dataset} --source {input.source} --out {output} {params.settings}"
+        " --threads {threads} > {log} 2>&1"

@@ -14,12 +14,16 @@ def train_resources(name):
 
 rule train:
     input:
-        lambda w: stage(run_stage("train", w)).deps,
+        data=lambda w: stages.prepared(EXPERIMENT_OF[w.experiment].dataset),
+        upstream=lambda w: stages.upstream_dir(EXPERIMENT_OF[w.experiment], int(w.seed), PARAMS) or [],
+        code=lambda w: stage(run_stage("train", w)).code,
     output:
         model=directory("models/{experiment}/seed{seed}"),
         live=directory("reports/live/{experiment}/seed{seed}"),
     params:
-        cmd=lambda w: command(run_stage("train", w)),
+        upstream=upstream_flag,
+        tensorboard="logs/tensorboard/{experiment}/seed{seed}",
+        settings=lambda w: settings(run_stage("train", w)),
         values=lambda w: stage_params(run_stage("train", w)),
     log:
         "logs/train/{experiment}/seed{seed}.log",
@@ -33,17 +37,21 @@ rule train:
         cpus_per_gpu=lambda w: train_resources(w.experiment)["cpus_per_gpu"],
         **CLUSTER,
     shell:
-        "{params.cmd} --threads {threads} > {log} 2>&1"
+        "imgclf train {wildcards.experiment} --seed {wildcards.seed} --data {input.data} --out {output.model}"
+        "{params.upstream} --live {output.live} --tensorboard {params.tensorboard} {params.settings}"
+        " --threads {threads} > {log} 2>&1"
 
 
 rule evaluate:
     input:
-        lambda w: stage(run_stage("evaluate", w)).deps,
+        model="models/{experiment}/seed{seed}",
+        data=lambda w: stages.prepared(EXPERIMENT_OF[w.experiment].dataset),
+        code=lambda w: stage(run_stage("evaluate", w)).code,
     output:
         metrics="reports/metrics/{experiment}/seed{seed}.json",
         details=directory("reports/eval/{experiment}/seed{seed}"),
     params:
-        cmd=lambda w: command(run_stage("evaluate", w)),
+        settings=lambda w: settings(run_stage("evaluate", w)),
         values=lambda w: stage_params(run_stage("evaluate", w)),
     log:
         "logs/evaluate/{experiment}/seed{seed}.log",
@@ -55,4 +63,5 @@ rule evaluate:
         runtime=30,
         **CLUSTER,
     shell:
-        "{params.cmd} --threads {threads} > {log} 2>&1"
+        "imgclf evaluate {wildcards.experiment} --seed {wildcards.seed} --data {input.data} --model {input.model}"
+        " --metrics {output.metrics} --out {output.details} {params.settings} --threads {threads} > {log} 2>&1"

@@ -3,7 +3,8 @@
 
 rule report:
     input:
-        stage("report").deps,
+        runs=stage("report").data,  # every run's metrics, DVCLive log and evaluation details
+        code=stage("report").code,
     output:
         table=report("reports/results.md", caption="../report/results.rst", category="Results"),
         csv="reports/results.csv",
@@ -14,7 +15,7 @@ rule report:
             category="Figures",
         ),
     params:
-        cmd=command("report"),
+        settings=settings("report"),
         values=stage_params("report"),
     log:
         "logs/report/report.log",
@@ -24,4 +25,5 @@ rule report:
         runtime=15,
         **CLUSTER,
     shell:
-        "{params.cmd} > {log} 2>&1"
+        "imgclf report --metrics-dir reports/metrics --live-dir reports/live --eval-dir reports/eval --out reports"
+        " {params.settings} > {log} 2>&1"
