@@ -251,10 +251,11 @@ def stage_list(params: dict, params_file: str = PARAMS_FILE, overrides: dict | N
             params=download_params(archive),
         ))
     for dataset in used:
+        source, layout = prepare_source(dataset, params), sources.layout_of(dataset, params["data"])
         stages.append(Stage(
             f"prepare_{dataset}",
-            ["prepare", dataset, "--source", prepare_source(dataset, params), "--out", prepared(dataset)],
-            [prepare_source(dataset, params), *code_deps(sources.module_file(sources.layout_of(dataset, params["data"])))],
+            ["prepare", dataset, "--source", source, "--out", prepared(dataset)],
+            [source, *code_deps(sources.module_file(layout))],
             [prepared(dataset)],
             params=data_params(dataset),
         ))

@@ -53,10 +53,10 @@ def settings(name):
     return " ".join(stage(name).settings)
 
 
-def upstream_flag(wildcards):
-    """``--upstream <model dir>`` for a run that starts from another's model, else nothing."""
-    path = stages.upstream_dir(EXPERIMENT_OF[wildcards.experiment], int(wildcards.seed), PARAMS)
-    return f" --upstream {path}" if path else ""
+def upstream_flag(wildcards, input):
+    """``--upstream <model dir>`` for a run that starts from another's model (its ``upstream``
+    input), else nothing."""
+    return f" --upstream {input.upstream}" if input.upstream else ""
 
 
 def record_in_dvc():
