@@ -8,7 +8,10 @@ op determinism (the experiment's `cpu_isa` and `op_determinism`), and the same v
   fit runs; ``bench/bench_dag.py`` decides ``run_eagerly``), with its fused optimizer, tf.data input, keyed shuffling, a checkpoint and the DVCLive/TensorBoard logs after every
   epoch; per-epoch times from its ``train.json``;
 - ``bare``: ``model.fit`` on the NumPy arrays (``shuffle=True``, graph mode) with Keras' stock
-  Adam built lazily (what a user writes), per-epoch times from a callback.
+  Adam built lazily (what a user writes), per-epoch times from a callback. DenseNet-121/169/201
+  come from ``keras.applications`` (what a user writes; the pipeline builds the same architecture,
+  the same parameters, with its own builder: ``imgclf.models.densenet``), with the pipeline's
+  input normalisation and head.
 
 It prints steady-state img/s (the fastest epoch after the first, see ``summary``), the first epoch, the graph
 cost (first epoch minus a steady one: tracing and compiling), the whole process, and the ratio of
@@ -65,6 +68,21 @@ def section_for(name: str, args) -> dict:
     return section
 
 
+def bare_model(experiment, image_shape, num_classes: int):
+    """The model as a user would build it: keras.applications for its DenseNets, else the registry's."""
+    import keras
+
+    from imgclf import models
+    from imgclf.models import densenet, layers
+
+    depth = {f"densenet{d}": d for d in densenet.APPLICATIONS}.get(experiment.model)
+    if depth is None or experiment.extra:  # (a stem option: the registry builds it)
+        return models.build(experiment.model, image_shape, num_classes, family=experiment.model_source.removesuffix(".py"))
+    inputs = keras.Input(image_shape)
+    base = densenet.APPLICATIONS[depth](include_top=False, weights=None, input_shape=image_shape, pooling="avg")
+    return keras.Model(inputs, layers.softmax_head(base(layers.imagenet_normalize(inputs)), num_classes))
+
+
 def worker_bare(args) -> None:
     """One bare ``model.fit`` in this process; prints its figures as JSON."""
     from imgclf import experiments, train
@@ -78,8 +96,7 @@ def worker_bare(args) -> None:
 
     experiment = experiments.get(args.model)
     splits = data.load_training(args.data, section, 0, args.model)
-    model = models.build(experiment.model, splits.image_shape, splits.num_classes,
-                         family=experiment.model_source.removesuffix(".py"))
+    model = bare_model(experiment, splits.image_shape, splits.num_classes)
     model.compile(optimizer=keras.optimizers.Adam(section["learning_rate"]), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")])
     seconds = []

@@ -62,10 +62,15 @@ def test_own_densenet_builder_matches_keras_applications(depth):
     ours.set_weights(values)
     images = rng.uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
     images = keras.applications.densenet.preprocess_input(images)
-    expected = np.asarray(theirs(images, training=False))
-    got = np.asarray(ours(images, training=False))
-    assert expected.shape == got.shape == (4, theirs.output.shape[-1])
-    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    for training in (False, True):  # moving statistics, then the batch's own (the training branch)
+        expected = np.asarray(theirs(images, training=training))
+        got = np.asarray(ours(images, training=training))
+        assert expected.shape == got.shape == (4, theirs.output.shape[-1])
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    # ours normalise the last axis: Keras' TensorFlow backend reshapes every BatchNorm's four
+    # vectors for any other axis (a larger graph to trace; bench/bench_train.py)
+    norms = [layer for layer in ours.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and all(layer.axis == -1 for layer in norms)
 
 
 def test_small_stem_keeps_spatial_resolution():
