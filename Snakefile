@@ -2,7 +2,7 @@
 # The same commands, paths and params as dvc.yaml (both come from src/imgclf/stages.py).
 from snakemake.exceptions import WorkflowError
 
-from imgclf import config as params_config, errors, experiments, stages
+from imgclf import config as params_config, errors, experiments, sources, stages
 
 
 configfile: "params.yaml"

@@ -46,7 +46,18 @@ def test_validation_fills_a_missing_knob(params):
         (lambda p: p["seed_cnn"].update(epochs=0), "seed_cnn.epochs: 0 is less than the minimum of 1"),
         (lambda p: p["seed_cnn"].update(epoch=3), "seed_cnn: unknown key 'epoch'"),
         (lambda p: p.update(resnet={}), "(top level): unknown key 'resnet'"),
-        (lambda p: p["data"]["sources"]["official"]["cifar10"].update(md5="xyz"), "data.sources.official.cifar10.md5"),
+        (lambda p: p["data"]["sources"]["cifar10"].update(md5="xyz"), "data.sources.cifar10.md5"),
+        (lambda p: p["data"]["imagenet200"].update(source="mydata"),
+         "data.imagenet200.source: 'mydata' is not in data.sources (known: cifar10, sample_cifar10"),
+        (lambda p: p["data"]["imagenet200"].update(source="cifar10"),
+         "data.imagenet200.source: 'cifar10' has layout 'cifar10_binary'; imagenet200 reads tiny_imagenet_zip or folder"),
+        (lambda p: p["data"]["sources"].update(mydata={"url": "https://h/x.zip", "layout": "tiny_imagenet_zip"}),
+         "data.sources.mydata: an archive source needs md5 and size"),
+        (lambda p: p["data"]["sources"].update(mydata={"url": "https://h/x.zip", "md5": "0" * 32, "size": 1}),
+         "data.sources.mydata: 'layout' is a required property"),
+        (lambda p: p["data"]["sources"].update(mydata={"path": "x", "url": "https://h/x.zip", "layout": "folder"}),
+         "data.sources.mydata: give either url or path"),
+        (lambda p: p["data"]["sources"].update(MyData={"path": "x", "layout": "folder"}), "data.sources"),
         (lambda p: p["data"]["imagenet200"].update(class_selection="list", wnids=["a"]), "data.imagenet200.wnids"),
     ],
 )
@@ -178,10 +189,10 @@ def test_experiment_selection_shapes_the_stage_table(params):
     table = stages.by_name(config.validate(params))
     runs = [(n, s) for n in ("seed_cnn", "alexnet32") for s in params[n]["seeds"]]
     assert stages.runs(config.validate(params)) == runs
-    expected = {"sample_tiny_imagenet", "download_tiny_imagenet", "prepare_imagenet200", "report",
+    expected = {"sample_tiny_imagenet", "download_imagenet200", "prepare_imagenet200", "report",
                 *(stages.run_stage(kind, n, s) for n, s in runs for kind in ("train", "evaluate"))}
     assert set(table) == expected  # no CIFAR-10 download or prepare: no selected experiment uses it
-    assert table["report"].params == ["experiments", "seed_cnn.seeds", "alexnet32.seeds"]
+    assert table["report"].params == ["experiments", "data.imagenet200.source", "seed_cnn.seeds", "alexnet32.seeds"]
     assert set(table["report"].deps) >= {stages.metrics_file(n, s) for n, s in runs}
 
 
@@ -217,10 +228,10 @@ def test_snakemake_config_entries_become_typed_dotted_overrides(params):
     """Snakemake parses --config values with YAML's base loader (every scalar a string); they are
     typed the way the params file would type them, strings staying strings where the file has one."""
     given = {"seed_cnn": {"epochs": "3", "optimizer": "sgd", "seeds": ["0", "2"], "train_subset": "null"},
-             "experiments": ["seed_cnn"], "data": {"source": "off"}}
+             "experiments": ["seed_cnn"], "data": {"imagenet200": {"source": "off"}}}
     assert config.snakemake_overrides(given, params) == {
         "seed_cnn.epochs": 3, "seed_cnn.optimizer": "sgd", "seed_cnn.seeds": [0, 2], "seed_cnn.train_subset": None,
-        "experiments": ["seed_cnn"], "data.source": "off"}  # YAML alone would read "off" as False
+        "experiments": ["seed_cnn"], "data.imagenet200.source": "off"}  # YAML alone would read "off" as False
     assert config.snakemake_overrides({}, params) == {}
 
 

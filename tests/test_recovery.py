@@ -148,7 +148,7 @@ def test_a_killed_job_is_redone_and_both_engines_agree(finished, project, kind, 
 
 DELETIONS = {
     "sample archive": "data/sample/tiny-imagenet-200.zip",
-    "downloaded archive": "data/raw/tiny-imagenet-200.zip",
+    "downloaded archive": "data/raw/imagenet200.zip",
     "prepared data": "data/prepared/imagenet200",
     "model": "models/seed_cnn/seed0",
     "metrics": "reports/metrics/seed_cnn/seed0.json",

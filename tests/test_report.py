@@ -184,12 +184,12 @@ def test_results_table_cells_exactly(tmp_path):
     assert lines["densenet121"].split(" | ")[9] == "1.001"
     note = experiments.EXPERIMENTS["seed_cnn"].paper.note
     assert lines["seed_cnn"] == (
-        "| seed_cnn | imagenet200 | 0 1 | 20.00 ± 7.07 | 40.00 ± 14.14 | 60.00 ± 14.14 | 2.000 ± 0.707 | 10.00 "
+        "| seed_cnn | imagenet200 (sample_tiny_imagenet) | 0 1 | 20.00 ± 7.07 | 40.00 ± 14.14 | 60.00 ± 14.14 | 2.000 ± 0.707 | 10.00 "
         "| ⚠ seed 1: collapsed: 80% of test predictions are one class | 1.235 | 3 | 13 | 27 |  |  |  | 0.795 "
         f"| {note} |")
     finetune = experiments.EXPERIMENTS["cifar_densenet201_finetune"].paper
     assert lines["cifar_densenet201_finetune"] == (
-        "| cifar_densenet201_finetune | cifar10 | 0 | 10.00 | 20.00 | 50.00 | 2.000 | 10.00 | ok | 1.235 | 3 | 10 "
+        "| cifar_densenet201_finetune | cifar10 (sample_cifar10) | 0 | 10.00 | 20.00 | 50.00 | 2.000 | 10.00 | ok | 1.235 | 3 | 10 "
         f"|  | 40.00 ± 5.00 | {report._pct(finetune.top1)} | {report._pct(finetune.top5)} | "
         f"{'' if finetune.params_m is None else f'{finetune.params_m:g}'} | {finetune.note} |")
     two = {**_metrics(0.001, 0.9, 0.9), "top5": 0.1, "loss": 1.0}

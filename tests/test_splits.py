@@ -2,6 +2,8 @@
 result that uses them), the small-class fallback, and the one-line errors. The properties over
 generated inputs are in test_properties.py."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -85,3 +87,28 @@ def test_carve_and_its_check():
     assert np.array_equal(kept_images, images[kept]) and np.array_equal(held_labels, labels[held])
     assert np.array_equal(held_images, images[held]) and np.array_equal(kept_labels, labels[kept])
     assert not np.array_equal(held, splits.stratified_split(labels, 0.25, 3)[1])  # the seed is used
+
+
+def test_a_fraction_is_the_same_draw_as_its_count():
+    """``train_subset: 0.35`` of 35 images is the draw of 12 (0.35 x 35 = 12.25, rounded): one
+    params file fits data of any size; a fraction too small for the classes fails naming it."""
+    labels = _labels()
+    by_fraction = splits.subset(np.arange(35), labels, 0.35, 3, "x.train_subset")[0]
+    assert by_fraction.tolist() == splits.subset(np.arange(35), labels, 12, 3, "x.train_subset")[0].tolist()
+    assert splits.subset_size(0.5, 35) == 18 and splits.subset_size(0.5, 33) == 16  # half to even
+    assert splits.subset_size(20, 35) == 20 and splits.subset_size(None, 35) is None
+    with pytest.raises(PipelineError, match=r"^x.val_subset: 0.1 of 35 images, 4, is fewer than the 5 classes$"):
+        splits.subset(np.arange(35), labels, 0.1, 0, "x.val_subset")
+
+
+@pytest.mark.parametrize("value, ok", [(0.25, True), (1500, True), (None, True), (0.0, False), (1.5, False), (5, False)])
+def test_subset_params_take_counts_or_fractions(value, ok):
+    from imgclf import config
+
+    params = config.read_raw(Path(__file__).resolve().parents[1] / "params.yaml")
+    params["seed_cnn"]["train_subset"] = value
+    if ok:
+        assert config.validate(params)["seed_cnn"]["train_subset"] == value
+    else:
+        with pytest.raises(PipelineError, match=r"seed_cnn.train_subset: "):
+            config.validate(params)

@@ -84,12 +84,21 @@ def test_dvc_cannot_take_a_stage_list_from_vars(tmp_path):
     assert "DVC checks dvc.yaml's schema before it interpolates" in stages.DVC_YAML_HEADER
 
 
-def test_source_entry_follows_the_chosen_source():
+def test_each_data_set_reads_the_source_it_names():
+    """A data set's download stage fetches its own source's archive and lists exactly that
+    source's params; the embedded sample is generated only where it is the source."""
     params = config.load(ROOT / "params.yaml")
-    params["data"]["source"] = "official"
-    assert config.source_entry(params, "cifar10") == config.OFFICIAL_SOURCES["cifar10"]
-    params["data"]["source"] = "sample"
-    assert config.source_entry(params, "tiny_imagenet")["url"].startswith("file:data/sample/")
+    table = stages.by_name(params)
+    assert table["download_imagenet200"].params == ["data.imagenet200.source", "data.sources.sample_tiny_imagenet"]
+    assert table["download_imagenet200"].data == ["data/sample/tiny-imagenet-200.zip"]
+    assert {"sample_tiny_imagenet", "sample_cifar10"} <= set(table)
+    params["data"]["imagenet200"]["source"] = "tiny_imagenet"  # the official archive
+    table = stages.by_name(params)
+    assert table["download_imagenet200"].params == ["data.imagenet200.source", "data.sources.tiny_imagenet"]
+    assert table["download_imagenet200"].data == [] and "sample_tiny_imagenet" not in table
+    assert table["download_imagenet200"].outs == ["data/raw/imagenet200.zip"]
+    assert table["download_cifar10"].outs == ["data/raw/cifar10.tar.gz"] and "sample_cifar10" in table
+    assert "data.imagenet200.source" in table["report"].params
 
 
 def test_upstream_runs():
@@ -111,13 +120,15 @@ def test_upstream_run_of_the_same_seed_and_the_params_file():
     assert all(stage.cmd.endswith("--params other.yaml") for name, stage in table.items() if not name.startswith("sample_"))
 
 
-def test_image_folder_replaces_the_tiny_imagenet_archive(tmp_path):
+def test_folder_source_replaces_the_tiny_imagenet_archive(tmp_path):
     params = config.validate(load_params("config/ci.yaml"))
-    params["data"]["imagenet200"]["image_folder"] = str(tmp_path / "imagenet")
+    params["data"]["sources"]["imagenet"] = {"path": str(tmp_path / "imagenet"), "layout": "folder"}
+    params["data"]["imagenet200"]["source"] = "imagenet"
     table = stages.by_name(params)
     prepare = table["prepare_imagenet200"]
     assert prepare.deps[0] == str(tmp_path / "imagenet") and f"--source {tmp_path / 'imagenet'} " in prepare.cmd
-    assert table["prepare_cifar10"].deps[0] == "data/raw/cifar-10-binary.tar.gz"  # CIFAR-10 keeps its archive
+    assert "download_imagenet200" not in table and "sample_tiny_imagenet" not in table  # read in place
+    assert table["prepare_cifar10"].deps[0] == "data/raw/cifar10.tar.gz"  # CIFAR-10 keeps its archive
 
 
 def test_each_model_is_defined_in_its_experiments_model_source():

@@ -70,13 +70,14 @@ PAPER_UPSTREAM = {"cifar_densenet201_transfer": "densenet201", "cifar_densenet20
 def paper_dag(params: dict) -> tuple[dict, set]:
     archive = {"imagenet200": "tiny_imagenet", "cifar10": "cifar10"}
     filename = {"tiny_imagenet": "tiny-imagenet-200.zip", "cifar10": "cifar-10-binary.tar.gz"}
+    suffix = {"imagenet200": ".zip", "cifar10": ".tar.gz"}
     outputs, edges = {}, set()
     for dataset, names in PAPER_DATASETS.items():
         a = archive[dataset]
         outputs[f"sample_{a}"] = {f"data/sample/{filename[a]}"}
-        outputs[f"download_{a}"] = {f"data/raw/{filename[a]}"}
+        outputs[f"download_{dataset}"] = {f"data/raw/{dataset}{suffix[dataset]}"}
         outputs[f"prepare_{dataset}"] = {f"data/prepared/{dataset}"}
-        edges |= {(f"sample_{a}", f"download_{a}"), (f"download_{a}", f"prepare_{dataset}")}
+        edges |= {(f"sample_{a}", f"download_{dataset}"), (f"download_{dataset}", f"prepare_{dataset}")}
         for name in names:
             for seed in params[name]["seeds"]:
                 train, evaluate = f"train_{name}_s{seed}", f"evaluate_{name}_s{seed}"

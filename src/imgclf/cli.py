@@ -72,11 +72,16 @@ def cmd_make_sample(args) -> None:
 def cmd_download(args) -> None:
     from imgclf import download
 
+    from imgclf import sources
+
     params = _params(args)
-    entry = config.source_entry(params, args.dataset)
-    download.download(entry["url"], args.out, entry["md5"], entry["size"], progress=not args.quiet,
+    name, entry = sources.source_of(args.dataset, params["data"])
+    if entry["layout"] == "folder":
+        raise PipelineError(f"data.sources.{name}: a folder source is read in place; nothing to download")
+    url = entry.get("url") or f"file:{entry['path']}"
+    download.download(url, args.out, entry["md5"], entry["size"], progress=not args.quiet,
                       deadline=params["data"]["download_deadline_s"])
-    print(f"{args.out}: {entry['size']:,} bytes, MD5 {entry['md5']} verified")
+    print(f"{args.out}: source {name}, {entry['size']:,} bytes, MD5 {entry['md5']} verified")
 
 
 def cmd_prepare(args) -> None:
@@ -169,8 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", choices=["tiny_imagenet", "cifar10"])
     p.add_argument("--out", required=True)
 
-    p = with_params(add("download", cmd_download, "download and verify an archive"))
-    p.add_argument("dataset", choices=["tiny_imagenet", "cifar10"])
+    p = with_params(add("download", cmd_download, "download and verify the archive of a data set's source"))
+    p.add_argument("dataset", choices=["imagenet200", "cifar10"])
     p.add_argument("--out", required=True)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

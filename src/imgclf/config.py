@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from imgclf import experiments
+from imgclf import experiments, sources
 from imgclf.errors import PipelineError
 
 DEFAULT_PARAMS = "params.yaml"
@@ -26,75 +26,59 @@ def _prop(schema_type, description, default=None, **extra) -> dict:
     return prop
 
 
-def _source_schema(description: str, default: dict | None) -> dict:
-    schema = {
+NAME_PATTERN = "^[a-z][a-z0-9_]*$"
+
+
+def source_schema() -> dict:
+    """One named source: where its data are (an archive's URL, or a local path) and its layout."""
+    return {
         "type": "object",
-        "description": description,
+        "description": "a named source of images: an archive at a URL (http(s):// or file:) or a local path, with "
+                       "its MD5 and size, or a class-per-folder image tree at a local path; and its layout",
         "additionalProperties": False,
-        "required": ["url", "md5", "size"],
+        "required": ["layout"],
         "properties": {
             "url": _prop("string", "http(s):// or file: URL of the archive", pattern="^(https?|file):"),
+            "path": _prop("string", "local path of the archive (or of the folder, for layout 'folder')", minLength=1),
             "md5": _prop("string", "expected MD5 of the archive", pattern="^[0-9a-f]{32}$"),
             "size": _prop("integer", "expected size of the archive in bytes", minimum=1),
+            "layout": _prop("string", "how the source is laid out: " + "; ".join(
+                f"'{name}': {text}" for name, text in sources.LAYOUT_TEXT.items()), enum=list(sources.LAYOUTS)),
         },
     }
-    if default is not None:
-        schema["default"] = default
-    return schema
 
 
-DATASET_ARCHIVES = ("tiny_imagenet", "cifar10")
-OFFICIAL_SOURCES = {
-    "tiny_imagenet": {
-        "url": "http://cs231n.stanford.edu/tiny-imagenet-200.zip",
-        "md5": "90528d7ca1a48142e341f4ef8d21d0de",
-        "size": 248100043,
-    },
-    "cifar10": {
-        "url": "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
-        "md5": "c32a1d4ab5d03f1284b67883e8d87530",
-        "size": 170052171,
-    },
-}
+SAMPLE_SOURCES = {"imagenet200": "sample_tiny_imagenet", "cifar10": "sample_cifar10"}
+
+
+def dataset_schema(dataset: str, extra: dict) -> dict:
+    layouts = sources.DATASETS[dataset]
+    return {
+        "type": "object",
+        "description": f"the {dataset} data set",
+        "additionalProperties": False,
+        "default": {},
+        "properties": {
+            "source": _prop("string", f"the name in data.sources it is prepared from (layout: {' or '.join(layouts)})",
+                            SAMPLE_SOURCES[dataset], pattern=NAME_PATTERN),
+            **extra,
+        },
+    }
 
 
 def data_schema() -> dict:
-    def source_set(name: str, description: str, defaults: dict | None) -> dict:
-        schema = {
-            "type": "object",
-            "description": description,
-            "additionalProperties": False,
-            "required": list(DATASET_ARCHIVES),
-            "properties": {
-                key: _source_schema(f"{name} {key} archive", None if defaults is None else defaults[key])
-                for key in DATASET_ARCHIVES
-            },
-        }
-        if defaults is not None:
-            schema["default"] = defaults
-        return schema
-
     return {
         "type": "object",
         "description": "Data sets: where they come from and how they are prepared.",
         "additionalProperties": False,
         "default": {},
+        "required": ["sources"],
         "properties": {
-            "source": _prop(
-                "string",
-                "which archive set the download stage fetches: the embedded sample or the official data sets",
-                "sample",
-                enum=["sample", "official"],
-            ),
             "sources": {
                 "type": "object",
-                "description": "URL, MD5 and size of every archive, per source",
-                "additionalProperties": False,
-                "required": ["sample"],
-                "properties": {
-                    "official": source_set("official", "the real data sets", OFFICIAL_SOURCES),
-                    "sample": source_set("sample", "the embedded, generated sample", None),
-                },
+                "description": "named sources; each data set names the one it is prepared from (data.<dataset>.source)",
+                "propertyNames": {"pattern": NAME_PATTERN},
+                "additionalProperties": {"$ref": "#/$defs/source"},
             },
             "image_size": _prop("integer", "side of the square images the prepare stages write", 32, minimum=8, maximum=512),
             "resize_filter": _prop("string", "PIL filter used to resize", "box", enum=RESIZE_FILTERS),
@@ -113,34 +97,23 @@ def data_schema() -> dict:
             "download_deadline_s": _prop("integer", "seconds a download may take in all (a dropped connection is "
                                          "resumed within them; the part kept is resumed by the next run)", 7200,
                                          minimum=1),
-            "imagenet200": {
-                "type": "object",
-                "description": "the 200-class ImageNet subset (from Tiny ImageNet or an image folder)",
-                "additionalProperties": False,
-                "default": {},
-                "properties": {
-                    "n_classes": _prop("integer", "number of classes kept", 200, minimum=2),
-                    "class_selection": _prop(
-                        "string", "'seeded': a seeded draw from the source's classes; 'list': exactly `wnids`",
-                        "seeded", enum=["seeded", "list"],
-                    ),
-                    "class_seed": _prop("integer", "seed of the class draw", 0, minimum=0),
-                    "wnids": {
-                        "type": "array", "items": {"type": "string"}, "default": [], "uniqueItems": True,
-                        "description": "explicit class list, used when class_selection is 'list'",
-                    },
-                    "image_folder": _prop(
-                        ["string", "null"],
-                        "optional class-per-folder image tree (e.g. ImageNet train/ + val/) used instead of the "
-                        "Tiny ImageNet archive",
-                        None,
-                    ),
-                    "test_fraction": _prop(
-                        "number", "for an image folder without val/: stratified fraction held out as test", 0.1,
-                        exclusiveMinimum=0, exclusiveMaximum=0.5,
-                    ),
+            "imagenet200": dataset_schema("imagenet200", {
+                "n_classes": _prop("integer", "number of classes kept", 200, minimum=2),
+                "class_selection": _prop(
+                    "string", "'seeded': a seeded draw from the source's classes; 'list': exactly `wnids`",
+                    "seeded", enum=["seeded", "list"],
+                ),
+                "class_seed": _prop("integer", "seed of the class draw", 0, minimum=0),
+                "wnids": {
+                    "type": "array", "items": {"type": "string"}, "default": [], "uniqueItems": True,
+                    "description": "explicit class list, used when class_selection is 'list'",
                 },
-            },
+                "test_fraction": _prop(
+                    "number", "for an image folder without val/: stratified fraction held out as test", 0.1,
+                    exclusiveMinimum=0, exclusiveMaximum=0.5,
+                ),
+            }),
+            "cifar10": dataset_schema("cifar10", {}),
         },
     }
 
@@ -169,6 +142,7 @@ def params_schema() -> dict:
         "additionalProperties": False,
         "required": ["data"],
         "properties": properties,
+        "$defs": {"source": source_schema()},
     }
 
 
@@ -209,7 +183,33 @@ def validate(params: Any, origin: str = DEFAULT_PARAMS) -> dict:
     return params
 
 
+def _check_sources(data: dict, used: set, origin: str) -> None:
+    """Each source is complete, and each data set the selected experiments use names one of a
+    layout it reads."""
+    for name, entry in data["sources"].items():
+        where = f"{origin}: data.sources.{name}"
+        if ("url" in entry) == ("path" in entry):
+            raise PipelineError(f"{where}: give either url or path")
+        if entry["layout"] == "folder":
+            if "path" not in entry or "md5" in entry or "size" in entry:
+                raise PipelineError(f"{where}: a folder source has a path, and no md5 or size")
+        elif "md5" not in entry or "size" not in entry:
+            raise PipelineError(f"{where}: an archive source needs md5 and size (to verify what is downloaded)")
+    for dataset, layouts in sources.DATASETS.items():
+        if dataset not in used:
+            continue
+        name = data[dataset]["source"]
+        if name not in data["sources"]:
+            raise PipelineError(f"{origin}: data.{dataset}.source: {name!r} is not in data.sources "
+                                f"(known: {', '.join(sorted(data['sources']))})")
+        if data["sources"][name]["layout"] not in layouts:
+            raise PipelineError(f"{origin}: data.{dataset}.source: {name!r} has layout "
+                                f"{data['sources'][name]['layout']!r}; {dataset} reads {' or '.join(layouts)}")
+
+
 def _check_consistency(params: dict, origin: str) -> None:
+    used = {experiments.EXPERIMENTS[name].dataset for name in params["experiments"]}
+    _check_sources(params["data"], used, origin)
     subset = params["data"]["imagenet200"]
     if subset["class_selection"] == "list":
         if len(subset["wnids"]) != subset["n_classes"]:
@@ -314,9 +314,3 @@ def snakemake_overrides(given: dict, raw_file: Any) -> dict:
                 yield f"{prefix}{key}", typed(value, here)
 
     return dict(walk(given or {}, raw_file, ""))
-
-
-def source_entry(params: dict, dataset: str) -> dict:
-    """URL, md5 and size of ``dataset`` ('tiny_imagenet' or 'cifar10') for the chosen source."""
-    data = params["data"]
-    return data["sources"][data["source"]][dataset]

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from imgclf.errors import PipelineError
+from imgclf.sources import DATASETS  # the data set registry
 
-DATASETS = ("imagenet200", "cifar10")
 KINDS = ("keras", "autokeras", "transfer", "finetune")
 
 
@@ -65,6 +65,9 @@ def get(name: str) -> Experiment:
         raise PipelineError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}") from None
 
 
+# a subset size: a count of images, or a fraction of the split
+SUBSET = {"anyOf": [{"type": "integer", "minimum": 10}, {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+                    {"type": "null"}]}
 COMMON = {
     "epochs": ({"type": "integer", "minimum": 1}, 10, "training epochs"),
     "batch_size": ({"type": "integer", "minimum": 1}, 64, "mini-batch size"),
@@ -75,14 +78,16 @@ COMMON = {
     "augment_flip": ({"type": "boolean"}, False, "random horizontal flips"),
     "augment_crop": ({"type": "integer", "minimum": 0, "maximum": 16}, 0, "pad by N pixels and randomly crop back (0: off)"),
     "train_subset": (
-        {"type": ["integer", "null"], "minimum": 10},
+        SUBSET,
         None,
-        "train on a stratified subset of this many training images (null: all)",
+        "train on a stratified subset of this many training images, or this fraction of them (0 < f < 1, "
+        "rounded to whole images; one params file fits data of any size) (null: all)",
     ),
     "val_subset": (
-        {"type": ["integer", "null"], "minimum": 10},
+        SUBSET,
         None,
-        "monitor each epoch on a stratified subset of this many validation images (null: all)",
+        "monitor each epoch on a stratified subset of this many validation images, or this fraction of them "
+        "(null: all)",
     ),
     "seeds": (
         {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1, "uniqueItems": True}, [0],
@@ -144,7 +149,8 @@ def experiment_schema(experiment: Experiment) -> dict:
 
 def check_params(experiment: Experiment, section: dict, where: str) -> None:
     """Checks across keys of one section (the schema checks each key on its own)."""
-    if experiment.kind == "finetune" and section["train_subset"] is not None and section["train_subset"] < 2 * section["kfold"]:
+    subset = section["train_subset"]
+    if experiment.kind == "finetune" and isinstance(subset, int) and subset < 2 * section["kfold"]:
         raise PipelineError(f"{where}.train_subset: {section['train_subset']} is too few for {section['kfold']} folds")
 
 

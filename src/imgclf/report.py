@@ -58,7 +58,8 @@ def collect(metrics_dir: Path, params: dict) -> pd.DataFrame:
             if not path.exists():
                 raise PipelineError(f"{path}: metrics missing (run the evaluate stage)")
             per_seed.append(json.loads(path.read_text()))
-        row = {"experiment": name, "dataset": experiment.dataset, "title": experiment.title,
+        row = {"experiment": name, "dataset": experiment.dataset,
+               "source": params["data"][experiment.dataset]["source"], "title": experiment.title,
                "seeds": " ".join(map(str, seeds)), "n_seeds": len(seeds)}
         for key in ("top1", "top5", "loss", "train_top1"):
             row[key], row[f"{key}_std"] = _mean_std([m[key] for m in per_seed])
@@ -88,7 +89,7 @@ def markdown(table: pd.DataFrame) -> str:
     for row in table.itertuples():
         cv = "" if row.cv_top1_mean is None or pd.isna(row.cv_top1_mean) else f"{100 * row.cv_top1_mean:.2f} ± {100 * row.cv_top1_std:.2f}"
         loss = f"{row.loss:.3f}" if row.n_seeds < 2 else f"{row.loss:.3f} ± {row.loss_std:.3f}"
-        cells = [row.experiment, row.dataset, row.seeds, _pct_std(row.top1, row.top1_std, row.n_seeds),
+        cells = [row.experiment, f"{row.dataset} ({row.source})", row.seeds, _pct_std(row.top1, row.top1_std, row.n_seeds),
                  _pct_std(row.train_top1, row.train_top1_std, row.n_seeds),
                  _pct_std(row.top5, row.top5_std, row.n_seeds), loss, _pct(row.chance_top1),
                  f"⚠ {row.flag}" if row.flag else "ok",

@@ -60,14 +60,25 @@ def check_carve(labels: np.ndarray, fraction: float, what: str) -> None:
         )
 
 
-def subset(images: np.ndarray, labels: np.ndarray, size: int | None, seed: int, where: str):
-    """A stratified subset of ``size`` images (all of them when ``size`` is None); ``where`` names the param."""
+def subset_size(size: int | float | None, available: int) -> int | None:
+    """A subset size as a count: ``size`` images, or the fraction ``size`` (0 < size < 1) of
+    ``available``, rounded half to even (None: all)."""
+    if isinstance(size, float) and 0 < size < 1:
+        return int(round(size * available))
+    return size
+
+
+def subset(images: np.ndarray, labels: np.ndarray, size: int | float | None, seed: int, where: str):
+    """A stratified subset of ``size`` images, or of the fraction ``size`` of them (all of them when
+    ``size`` is None); ``where`` names the param."""
+    given, size = size, subset_size(size, len(labels))
     if size is None or size == len(labels):
         return images, labels
+    what = f"{size}" if given == size else f"{given} of {len(labels)} images, {size},"
     if size > len(labels):
         raise PipelineError(f"{where}: {size} requested but the split has {len(labels)} images")
     if size < len(np.unique(labels)):
-        raise PipelineError(f"{where}: {size} is fewer than the {len(np.unique(labels))} classes")
+        raise PipelineError(f"{where}: {what} is fewer than the {len(np.unique(labels))} classes")
     chosen = _subset_indices(labels, size, seed)
     return images[chosen], labels[chosen]
 

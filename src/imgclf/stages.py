@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from imgclf import experiments, sources
 
 PARAMS_FILE = "params.yaml"
+# the embedded sample's archives (``imgclf make-sample KIND``), and the layout each is in
 ARCHIVES = {"tiny_imagenet": "tiny-imagenet-200.zip", "cifar10": "cifar-10-binary.tar.gz"}
-DATASET_ARCHIVE = {"imagenet200": "tiny_imagenet", "cifar10": "cifar10"}
+SAMPLE_LAYOUT = {"tiny_imagenet": "tiny_imagenet_zip", "cifar10": "cifar10_binary"}
 PACKAGE = "src/imgclf"
 
 
@@ -70,12 +71,21 @@ def _code_deps(module: str, family: str | None) -> tuple[str, ...]:
     return tuple(sorted(seen))
 
 
-def sample_archive(archive: str) -> str:
-    return f"data/sample/{ARCHIVES[archive]}"
+def sample_archive(kind: str) -> str:
+    return f"data/sample/{ARCHIVES[kind]}"
 
 
-def raw_archive(archive: str) -> str:
-    return f"data/raw/{ARCHIVES[archive]}"
+def sample_kind(entry: dict) -> str | None:
+    """The embedded sample a source entry points at (its url or path is the sample's file), or
+    None: the sample is generated only for the data sets whose source it is."""
+    where = entry.get("path") or entry.get("url", "").removeprefix("file:")
+    return next((kind for kind in ARCHIVES
+                 if where == sample_archive(kind) and entry["layout"] == SAMPLE_LAYOUT[kind]), None)
+
+
+def raw_archive(dataset: str, layout: str) -> str:
+    """Where the download stage puts ``dataset``'s archive."""
+    return f"data/raw/{dataset}{sources.ARCHIVE_SUFFIX[layout]}"
 
 
 def prepared(dataset: str) -> str:
@@ -118,9 +128,9 @@ def runs(params: dict) -> list[tuple[str, int]]:
 
 
 def datasets(params: dict) -> list[str]:
-    """The data sets the selected experiments train on, in DATASET_ARCHIVE order."""
+    """The data sets the selected experiments train on, in registry order (``sources.DATASETS``)."""
     used = {experiments.EXPERIMENTS[name].dataset for name in experiments.selected(params)}
-    return [dataset for dataset in DATASET_ARCHIVE if dataset in used]
+    return [dataset for dataset in sources.DATASETS if dataset in used]
 
 
 def run_stage(kind: str, name: str, seed: int) -> str:
@@ -146,15 +156,21 @@ def write_params_stamp(path: str = PARAMS_STAMP) -> None:
         write_text(path, STAMP_TEXT)
 
 
+IMAGENET200_KEYS = ("n_classes", "class_selection", "class_seed", "wnids", "test_fraction")
+
+
 def data_params(dataset: str) -> list[str]:
+    """What prepare reads besides its source (a dependency itself: the archive, or the folder)."""
     common = ["data.image_size", "data.resize_filter", "data.val_fraction", "data.split_seed"]
     if dataset == "imagenet200":
-        return common + ["data.jpeg_draft", "data.imagenet200"]
+        return common + ["data.jpeg_draft", *(f"data.imagenet200.{key}" for key in IMAGENET200_KEYS)]
     return common
 
 
-def download_params(archive: str) -> list[str]:
-    return ["data.source", f"data.sources.sample.{archive}", f"data.sources.official.{archive}"]
+def download_params(dataset: str, params: dict) -> list[str]:
+    """The data set's choice of source, and that source's entry (URL or path, MD5, size, layout)."""
+    name = params["data"][dataset]["source"]
+    return [f"data.{dataset}.source", f"data.sources.{name}"]
 
 
 @dataclass
@@ -207,11 +223,11 @@ def override_args(overrides: dict, keys: list[str]) -> list[str]:
 
 
 def prepare_source(dataset: str, params: dict) -> str:
-    """What a data set's prepare stage reads: the downloaded archive, or the image folder
-    ``data.imagenet200.image_folder`` names."""
-    if sources.layout_of(dataset, params["data"]) == "folder":
-        return params["data"]["imagenet200"]["image_folder"]
-    return raw_archive(DATASET_ARCHIVE[dataset])
+    """What a data set's prepare stage reads: the downloaded archive, or a folder source's path."""
+    _, entry = sources.source_of(dataset, params["data"])
+    if entry["layout"] == "folder":
+        return entry["path"]
+    return raw_archive(dataset, entry["layout"])
 
 
 def upstream_dir(experiment: experiments.Experiment, seed: int, params: dict) -> str | None:
@@ -236,19 +252,25 @@ def stage_list(params: dict, params_file: str = PARAMS_FILE, overrides: dict | N
     the commands pass on those their stage depends on."""
     used = datasets(params)
     stages: list[Stage] = []
-    for archive in [DATASET_ARCHIVE[dataset] for dataset in used]:
+    samples = {kind for dataset in used if (kind := sample_kind(sources.source_of(dataset, params["data"])[1]))}
+    for kind in [kind for kind in ARCHIVES if kind in samples]:
         stages.append(Stage(
-            f"sample_{archive}",
-            ["make-sample", archive, "--out", sample_archive(archive)],
+            f"sample_{kind}",
+            ["make-sample", kind, "--out", sample_archive(kind)],
             code_deps("sample.py"),
-            [sample_archive(archive)],
+            [sample_archive(kind)],
         ))
+    for dataset in used:
+        _, entry = sources.source_of(dataset, params["data"])
+        if entry["layout"] == "folder":
+            continue
+        kind = sample_kind(entry)
         stages.append(Stage(
-            f"download_{archive}",
-            ["download", archive, "--out", raw_archive(archive)],
-            [sample_archive(archive), *code_deps("download.py")],
-            [raw_archive(archive)],
-            params=download_params(archive),
+            f"download_{dataset}",
+            ["download", dataset, "--out", raw_archive(dataset, entry["layout"])],
+            [*([sample_archive(kind)] if kind else []), *code_deps("download.py")],
+            [raw_archive(dataset, entry["layout"])],
+            params=download_params(dataset, params),
         ))
     for dataset in used:
         source, layout = prepare_source(dataset, params), sources.layout_of(dataset, params["data"])
@@ -291,7 +313,8 @@ def stage_list(params: dict, params_file: str = PARAMS_FILE, overrides: dict | N
         [*(metrics_file(n, s) for n, s in every), *(live_dir(n, s) for n, s in every),
          *(eval_dir(n, s) for n, s in every), *code_deps("report.py")],
         list(REPORT_OUTS),
-        params=["experiments", *(f"{name}.seeds" for name in experiments.selected(params))],
+        params=["experiments", *(f"data.{dataset}.source" for dataset in used),
+                *(f"{name}.seeds" for name in experiments.selected(params))],
     ))
     for stage in stages:
         if stage.params:  # a stage that reads params gets the file, and the overrides it reads
@@ -368,7 +391,7 @@ def dvc_yaml_text(params: dict) -> str:
 
 def check_dvc_yaml(params: dict, params_file: str, path: str = "dvc.yaml") -> None:
     """dvc.yaml lists one stage per (experiment, seed) of params.yaml: after a change of ``seeds``
-    (or ``image_folder``) it must be regenerated, or DVC would run another set of stages than
+    (or a folder source) it must be regenerated, or DVC would run another set of stages than
     Snakemake. Checked where both engines start; only for params.yaml, the file dvc.yaml reads."""
     from pathlib import Path
 
@@ -377,5 +400,5 @@ def check_dvc_yaml(params: dict, params_file: str, path: str = "dvc.yaml") -> No
     if Path(params_file).resolve() != Path(PARAMS_FILE).resolve() or not Path(path).exists():
         return
     if Path(path).read_text() != dvc_yaml_text(params):
-        raise PipelineError(f"{path}: out of date with {params_file} (experiments, seeds or image_folder changed?); "
+        raise PipelineError(f"{path}: out of date with {params_file} (experiments, seeds or sources changed?); "
                             "run `imgclf dvc-yaml`")

@@ -8,12 +8,15 @@ import subprocess
 from pathlib import Path
 
 ARCHIVE_OF = {filename: archive for archive, filename in stages.ARCHIVES.items()}
+# the archives the download stages write (data/raw/<dataset>.<suffix>) -> their data set
+DATASET_OF_RAW = {Path(s.outs[0]).name: s.command[1] for s in STAGES.values() if s.name.startswith("download_")}
 EXPERIMENT_OF = experiments.EXPERIMENTS
 
 
 wildcard_constraints:
     filename="|".join(map(re.escape, ARCHIVE_OF)),
-    dataset="|".join(stages.DATASET_ARCHIVE),
+    raw="|".join(map(re.escape, DATASET_OF_RAW)) or "(?!)",
+    dataset="|".join(sources.DATASETS),
     experiment="|".join(EXPERIMENTS),
     seed=r"\d+",
 

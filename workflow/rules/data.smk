@@ -1,4 +1,5 @@
-# Data: embedded sample -> download (size + MD5 checked) -> prepared arrays.
+# Data: a data set's source (params: data.<dataset>.source, data.sources.<name>) -> download
+# (size + MD5 checked; the embedded sample is generated first where it is the source) -> prepared arrays.
 
 
 rule sample:
@@ -20,19 +21,19 @@ rule sample:
 
 rule download:
     input:
-        sample="data/sample/{filename}",
-        code=lambda w: stage(f"download_{ARCHIVE_OF[w.filename]}").code,
+        sample=lambda w: stage(f"download_{DATASET_OF_RAW[w.raw]}").data,
+        code=lambda w: stage(f"download_{DATASET_OF_RAW[w.raw]}").code,
     output:
-        "data/raw/{filename}",
+        "data/raw/{raw}",
     params:
-        archive=lambda w: ARCHIVE_OF[w.filename],
-        settings=lambda w: settings(f"download_{ARCHIVE_OF[w.filename]}"),
-        values=lambda w: stage_params(f"download_{ARCHIVE_OF[w.filename]}"),
+        dataset=lambda w: DATASET_OF_RAW[w.raw],
+        settings=lambda w: settings(f"download_{DATASET_OF_RAW[w.raw]}"),
+        values=lambda w: stage_params(f"download_{DATASET_OF_RAW[w.raw]}"),
     log:
-        "logs/download/{filename}.log",
+        "logs/download/{raw}.log",
     threads: 1
     shell:
-        "imgclf download {params.archive} --out {output} {params.settings} > {log} 2>&1"
+        "imgclf download {params.dataset} --out {output} {params.settings} > {log} 2>&1"
 
 
 rule prepare:

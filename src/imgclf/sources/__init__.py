@@ -1,23 +1,34 @@
-"""Source layouts, one module each, and how a prepared data set picks one.
+"""The data set registry: which layouts each data set reads, and one module per layout.
 
-``LAYOUTS`` maps a layout's name to its module under ``imgclf.sources``; each module has
-``prepare(path, out_dir, data, workers)`` writing one prepared directory atomically."""
+A source (params: ``data.sources.<name>``) is an archive or folder in one of ``LAYOUTS``; each
+data set (``data.<dataset>.source``) names the source it is prepared from. Each layout's module
+has ``prepare(path, out_dir, data, workers, label)`` writing one prepared directory atomically."""
 
 from __future__ import annotations
 
 import importlib
 
+# layout -> module under imgclf.sources
 LAYOUTS = {"tiny_imagenet_zip": "tiny_imagenet", "cifar10_binary": "cifar10", "folder": "folder"}
+LAYOUT_TEXT = {
+    "tiny_imagenet_zip": "a zip laid out as Tiny ImageNet (tiny-imagenet-200/wnids.txt, words.txt, "
+                         "train/<wnid>/images/*.JPEG, val/images + val/val_annotations.txt)",
+    "cifar10_binary": "CIFAR-10's binary tarball (cifar-10-batches-bin/data_batch_1..5.bin, test_batch.bin)",
+    "folder": "a class-per-folder image tree: <class>/*.jpg, or train/<class>/ and val/<class>/",
+}
+ARCHIVE_SUFFIX = {"tiny_imagenet_zip": ".zip", "cifar10_binary": ".tar.gz"}
+# data set -> the layouts it can be prepared from
+DATASETS = {"imagenet200": ("tiny_imagenet_zip", "folder"), "cifar10": ("cifar10_binary",)}
+
+
+def source_of(dataset: str, data: dict) -> tuple[str, dict]:
+    """The name and entry of the source ``dataset`` is prepared from (``data``: params' data section)."""
+    name = data[dataset]["source"]
+    return name, data["sources"][name]
 
 
 def layout_of(dataset: str, data: dict) -> str:
-    """The layout the prepare stage of ``dataset`` reads: CIFAR-10's binary tarball, an image
-    folder where ``data.imagenet200.image_folder`` names one, else the Tiny ImageNet zip."""
-    if dataset == "cifar10":
-        return "cifar10_binary"
-    if dataset == "imagenet200" and data["imagenet200"]["image_folder"]:
-        return "folder"
-    return "tiny_imagenet_zip"
+    return source_of(dataset, data)[1]["layout"]
 
 
 def module(layout: str):
