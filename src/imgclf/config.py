@@ -132,8 +132,17 @@ def params_schema() -> dict:
         },
         "data": data_schema(),
     }
+    # the keys every experiment has are defined once, in $defs; each experiment's section refers to
+    # them and gives its own default
+    defs = {"source": source_schema()}
+    for key, (schema, _, description) in experiments.COMMON.items():
+        defs[key] = {**schema, "description": description}
     for name, experiment in experiments.EXPERIMENTS.items():
-        properties[name] = experiments.experiment_schema(experiment)
+        section = experiments.experiment_schema(experiment)
+        for key, prop in section["properties"].items():
+            if key in experiments.COMMON and {k: v for k, v in prop.items() if k != "default"} == defs[key]:
+                section["properties"][key] = {"$ref": f"#/$defs/{key}", "default": prop["default"]}
+        properties[name] = section
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "imgclf params.yaml",
@@ -142,7 +151,7 @@ def params_schema() -> dict:
         "additionalProperties": False,
         "required": ["data"],
         "properties": properties,
-        "$defs": {"source": source_schema()},
+        "$defs": defs,
     }
 
 
