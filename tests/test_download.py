@@ -173,3 +173,30 @@ def test_a_server_that_never_answers_times_out(tmp_path):
         assert list(tmp_path.iterdir()) == []
     finally:
         silent.close()
+
+
+def test_cli_downloads_a_path_source_and_refuses_a_folder(tmp_path, small_tiny_zip):
+    """A source given by ``path`` (no URL) is copied and verified like a file: URL; a folder
+    source has nothing to download, and says so in one line."""
+    import subprocess
+
+    import yaml
+
+    from conftest import ROOT
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"]["sources"]["local"] = {"path": str(small_tiny_zip), "md5": download.md5sum(small_tiny_zip),
+                                          "size": small_tiny_zip.stat().st_size, "layout": "tiny_imagenet_zip"}
+    params["data"]["sources"]["tree"] = {"path": str(tmp_path), "layout": "folder"}
+    params["data"]["imagenet200"]["source"] = "local"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    command = ["imgclf", "download", "imagenet200", "--out", str(tmp_path / "raw.zip"), "--params",
+               str(tmp_path / "params.yaml"), "--quiet"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "source local" in result.stdout and (tmp_path / "raw.zip").read_bytes() == small_tiny_zip.read_bytes()
+    params["data"]["imagenet200"]["source"] = "tree"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run([*command[:4], str(tmp_path / "again.zip"), *command[5:]], capture_output=True, text=True)
+    assert result.returncode != 0 and not (tmp_path / "again.zip").exists()
+    assert result.stderr.strip().splitlines()[-1] == "error: data.sources.tree: a folder source is read in place; nothing to download"
