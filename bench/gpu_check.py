@@ -119,6 +119,7 @@ def accuracy_run(backend: str, splits, mixed: bool, epochs: int, batch: int) -> 
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
+    # compiled under JAX: its unjitted step compiles every op anew (minutes for a few epochs)
     model = build("seed_cnn", splits.image_shape, splits.num_classes, mixed, backend == "jax")
     if backend == "tensorflow":
         from imgclf import data

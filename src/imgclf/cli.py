@@ -70,9 +70,7 @@ def cmd_make_sample(args) -> None:
 
 
 def cmd_download(args) -> None:
-    from imgclf import download
-
-    from imgclf import sources
+    from imgclf import download, sources
 
     params = _params(args)
     name, entry = sources.source_of(args.dataset, params["data"])

@@ -252,7 +252,8 @@ def stage_list(params: dict, params_file: str = PARAMS_FILE, overrides: dict | N
     the commands pass on those their stage depends on."""
     used = datasets(params)
     stages: list[Stage] = []
-    samples = {kind for dataset in used if (kind := sample_kind(sources.source_of(dataset, params["data"])[1]))}
+    entries = {dataset: sources.source_of(dataset, params["data"])[1] for dataset in used}
+    samples = {sample_kind(entry) for entry in entries.values()}
     for kind in [kind for kind in ARCHIVES if kind in samples]:
         stages.append(Stage(
             f"sample_{kind}",
@@ -260,8 +261,7 @@ def stage_list(params: dict, params_file: str = PARAMS_FILE, overrides: dict | N
             code_deps("sample.py"),
             [sample_archive(kind)],
         ))
-    for dataset in used:
-        _, entry = sources.source_of(dataset, params["data"])
+    for dataset, entry in entries.items():
         if entry["layout"] == "folder":
             continue
         kind = sample_kind(entry)
@@ -273,7 +273,7 @@ def stage_list(params: dict, params_file: str = PARAMS_FILE, overrides: dict | N
             params=download_params(dataset, params),
         ))
     for dataset in used:
-        source, layout = prepare_source(dataset, params), sources.layout_of(dataset, params["data"])
+        source, layout = prepare_source(dataset, params), entries[dataset]["layout"]
         stages.append(Stage(
             f"prepare_{dataset}",
             ["prepare", dataset, "--source", source, "--out", prepared(dataset)],
