@@ -109,7 +109,23 @@ def file_hashes(root: Path, *dirs: str) -> dict:
 
 
 def load_params(name: str = "params.yaml") -> dict:
+    """A params file's choices (not validated, no defaults); a profile (``config/<name>.yaml``) is
+    laid over params.yaml, as ``imgclf params --profile`` does."""
+    if name.startswith("config/"):
+        from imgclf import config
+
+        return yaml.safe_load(config.apply_profile(ROOT / "params.yaml", str(ROOT / name)))
     return yaml.safe_load((ROOT / name).read_text())
+
+
+def put(params: dict, key: str, value) -> dict:
+    """Set a dotted key in a params mapping, creating the sections it needs; return the mapping."""
+    *sections, last = key.split(".")
+    node = params
+    for part in sections:
+        node = node.setdefault(part, {})
+    node[last] = value
+    return params
 
 
 SLURM_SCRIPT = ROOT / ".ci/slurm-cluster.sh"

@@ -185,9 +185,10 @@ def test_cli_downloads_a_path_source_and_refuses_a_folder(tmp_path, small_tiny_z
     from conftest import ROOT
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["data"]["sources"]["local"] = {"path": str(small_tiny_zip), "md5": download.md5sum(small_tiny_zip),
+    sources = params["data"].setdefault("sources", {})
+    sources["local"] = {"path": str(small_tiny_zip), "md5": download.md5sum(small_tiny_zip),
                                           "size": small_tiny_zip.stat().st_size, "layout": "tiny_imagenet_zip"}
-    params["data"]["sources"]["tree"] = {"path": str(tmp_path), "layout": "folder"}
+    sources["tree"] = {"path": str(tmp_path), "layout": "folder"}
     params["data"]["imagenet200"]["source"] = "local"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     command = ["imgclf", "download", "imagenet200", "--out", str(tmp_path / "raw.zip"), "--params",

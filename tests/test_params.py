@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, run
-from imgclf import config, stages
+from conftest import ROOT, load_params, put, run
+from imgclf import config, experiments, stages
 from imgclf.errors import PipelineError
 
 
@@ -16,25 +16,54 @@ def params():
 
 
 def test_params_files_are_valid():
-    for name in ("params.yaml", "config/full.yaml", "config/ci.yaml"):
-        config.load(ROOT / name)
+    config.load(ROOT / "params.yaml")
+    for name in ("config/full.yaml", "config/ci.yaml"):
+        config.validate(load_params(name))
 
 
-@pytest.mark.parametrize("name", ["params.yaml", "config/full.yaml", "config/ci.yaml"])
-def test_every_knob_is_written_in_params_yaml(name):
-    """Each params file spells out every key the schema knows (validation fills nothing in), so DVC
-    tracks each one and a reader sees every value a run used."""
-    written = yaml.safe_load((ROOT / name).read_text())
-    assert config.validate(copy.deepcopy(written)) == written
+def restated(stated: dict, base: dict, prefix: str = "") -> list[str]:
+    """The keys ``stated`` gives the value they already have in ``base``."""
+    keys = []
+    for key, value in stated.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            keys += restated(value, base[key], f"{prefix}{key}.")
+        elif key in base and base[key] == value:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+# chosen on purpose where a reader looks for them, though they are the defaults
+SHOWN = ["experiments", "data.imagenet200.source", "data.cifar10.source"]
+
+
+def test_params_yaml_states_only_choices():
+    """params.yaml holds what the embedded run chooses; every default is written once, in the
+    registry (the schema's defaults)."""
+    stated = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert restated(stated, config.validate({})) == SHOWN
+
+
+@pytest.mark.parametrize("name", ["config/full.yaml", "config/ci.yaml"])
+def test_profiles_state_only_what_differs(name):
+    """A profile lists only the params it changes from params.yaml's values."""
+    overlay = yaml.safe_load((ROOT / name).read_text())
+    assert restated(overlay, config.load(ROOT / "params.yaml")) == []
+    assert config.validate(load_params(name)) == config.validate(config.merge(load_params(), overlay))
+
+
+def test_a_restated_default_is_caught(params):
+    """The checks above can fail: a default written into params.yaml, or a profile value equal to
+    params.yaml's, is named."""
+    params["alexnet32"]["weight_decay"] = 0.0
+    assert restated(params, config.validate({})) == [*SHOWN, "alexnet32.weight_decay"]
+    assert restated({"seed_cnn": {"epochs": 8, "threads": 4}}, config.load(ROOT / "params.yaml")) == ["seed_cnn.epochs"]
 
 
 def test_validation_fills_a_missing_knob(params):
-    """The check above can fail: a key left out of the file is filled in by validation."""
-    del params["alexnet32"]["weight_decay"]
-    del params["data"]["jpeg_draft"]
+    assert "weight_decay" not in params["alexnet32"] and "jpeg_draft" not in params["data"]
     filled = config.validate(copy.deepcopy(params))
-    assert filled != params
     assert filled["alexnet32"]["weight_decay"] == 0.0 and filled["data"]["jpeg_draft"] is True
+    assert filled["data"]["sources"] == config.BUILTIN_SOURCES  # the built-in sources, every one
 
 
 @pytest.mark.parametrize(
@@ -46,18 +75,19 @@ def test_validation_fills_a_missing_knob(params):
         (lambda p: p["seed_cnn"].update(epochs=0), "seed_cnn.epochs: 0 is less than the minimum of 1"),
         (lambda p: p["seed_cnn"].update(epoch=3), "seed_cnn: unknown key 'epoch'"),
         (lambda p: p.update(resnet={}), "(top level): unknown key 'resnet'"),
-        (lambda p: p["data"]["sources"]["cifar10"].update(md5="xyz"), "data.sources.cifar10.md5"),
+        (lambda p: put(p, "data.sources.cifar10", {**config.BUILTIN_SOURCES["cifar10"], "md5": "xyz"}),
+         "data.sources.cifar10.md5"),
         (lambda p: p["data"]["imagenet200"].update(source="mydata"),
          "data.imagenet200.source: 'mydata' is not in data.sources (known: cifar10, sample_cifar10"),
         (lambda p: p["data"]["imagenet200"].update(source="cifar10"),
          "data.imagenet200.source: 'cifar10' has layout 'cifar10_binary'; imagenet200 reads tiny_imagenet_zip or folder"),
-        (lambda p: p["data"]["sources"].update(mydata={"url": "https://h/x.zip", "layout": "tiny_imagenet_zip"}),
+        (lambda p: p["data"].setdefault("sources", {}).update(mydata={"url": "https://h/x.zip", "layout": "tiny_imagenet_zip"}),
          "data.sources.mydata: an archive source needs md5 and size"),
-        (lambda p: p["data"]["sources"].update(mydata={"url": "https://h/x.zip", "md5": "0" * 32, "size": 1}),
+        (lambda p: p["data"].setdefault("sources", {}).update(mydata={"url": "https://h/x.zip", "md5": "0" * 32, "size": 1}),
          "data.sources.mydata: 'layout' is a required property"),
-        (lambda p: p["data"]["sources"].update(mydata={"path": "x", "url": "https://h/x.zip", "layout": "folder"}),
+        (lambda p: p["data"].setdefault("sources", {}).update(mydata={"path": "x", "url": "https://h/x.zip", "layout": "folder"}),
          "data.sources.mydata: give either url or path"),
-        (lambda p: p["data"]["sources"].update(MyData={"path": "x", "layout": "folder"}), "data.sources"),
+        (lambda p: p["data"].setdefault("sources", {}).update(MyData={"path": "x", "layout": "folder"}), "data.sources"),
         (lambda p: p["data"]["imagenet200"].update(class_selection="list", wnids=["a"]), "data.imagenet200.wnids"),
     ],
 )
@@ -98,7 +128,8 @@ def test_dvc_and_snakemake_commands_match(params):
     table = stages.by_name(config.validate(params))
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     assert list(dvc)[0] == stages.CHECK_STAGE and set(dvc) == set(table) | {stages.CHECK_STAGE}
-    assert dvc[stages.CHECK_STAGE]["outs"] == [{stages.PARAMS_STAMP: {"cache": False, "persist": True}}]
+    checked = [stages.PARAMS_STAMP, *(stages.resolved_file(key) for key in ("experiments", "data", *experiments.EXPERIMENTS))]
+    assert [list(out) for out in dvc[stages.CHECK_STAGE]["outs"]] == [[path] for path in checked]
     for name, stage in table.items():
         assert dvc[name]["cmd"] == stage.cmd
         assert dvc[name]["deps"] == [stages.PARAMS_STAMP, *stage.deps]
@@ -115,7 +146,7 @@ def test_a_stale_dvc_yaml_stops_both_engines(tmp_path):
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     result = run(["snakemake", "-n", "--cores", "1"], project, check=False)
     assert result.returncode != 0 and "dvc.yaml: out of date with params.yaml" in result.stdout + result.stderr
-    result = run(["imgclf", "check-params", "--stamp", "r/stamp"], project, check=False)
+    result = run(["imgclf", "check-params", "--stamp", "r/stamp", "--resolved", "r"], project, check=False)
     assert result.returncode == 2 and "run `imgclf dvc-yaml`" in result.stderr and not (project / "r").exists()
     run(["imgclf", "dvc-yaml"], project)
     assert "train_alexnet32_s7" in (project / "dvc.yaml").read_text()
@@ -174,14 +205,15 @@ def test_load_errors_name_the_file(tmp_path):
 
 
 def test_validation_fills_defaults_without_touching_its_input(params):
-    del params["data"]["imagenet200"]["wnids"]
-    del params["seed_cnn"]["cpu_isa"]
     given = copy.deepcopy(params)
     filled = config.validate(params)
     assert params == given  # the caller's mapping is left as it was, nested sections included
+    assert "wnids" not in given["data"]["imagenet200"] and "cpu_isa" not in given["seed_cnn"]
     assert filled["data"]["imagenet200"]["wnids"] == [] and filled["seed_cnn"]["cpu_isa"] == "native"
     filled["data"]["imagenet200"]["wnids"].append("n1")  # defaults are copies, not the schema's own lists
-    assert config.validate(copy.deepcopy(given))["data"]["imagenet200"]["wnids"] == []
+    filled["data"]["sources"]["cifar10"]["size"] = 1
+    again = config.validate(copy.deepcopy(given))
+    assert again["data"]["imagenet200"]["wnids"] == [] and again["data"]["sources"]["cifar10"]["size"] == 170052171
 
 
 def test_experiment_selection_shapes_the_stage_table(params):

@@ -5,6 +5,7 @@ import zipfile
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from conftest import ROOT, run
@@ -257,11 +258,9 @@ def test_bad_archives_fail_cleanly_through_the_cli(case, message, small_tiny_zip
         archive.write_bytes(b"this is not a zip file" * 100)
     else:
         archive = small_tiny_zip
-    if case != "too_many_classes":
-        params_text = params.read_text().replace("n_classes: 200", "n_classes: 12")
-    else:
-        params_text = params.read_text().replace("n_classes: 200", "n_classes: 13")
-    (tmp_path / "params.yaml").write_text(params_text)
+    chosen = yaml.safe_load(params.read_text())
+    chosen["data"]["imagenet200"]["n_classes"] = 13 if case == "too_many_classes" else 12
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(chosen))
     out = tmp_path / "prepared"
     result = run(["imgclf", "prepare", "imagenet200", "--source", str(archive), "--out", str(out),
                   "--params", str(tmp_path / "params.yaml"), "--threads", "2"], tmp_path, check=False)

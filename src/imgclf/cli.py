@@ -58,9 +58,34 @@ def cmd_check_params(args) -> None:
     if args.stamp:
         from imgclf import stages
 
+        if not args.resolved:
+            raise PipelineError("check-params: --stamp needs --resolved DIR (the params files dvc.yaml's stages read)")
         stages.check_dvc_yaml(params, args.params)
-        stages.write_params_stamp(args.stamp)
+        stages.write_checked(params, args.stamp, args.resolved)
     print(f"{args.params}: valid")
+
+
+def cmd_params(args) -> None:
+    """Lay a profile over a params file (writing it, and dvc.yaml where it is params.yaml), or
+    print every param with its value."""
+    import yaml
+
+    from imgclf.io_utils import write_text
+
+    if args.show:
+        print(yaml.safe_dump(_params(args), sort_keys=False, width=120), end="")
+        return
+    if not args.profile:
+        raise PipelineError("params: give --profile NAME (config/NAME.yaml) or --show")
+    out = args.out or args.params
+    text = config.apply_profile(args.params, args.profile)
+    write_text(out, text)
+    print(f"{out}: {args.params} with {config.profile_path(args.profile)} laid over it")
+    if Path(out).resolve() == Path(config.DEFAULT_PARAMS).resolve() and Path("dvc.yaml").exists():
+        from imgclf import stages
+
+        write_text("dvc.yaml", stages.dvc_yaml_text(config.load(out)))
+        print("dvc.yaml: written for it (`imgclf dvc-yaml`)")
 
 
 def cmd_make_sample(args) -> None:
@@ -167,6 +192,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_params(add("check-params", cmd_check_params, "validate a params file"))
     p.add_argument("--stamp", help="on success, write this file (dvc.yaml's check_params stage: every stage "
                                    "depends on it, so a bad params file stops `dvc repro` before any output is removed)")
+
+    p.add_argument("--resolved", help="with --stamp: write every param with its value (defaults filled in), one "
+                                      "JSON file per section, in this directory (the params files of dvc.yaml's stages)")
+
+    p = with_params(add("params", cmd_params, "lay a profile (config/NAME.yaml: what differs from params.yaml) over "
+                                              "the params file, or show every param with its value"))
+    p.add_argument("--profile", help="NAME (config/NAME.yaml, e.g. full, ci) or a path to an overlay file")
+    p.add_argument("--out", help="file to write (default: the --params file itself)")
+    p.add_argument("--show", action="store_true", help="print every param with its value (defaults filled in), as YAML")
 
     p = add("make-sample", cmd_make_sample, "generate an embedded sample archive")
     p.add_argument("dataset", choices=["tiny_imagenet", "cifar10"])

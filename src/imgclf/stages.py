@@ -138,22 +138,44 @@ def run_stage(kind: str, name: str, seed: int) -> str:
 
 
 REPORT_OUTS = ["reports/results.md", "reports/results.csv", "reports/figures"]
-# dvc.yaml's first stage: params.yaml is checked before any stage deletes an output. Its stamp never
-# changes, so a valid edit reruns only the stages whose own params changed. Snakemake checks the
-# same file when it parses the Snakefile, before any job, so it needs no rule for it.
+# dvc.yaml's first stage: params.yaml is checked before any stage deletes an output, and every
+# param is written out with its value, defaults included, one JSON file per params.yaml section:
+# these are the params files the stages list in dvc.yaml. So a stage lists exactly the params it
+# reads, whether params.yaml states them or leaves them to their defaults, and a changed default
+# reruns exactly the stages that read it. The stamp never changes: ordering only. Snakemake checks
+# params.yaml when it parses the Snakefile, before any job, and tracks the same values itself.
 CHECK_STAGE = "check_params"
 PARAMS_STAMP = "config/params.checked"  # committed: constant bytes, so a fresh clone is up to date
 STAMP_TEXT = "# written by `imgclf check-params --stamp` after params.yaml passed; these bytes never change\n"
+RESOLVED_DIR = "config/resolved"  # committed, like dvc.lock: the values the committed results used
 
 
-def write_params_stamp(path: str = PARAMS_STAMP) -> None:
-    """Write check_params' stamp (only when its bytes differ: no needless new file time)."""
+def resolved_file(key: str, resolved_dir: str = RESOLVED_DIR) -> str:
+    """The file of check_params' output that holds a (dotted) param: its section's.
+
+    One small file per section, not one for all: DVC reads a stage's params file and walks the
+    whole document for each listed key, so 45 stages x 480 keys over one file cost a second."""
+    return f"{resolved_dir}/{key.split('.')[0]}.json"
+
+
+def resolved_texts(params: dict, resolved_dir: str = RESOLVED_DIR) -> dict[str, str]:
+    """Every section of validated params (defaults filled in), as the file that holds it."""
+    import json
+
+    return {resolved_file(key, resolved_dir): json.dumps({key: value}, indent=2, sort_keys=True) + "\n"
+            for key, value in params.items()}
+
+
+def write_checked(params: dict, stamp: str = PARAMS_STAMP, resolved_dir: str = RESOLVED_DIR) -> None:
+    """check_params' outputs for validated params: the stamp and the resolved sections. Each is
+    written only when its bytes differ: no needless new file time."""
     from pathlib import Path
 
     from imgclf.io_utils import write_text
 
-    if not Path(path).exists() or Path(path).read_text() != STAMP_TEXT:
-        write_text(path, STAMP_TEXT)
+    for path, text in {stamp: STAMP_TEXT, **resolved_texts(params, resolved_dir)}.items():
+        if not Path(path).exists() or Path(path).read_text() != text:
+            write_text(path, text)
 
 
 IMAGENET200_KEYS = ("n_classes", "class_selection", "class_seed", "wnids", "test_fraction")
@@ -327,10 +349,13 @@ def by_name(params: dict, params_file: str = PARAMS_FILE, overrides: dict | None
 
 
 def check_stage(params_file: str = PARAMS_FILE) -> dict:
+    sections = ["experiments", "data", *experiments.EXPERIMENTS]
     return {
-        "cmd": f"imgclf check-params --params {params_file} --stamp {PARAMS_STAMP}",
+        "cmd": f"imgclf check-params --params {params_file} --stamp {PARAMS_STAMP} --resolved {RESOLVED_DIR}",
         "deps": [params_file, f"{PACKAGE}/config.py", f"{PACKAGE}/experiments.py"],
-        "outs": [{PARAMS_STAMP: {"cache": False, "persist": True}}],
+        # persist: a params file that fails the check leaves the last good values in place
+        "outs": [{path: {"cache": False, "persist": True}}
+                 for path in [PARAMS_STAMP, *(resolved_file(key) for key in sections)]],
     }
 
 
@@ -349,7 +374,10 @@ def dvc_yaml(params: dict) -> dict:
     for stage in stage_list(params):
         entry: dict = {"cmd": stage.cmd, "deps": [PARAMS_STAMP, *stage.deps]}
         if stage.params:
-            entry["params"] = list(stage.params)
+            files: dict[str, list[str]] = {}
+            for key in stage.params:
+                files.setdefault(resolved_file(key), []).append(key)
+            entry["params"] = [{path: keys} for path, keys in files.items()]
         entry["outs"] = [*stage.outs, *({path: {"cache": False}} for path in stage.git_outs)]
         if stage.metrics:
             # in git, not in the cache: `dvc metrics diff` compares commits in a clone without the remote
@@ -379,6 +407,10 @@ DVC_YAML_HEADER = """\
 # refused ("expected a list"); the alternatives, one dependency on the whole package or on a whole
 # params section, would rerun training when an unrelated module or a cluster resource changes.
 # tests/test_stages.py keeps this claim honest against the installed DVC.
+#
+# The params come from config/resolved/<section>.json, which the check_params stage writes from
+# params.yaml with every default filled in: params.yaml states only the choices, and each stage
+# still lists every param it reads.
 """
 
 

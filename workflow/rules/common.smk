@@ -80,8 +80,9 @@ def record_in_dvc():
     names = sorted({stage_of[str(f)] for job in workflow.dag.jobs for f in job.output if str(f) in stage_of})
     if not names:
         return
-    # dvc.yaml's check_params stage: the Snakefile checked the same params.yaml before any job
-    stages.write_params_stamp()
+    # dvc.yaml's check_params stage (its stamp, every param's value): the Snakefile checked the
+    # same params.yaml before any job
+    stages.write_checked(PARAMS)
     # dvc commit moves outputs into its cache and links or copies them back: new file times.
     # Put the old ones back, or Snakemake would see inputs newer than outputs next time.
     times = {}
