@@ -311,3 +311,49 @@ def test_the_cli_applies_set_options(tmp_path, params):
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
     assert "seed_cnn.batch_size: -1 is less than the minimum of 1" in result.stderr
     run(["imgclf", "check-params", "--params", str(path), "--set", "seed_cnn.batch_size=32"], tmp_path)
+
+
+def test_profile_cli_lays_the_overlay_over_params_yaml(tmp_path):
+    """`imgclf params --profile ci` writes params.yaml with config/ci.yaml laid over it (comments
+    kept), validated, and dvc.yaml for it; again, the same bytes. `--show` prints every param."""
+    from conftest import make_project
+
+    project = make_project(tmp_path / "p")
+    before = (project / "params.yaml").read_text()
+    overlay = yaml.safe_load((project / "config/ci.yaml").read_text())
+    result = run(["imgclf", "params", "--profile", "ci"], project)
+    assert "params.yaml: params.yaml with config/ci.yaml laid over it" in result.stdout
+    text = (project / "params.yaml").read_text()
+    assert text.startswith("# config/ci.yaml laid over this file (`imgclf params --profile ci`)\n")
+    assert before.splitlines()[0] in text and "# --- experiments: what differs from each one's defaults ---" in text
+    merged = config.merge(yaml.safe_load(before), overlay)
+    assert yaml.safe_load(text) == merged
+    assert config.load(project / "params.yaml") == config.validate(merged)
+    assert config.load(project / "params.yaml")["data"]["imagenet200"]["n_classes"] == 20
+    run(["imgclf", "dvc-yaml", "--check"], project)  # dvc.yaml follows: CI's seeds
+    committed = run(["git", "show", "HEAD:dvc.yaml"], project).stdout
+    assert "train_seed_cnn_s2" in committed and "train_seed_cnn_s2" not in (project / "dvc.yaml").read_text()
+    run(["imgclf", "params", "--profile", "ci"], project)
+    assert (project / "params.yaml").read_text() == text
+    shown = yaml.safe_load(run(["imgclf", "params", "--show"], project).stdout)
+    assert shown == config.load(project / "params.yaml") and shown["seed_cnn"]["cpu_isa"] == "native"
+
+
+@pytest.mark.parametrize(("profile", "overlay", "message"), [
+    ("nope", None, "error: --profile nope: config/nope.yaml not found (profiles: ci, full)"),
+    ("bad", "seed_cnn: {epochs: 0}\n",
+     "error: params.yaml with profile config/bad.yaml: seed_cnn.epochs: 0 is less than the minimum of 1"),
+    ("typo", "seed_cnn: {epoch: 3}\n", "error: params.yaml with profile config/typo.yaml: seed_cnn: unknown key 'epoch'"),
+    ("list", "- 1\n", "error: config/list.yaml: expected a mapping at the top level"),
+])
+def test_a_bad_profile_is_refused_in_one_line(tmp_path, profile, overlay, message):
+    (tmp_path / "config").mkdir()
+    for name in ("ci", "full"):
+        (tmp_path / "config" / f"{name}.yaml").write_text((ROOT / "config" / f"{name}.yaml").read_text())
+    if overlay is not None:
+        (tmp_path / "config" / f"{profile}.yaml").write_text(overlay)
+    params = (ROOT / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(params)
+    result = run(["imgclf", "params", "--profile", profile], tmp_path, check=False)
+    assert result.returncode == 2 and result.stderr.strip() == message
+    assert (tmp_path / "params.yaml").read_text() == params

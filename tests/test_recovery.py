@@ -266,16 +266,46 @@ def test_a_cluster_resource_reruns_nothing(project, key):
 
     from imgclf import experiments
 
+    from imgclf import config
+
     assert key in experiments.SCHEDULING_KEYS
     path = project / "params.yaml"
     params = yaml.safe_load(path.read_text())
-    params["seed_cnn"][key] += 7
+    params["seed_cnn"][key] = config.load(path)["seed_cnn"][key] + 7
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     assert snakemake_jobs(project) == {}
     assert dvc_stages_to_run(project) == {"check_params"}
     result = run(["dvc", "repro"], project).stdout
     assert result.count("Running stage") == 1 and "Running stage 'check_params'" in result
     assert run(["dvc", "status", "--quiet"], project, check=False).returncode == 0
+
+
+@pytest.mark.parametrize("batch_size", [64, 32], ids=["the default", "another value"])
+def test_a_param_left_to_its_default_is_tracked_like_a_stated_one(finished, project, batch_size):
+    """params.yaml leaves seed_cnn.batch_size to its default (64); dvc.yaml lists it all the same,
+    from check_params' config/resolved/seed_cnn.json. Stating it with the default reruns nothing;
+    with another value both engines rerun exactly seed_cnn's training, evaluation and report, and
+    dvc.yaml stays as it is (nothing to regenerate)."""
+    import yaml
+
+    from imgclf import config
+
+    _, expected = finished
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    assert "batch_size" not in params["seed_cnn"] and config.load(path)["seed_cnn"]["batch_size"] == 64
+    params["seed_cnn"]["batch_size"] = batch_size
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["imgclf", "dvc-yaml", "--check"], project)
+    changed = batch_size != 64
+    assert snakemake_jobs(project) == ({"train": 1, "evaluate": 1, "report": 1} if changed else {})
+    ran = run(["dvc", "repro"], project, timeout=900).stdout
+    names = {line.split("'")[1] for line in ran.splitlines() if line.startswith("Running stage '")}
+    assert names == {"check_params", *((DVC_STAGE["train"], DVC_STAGE["evaluate"], "report") if changed else ())}
+    resolved = json.loads((project / "config/resolved/seed_cnn.json").read_text())
+    assert resolved["seed_cnn"]["batch_size"] == batch_size
+    assert run(["dvc", "status", "--quiet"], project, check=False).returncode == 0
+    assert (outputs(project) != expected) == changed
 
 
 @pytest.mark.parametrize("engine", ["snakemake", "dvc"])
