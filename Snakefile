@@ -10,6 +10,11 @@ configfile: "params.yaml"
 
 PARAMS_FILE = str((workflow.overwrite_configfiles or ["params.yaml"])[-1])
 try:
+    if len(workflow.overwrite_configfiles or []) > 1:
+        # Snakemake would merge them; the stage commands and DVC read one params file
+        raise errors.PipelineError(
+            f"--configfile {' '.join(map(str, workflow.overwrite_configfiles))}: give one params file; to lay a "
+            "profile over params.yaml: `imgclf params --profile NAME --out FILE`, then --configfile FILE")
     # `--config 'seed_cnn={epochs: 3}'`: applied to the params file, checked by the same schema, and
     # passed on (`--set`) to the stages that read those params; nothing else reruns
     RAW_PARAMS = params_config.read_raw(PARAMS_FILE)

@@ -357,3 +357,13 @@ def test_a_bad_profile_is_refused_in_one_line(tmp_path, profile, overlay, messag
     result = run(["imgclf", "params", "--profile", profile], tmp_path, check=False)
     assert result.returncode == 2 and result.stderr.strip() == message
     assert (tmp_path / "params.yaml").read_text() == params
+
+
+def test_several_configfiles_are_refused_in_one_line():
+    """Snakemake would merge several --configfile; the stage commands and DVC read one params
+    file, so the Snakefile refuses them and names the way to a merged file."""
+    result = run(["snakemake", "--cores", "1", "--dry-run", "--configfile", "params.yaml", "config/ci.yaml"], ROOT,
+                 check=False)
+    assert result.returncode != 0
+    assert "give one params file; to lay a profile over params.yaml: `imgclf params --profile NAME --out FILE`" in \
+        result.stdout + result.stderr
