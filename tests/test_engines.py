@@ -19,7 +19,7 @@ def projects(tmp_path_factory, http_server, small_tiny_zip):
     shutil.copy(small_tiny_zip, served / "mydata.zip")
     params = load_params()
     # what a user writes: a source of their own, and the data set pointed at it; no code touched
-    params["data"]["sources"]["mydata"] = {
+    params["data"].setdefault("sources", {})["mydata"] = {
         "url": f"{base}/mydata.zip",
         "md5": download.md5sum(small_tiny_zip),
         "size": small_tiny_zip.stat().st_size,

@@ -155,8 +155,8 @@ def test_a_stale_dvc_yaml_stops_both_engines(tmp_path):
 
 @pytest.mark.slow
 def test_configfile_is_what_the_stage_commands_read(tmp_path):
-    """README: ``snakemake --configfile config/full.yaml`` reproduces with another params file
-    "without touching params.yaml". Every job's command names that file, and a stage run that way
+    """README: ``snakemake --configfile full-params.yaml`` reproduces with another params file,
+    ``params.yaml`` untouched. Every job's command names that file, and a stage run that way
     uses its values: prepared images at its image_size, params.yaml's untouched."""
     from conftest import load_params, make_project
 

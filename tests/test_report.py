@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, load_params
 from imgclf import config, evaluate, experiments, report
 from imgclf.errors import PipelineError
 
@@ -109,7 +109,7 @@ def test_report_aggregates_seeds_and_flags(tmp_path):
 def test_results_csv_matches_the_metrics_files(tmp_path):
     """The CSV the report writes carries the metrics files' numbers (here through the csv module,
     as a user reading results.csv would)."""
-    params = config.load(ROOT / "config/ci.yaml")
+    params = config.validate(load_params("config/ci.yaml"))
     rng = np.random.default_rng(0)
     expected = {}
     for name in experiments.EXPERIMENTS:
@@ -156,7 +156,7 @@ def _write_metrics(root, name, seed, **values):
 def test_results_table_cells_exactly(tmp_path):
     """Two experiments' rows of results.md in full: a collapsed seed flagged with its seed, k-fold
     figures, the paper's columns, and the empty cells."""
-    params = config.load(ROOT / "config/ci.yaml")
+    params = config.validate(load_params("config/ci.yaml"))
     for name in experiments.EXPERIMENTS:
         for seed in params[name]["seeds"]:
             _write_metrics(tmp_path, name, seed)

@@ -84,8 +84,15 @@ def test_outputs_equal_a_local_run(ci_project, tmp_path):
         [p.read_bytes() for p in sorted((ci_project / live).rglob("*.tsv"))] != []
 
 
-def test_dry_run_of_the_full_reproduction_shows_gpu_requests():
-    result = run(["snakemake", "--profile", "profiles/slurm", "--dry-run", "--configfile", "config/full.yaml"],
+def full_params(tmp_path) -> str:
+    """params.yaml with the full profile laid over it, as the README runs the full reproduction."""
+    out = tmp_path / "full-params.yaml"
+    run(["imgclf", "params", "--profile", "full", "--out", str(out)], ROOT)
+    return str(out)
+
+
+def test_dry_run_of_the_full_reproduction_shows_gpu_requests(tmp_path):
+    result = run(["snakemake", "--profile", "profiles/slurm", "--dry-run", "--configfile", full_params(tmp_path)],
                  ROOT, env={**os.environ, "SBATCH_PARTITION": "gpu", "SBATCH_ACCOUNT": "lab"})
     blocks = result.stdout.split("\n\n")
     train_blocks = [b for b in blocks if "rule train:" in b]
@@ -100,12 +107,12 @@ def test_dry_run_of_the_full_reproduction_shows_gpu_requests():
             assert "gpu=" not in block
 
 
-def test_a_multi_gpu_experiment_asks_slurm_for_its_gpus():
+def test_a_multi_gpu_experiment_asks_slurm_for_its_gpus(tmp_path):
     """gpus: 2 (here as a --config override) gives the training job gpu=2, which the plugin turns
     into sbatch --gpus=2; the other experiments keep their one GPU."""
     from snakemake_executor_plugin_slurm.utils import set_gres_string
 
-    result = run(["snakemake", "--profile", "profiles/slurm", "--dry-run", "--configfile", "config/full.yaml",
+    result = run(["snakemake", "--profile", "profiles/slurm", "--dry-run", "--configfile", full_params(tmp_path),
                   "--config", "densenet161={gpus: 2}"], ROOT)
     train_blocks = [b for b in result.stdout.split("\n\n") if "rule train:" in b]
     two = [b for b in train_blocks if "experiment=densenet161" in b]

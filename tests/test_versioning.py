@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, dvc_stages_to_run, file_hashes, run, snakemake_jobs
+from conftest import ROOT, dvc_stages_to_run, file_hashes, load_params, run, snakemake_jobs
 from imgclf import config, experiments, stages
 
 pytestmark = pytest.mark.slow
@@ -95,23 +95,35 @@ def paper_dag(params: dict) -> tuple[dict, set]:
 
 def test_one_dag_in_both_engines():
     """Both engines' DAGs equal the paper's pipeline written out by hand above."""
-    expected_outputs, expected_edges = paper_dag(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    expected_outputs, expected_edges = paper_dag(config.load(ROOT / "params.yaml"))
     smk_outputs, smk_edges = snakemake_graph(ROOT)
     dvc_outputs, dvc_edges = dvc_graph(ROOT)
     assert smk_outputs == expected_outputs
     assert smk_edges == expected_edges
     # DVC's one extra stage checks params.yaml before any other (Snakemake does so while parsing)
-    assert dvc_outputs == {**expected_outputs, "check_params": {"config/params.checked"}}
+    # and writes every param's value, the params files of the other stages
+    resolved = {f"config/resolved/{section}.json" for section in ("experiments", "data", *experiments.EXPERIMENTS)}
+    assert dvc_outputs == {**expected_outputs, "check_params": {"config/params.checked", *resolved}}
     assert dvc_edges == expected_edges | {("check_params", name) for name in expected_outputs}
 
 
 def _edit_params(project, section, key, value):
+    """Set a param in params.yaml (whether it states it or leaves it to its default), then check it
+    as `dvc repro` does first (its check_params stage writes every param's value). Returns the undo."""
     path = project / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    old = params[section][key]
-    params[section][key] = value
+    before, stat = path.read_text(), path.stat()
+    check = ["imgclf", "check-params", "--stamp", stages.PARAMS_STAMP, "--resolved", stages.RESOLVED_DIR]
+    params = yaml.safe_load(before)
+    assert config.load(path)[section][key] != value
+    params.setdefault(section, {})[key] = value
     path.write_text(yaml.safe_dump(params, sort_keys=False))
-    return old
+    run(check, project)
+
+    def undo():
+        path.write_text(before)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        run(check, project)
+    return undo
 
 
 def _append_line(project, relative):
@@ -121,7 +133,7 @@ def _append_line(project, relative):
     return lambda: (path.write_text(before), os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns)))
 
 
-CI_RUNS = stages.runs(config.load(ROOT / "config/ci.yaml"))
+CI_RUNS = stages.runs(config.validate(load_params("config/ci.yaml")))
 
 
 def _expected(changed_experiments, data=None):
@@ -140,10 +152,8 @@ def _expected(changed_experiments, data=None):
 
 IMAGENET = [n for n, e in experiments.EXPERIMENTS.items() if e.dataset == "imagenet200"]
 CASES = {
-    "data param": (lambda p: (lambda old: lambda: _edit_params(p, "data", "split_seed", old))(
-        _edit_params(p, "data", "split_seed", 7)), _expected(list(experiments.EXPERIMENTS), None)),
-    "experiment param": (lambda p: (lambda old: lambda: _edit_params(p, "alexnet32", "learning_rate", old))(
-        _edit_params(p, "alexnet32", "learning_rate", 0.05)), _expected(["alexnet32"])),
+    "data param": (lambda p: _edit_params(p, "data", "split_seed", 7), _expected(list(experiments.EXPERIMENTS), None)),
+    "experiment param": (lambda p: _edit_params(p, "alexnet32", "learning_rate", 0.05), _expected(["alexnet32"])),
     "model source": (lambda p: _append_line(p, "src/imgclf/models/alexnet.py"), _expected(["alexnet32"])),
     "shared training code": (lambda p: _append_line(p, "src/imgclf/train.py"), _expected(list(experiments.EXPERIMENTS))),
     # code dependencies come from each stage module's imports (stages.code_deps): a module the
@@ -154,8 +164,7 @@ CASES = {
     "a module no stage imports": (lambda p: _append_line(p, "src/imgclf/stages.py"), ({}, set())),
     # upstream propagation, written out by hand: the transfer model starts from DenseNet-201's
     # weights and the fine-tuned model from the transfer model's
-    "upstream model param": (lambda p: (lambda old: lambda: _edit_params(p, "densenet201", "learning_rate", old))(
-        _edit_params(p, "densenet201", "learning_rate", 0.05)),
+    "upstream model param": (lambda p: _edit_params(p, "densenet201", "learning_rate", 0.05),
         ({"train": 3, "evaluate": 3, "report": 1},
          {"train_densenet201_s0", "evaluate_densenet201_s0", "train_cifar_densenet201_transfer_s0",
           "evaluate_cifar_densenet201_transfer_s0", "train_cifar_densenet201_finetune_s0",
@@ -183,7 +192,8 @@ def test_a_change_reruns_exactly_what_it_touches(ci_project, case):
         # `dvc repro --dry` names the stages whose own deps or params changed; what it then runs
         # is those plus everything downstream of them in `dvc dag`
         direct = dvc_stages_to_run(ci_project)
-        # a params edit reruns check_params, whose output never changes: nothing downstream of it
+        # a params edit reruns check_params; of its outputs, each stage reads only its own params'
+        # values, so what is downstream of check_params alone does not rerun
         assert (stages.CHECK_STAGE in direct) == (case.endswith("param"))
         direct.discard(stages.CHECK_STAGE)
         _, edges = dvc_graph(ci_project)
@@ -224,7 +234,7 @@ def test_compare_runs_and_cross_engines(ci_project):
     assert "alexnet32 seed 0: accuracy" in page and "confusion matrix" in page, plots.stdout[-500:]
     # back to the committed results: git restores the metrics and logs, DVC the models from its
     # cache; no retraining
-    run(["git", "checkout", "--", "params.yaml", "dvc.lock", "reports"], ci_project)
+    run(["git", "checkout", "--", "params.yaml", "dvc.lock", "reports", "config/resolved"], ci_project)
     run(["dvc", "checkout", "--quiet"], ci_project)
     run(["make", "-s", "sync", "STAMP="], ci_project)
     assert dvc_stages_to_run(ci_project) == set()

@@ -77,6 +77,8 @@ def cmd_params(args) -> None:
         return
     if not args.profile:
         raise PipelineError("params: give --profile NAME (config/NAME.yaml) or --show")
+    if args.set:
+        raise PipelineError("params --profile: --set applies to --show only; put the value in the profile or params file")
     out = args.out or args.params
     text = config.apply_profile(args.params, args.profile)
     write_text(out, text)
