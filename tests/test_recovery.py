@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import dvc_stages_to_run, load_params, make_project, run, snakemake_jobs
+from conftest import dvc_stages_to_run, file_hashes, load_params, make_project, run, snakemake_jobs
 
 pytestmark = pytest.mark.slow
 TRACKED = ("data/sample", "data/raw", "data/prepared", "models", "reports")
@@ -206,6 +206,8 @@ def test_bad_params_stop_dvc_repro_before_any_output_is_touched(finished, projec
 
     _, expected = finished
     edit, message = BAD_PARAMS[case]
+    resolved = file_hashes(project, "config/resolved")
+    assert len(resolved) == 14
     path = project / "params.yaml"
     path.write_text(yaml.safe_dump(edit(yaml.safe_load(path.read_text())), sort_keys=False))
     smk = run(["snakemake", "--cores", "2"], project, check=False)
@@ -219,6 +221,7 @@ def test_bad_params_stop_dvc_repro_before_any_output_is_touched(finished, projec
         assert dvc_errors[0].removeprefix("error: ") in smk.stdout + smk.stderr, smk.stderr[-1500:]
         assert "Running stage 'check_params'" in dvc.stdout and dvc.stdout.count("Running stage") == 1
         assert outputs(project) == expected
+        assert file_hashes(project, "config/resolved") == resolved  # the last good values stay
 
 
 def test_the_success_hook_says_why_dvc_commit_failed(project):
