@@ -114,7 +114,7 @@ def load_params(name: str = "params.yaml") -> dict:
     if name.startswith("config/"):
         from imgclf import config
 
-        return yaml.safe_load(config.apply_profile(ROOT / "params.yaml", str(ROOT / name)))
+        return yaml.safe_load(config.apply_profile(ROOT / "params.yaml", str(ROOT / name))[0])
     return yaml.safe_load((ROOT / name).read_text())
 
 

@@ -80,13 +80,13 @@ def cmd_params(args) -> None:
     if args.set:
         raise PipelineError("params --profile: --set applies to --show only; put the value in the profile or params file")
     out = args.out or args.params
-    text = config.apply_profile(args.params, args.profile)
+    text, params = config.apply_profile(args.params, args.profile)
     write_text(out, text)
     print(f"{out}: {args.params} with {config.profile_path(args.profile)} laid over it")
     if Path(out).resolve() == Path(config.DEFAULT_PARAMS).resolve() and Path("dvc.yaml").exists():
         from imgclf import stages
 
-        write_text("dvc.yaml", stages.dvc_yaml_text(config.load(out)))
+        write_text("dvc.yaml", stages.dvc_yaml_text(params))
         print("dvc.yaml: written for it (`imgclf dvc-yaml`)")
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from imgclf import experiments, sources
+from imgclf import experiments, sources, stages
 from imgclf.errors import PipelineError
 
 DEFAULT_PARAMS = "params.yaml"
@@ -50,12 +50,15 @@ def source_schema() -> dict:
 
 SAMPLE_SOURCES = {"imagenet200": "sample_tiny_imagenet", "cifar10": "sample_cifar10"}
 # the named sources every params file has (an entry of the same name in data.sources replaces one):
-# the embedded sample (`imgclf make-sample`: generated, so its bytes are known) and the real data sets
+# the embedded sample (`imgclf make-sample KIND` writes stages.sample_archive(KIND): generated, so
+# its bytes are known) and the real data sets
+def _sample(kind: str, md5: str, size: int) -> dict:
+    return {"url": f"file:{stages.sample_archive(kind)}", "md5": md5, "size": size, "layout": stages.SAMPLE_LAYOUT[kind]}
+
+
 BUILTIN_SOURCES = {
-    "sample_tiny_imagenet": {"url": "file:data/sample/tiny-imagenet-200.zip", "md5": "0db935cffc187c26460add642d0b2688",
-                             "size": 27900265, "layout": "tiny_imagenet_zip"},
-    "sample_cifar10": {"url": "file:data/sample/cifar-10-binary.tar.gz", "md5": "0fff36e41ba27dd38f07143b7633d9c4",
-                       "size": 5826157, "layout": "cifar10_binary"},
+    "sample_tiny_imagenet": _sample("tiny_imagenet", "0db935cffc187c26460add642d0b2688", 27900265),
+    "sample_cifar10": _sample("cifar10", "0fff36e41ba27dd38f07143b7633d9c4", 5826157),
     "tiny_imagenet": {"url": "http://cs231n.stanford.edu/tiny-imagenet-200.zip", "md5": "90528d7ca1a48142e341f4ef8d21d0de",
                       "size": 248100043, "layout": "tiny_imagenet_zip"},
     "cifar10": {"url": "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz", "md5": "c32a1d4ab5d03f1284b67883e8d87530",
@@ -327,8 +330,9 @@ def _lay_over(node, overlay: dict) -> None:
         node.ca.items[next(reversed(node))] = node.ca.items.pop(last)
 
 
-def apply_profile(params_path: str | Path, name: str) -> str:
-    """The text of ``params_path`` with profile ``name`` laid over it, checked like any params file."""
+def apply_profile(params_path: str | Path, name: str) -> tuple[str, dict]:
+    """The text of ``params_path`` with profile ``name`` laid over it, and its params checked and
+    completed like any params file's."""
     import io
 
     from ruamel.yaml import YAML
@@ -354,8 +358,7 @@ def apply_profile(params_path: str | Path, name: str) -> str:
     merged = yaml.load(text, Loader=_SafeLoader)
     if merged != merge(base or {}, overlay):  # pragma: no cover - ruamel wrote something else
         raise PipelineError(f"{params_path}: could not lay {overlay_path} over it faithfully")
-    validate(merged, f"{params_path} with profile {overlay_path}")
-    return text
+    return text, validate(merged, f"{params_path} with profile {overlay_path}")
 
 
 # --- overrides: `imgclf <stage> --set seed_cnn.epochs=3`, `snakemake --config 'seed_cnn={epochs: 3}'` ---

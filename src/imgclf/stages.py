@@ -352,7 +352,9 @@ def check_stage(params_file: str = PARAMS_FILE) -> dict:
     sections = ["experiments", "data", *experiments.EXPERIMENTS]
     return {
         "cmd": f"imgclf check-params --params {params_file} --stamp {PARAMS_STAMP} --resolved {RESOLVED_DIR}",
-        "deps": [params_file, f"{PACKAGE}/config.py", f"{PACKAGE}/experiments.py"],
+        # what check-params imports that decides the values: the schema and its defaults (config.py,
+        # experiments.py: the built-in sample sources take their paths from stages.py) and the writer
+        "deps": [params_file, f"{PACKAGE}/config.py", f"{PACKAGE}/experiments.py", f"{PACKAGE}/stages.py"],
         # persist: a params file that fails the check leaves the last good values in place
         "outs": [{path: {"cache": False, "persist": True}}
                  for path in [PARAMS_STAMP, *(resolved_file(key) for key in sections)]],
