@@ -1,6 +1,6 @@
-"""Experiment 4: DenseNet-121/169/201/161, built by ``_densenet`` with keras.applications' layers
+"""Experiment 4: DenseNet-121/169/201, built by ``_densenet`` with keras.applications' layers
 and layer names (the same architecture and parameters: tests/test_models.py compares outputs),
-plus DenseNet-161, which keras.applications lacks (growth 48, blocks 6-12-36-24, 96-channel
+and DenseNet-161, which keras.applications lacks (growth 48, blocks 6-12-36-24, 96-channel
 stem). keras.applications builds only the pretrained backbones (``weights=``): its BatchNorm
 layers normalise ``axis=3``, which Keras' TensorFlow backend implements with four reshapes per
 layer (and four more in the gradient); ours normalise the last axis, the same numbers in a graph

@@ -2,7 +2,7 @@
 
 A source (params: ``data.sources.<name>``) is an archive or folder in one of ``LAYOUTS``; each
 data set (``data.<dataset>.source``) names the source it is prepared from. Each layout's module
-has ``prepare(path, out_dir, data, workers, label)`` writing one prepared directory atomically."""
+has ``prepare(path, out_dir, data, workers)`` writing one prepared directory atomically."""
 
 from __future__ import annotations
 
