@@ -49,13 +49,16 @@ def source_schema() -> dict:
 
 
 SAMPLE_SOURCES = {"imagenet200": "sample_tiny_imagenet", "cifar10": "sample_cifar10"}
-# the named sources every params file has (an entry of the same name in data.sources replaces one):
-# the embedded sample (`imgclf make-sample KIND` writes stages.sample_archive(KIND): generated, so
-# its bytes are known) and the real data sets
+
+
 def _sample(kind: str, md5: str, size: int) -> dict:
+    """The embedded sample's source: `imgclf make-sample KIND` writes stages.sample_archive(KIND)
+    (generated, so its bytes are known)."""
     return {"url": f"file:{stages.sample_archive(kind)}", "md5": md5, "size": size, "layout": stages.SAMPLE_LAYOUT[kind]}
 
 
+# the named sources every params file has (an entry of the same name in data.sources replaces one):
+# the embedded samples and the real data sets
 BUILTIN_SOURCES = {
     "sample_tiny_imagenet": _sample("tiny_imagenet", "0db935cffc187c26460add642d0b2688", 27900265),
     "sample_cifar10": _sample("cifar10", "0fff36e41ba27dd38f07143b7633d9c4", 5826157),

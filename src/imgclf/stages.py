@@ -348,8 +348,9 @@ def by_name(params: dict, params_file: str = PARAMS_FILE, overrides: dict | None
     return {stage.name: stage for stage in stage_list(params, params_file, overrides)}
 
 
-def check_stage(params_file: str = PARAMS_FILE) -> dict:
-    sections = ["experiments", "data", *experiments.EXPERIMENTS]
+def check_stage(params: dict, params_file: str = PARAMS_FILE) -> dict:
+    """check_params: its outputs are the stamp and the files ``write_checked`` writes, one per
+    section of the validated params."""
     return {
         "cmd": f"imgclf check-params --params {params_file} --stamp {PARAMS_STAMP} --resolved {RESOLVED_DIR}",
         # what check-params imports that decides the values: the schema and its defaults (config.py,
@@ -357,7 +358,7 @@ def check_stage(params_file: str = PARAMS_FILE) -> dict:
         "deps": [params_file, f"{PACKAGE}/config.py", f"{PACKAGE}/experiments.py", f"{PACKAGE}/stages.py"],
         # persist: a params file that fails the check leaves the last good values in place
         "outs": [{path: {"cache": False, "persist": True}}
-                 for path in [PARAMS_STAMP, *(resolved_file(key) for key in sections)]],
+                 for path in [PARAMS_STAMP, *(resolved_file(key) for key in params)]],
     }
 
 
@@ -372,7 +373,7 @@ def tidy(params: dict, params_file: str = PARAMS_FILE) -> list:
 
 
 def dvc_yaml(params: dict) -> dict:
-    stages = {CHECK_STAGE: check_stage()}
+    stages = {CHECK_STAGE: check_stage(params)}
     for stage in stage_list(params):
         entry: dict = {"cmd": stage.cmd, "deps": [PARAMS_STAMP, *stage.deps]}
         if stage.params:
