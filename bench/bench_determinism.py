@@ -37,17 +37,19 @@ def worker(args) -> None:
     import numpy as np
 
     from imgclf import config, data, models, train
+    from imgclf.resume import fit
+    from imgclf.runtime import configure_runtime
     from imgclf.training_log import TrainingLog
 
     section = {**config.load(Path(__file__).resolve().parents[1] / "params.yaml")["cifar_base_cnn"],
                "cpu_isa": args.isa, "op_determinism": args.op_determinism, "epochs": args.epochs,
                "batch_size": 64, "augment_flip": False, "augment_crop": 0}
-    runtime = train.configure_runtime(args.threads, section, 0)
+    runtime = configure_runtime(args.threads, section, 0)
     splits = data.load_training(args.data, {**section, "train_subset": args.images, "val_subset": None}, 0, "bench")
     model = models.build(args.model, splits.image_shape, splits.num_classes)
     train.compile_model(model, section, runtime, 1e-3, train.steps_for(splits, section))
     with tempfile.TemporaryDirectory() as work:
-        rows = train.fit(model, splits, section, Path(work), 0, TrainingLog(None, None))
+        rows = fit(model, splits, section, Path(work), 0, TrainingLog(None, None))
     steady = [float(r["seconds"]) for r in rows[1:]]
     digest = hashlib.md5(b"".join(np.ascontiguousarray(w.numpy()).tobytes() for w in model.weights)).hexdigest()
     print(json.dumps({"img_s": len(splits.y_train) * len(steady) / sum(steady), "first_epoch_s": float(rows[0]["seconds"]),

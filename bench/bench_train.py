@@ -77,7 +77,7 @@ def bare_model(experiment, image_shape, num_classes: int):
 
     depth = {f"densenet{d}": d for d in densenet.APPLICATIONS}.get(experiment.model)
     if depth is None or experiment.extra:  # (a stem option: the registry builds it)
-        return models.build(experiment.model, image_shape, num_classes, family=experiment.model_source.removesuffix(".py"))
+        return models.build(experiment.model, image_shape, num_classes)
     inputs = keras.Input(image_shape)
     base = densenet.APPLICATIONS[depth](include_top=False, weights=None, input_shape=image_shape, pooling="avg")
     return keras.Model(inputs, layers.softmax_head(base(layers.imagenet_normalize(inputs)), num_classes))
@@ -85,10 +85,11 @@ def bare_model(experiment, image_shape, num_classes: int):
 
 def worker_bare(args) -> None:
     """One bare ``model.fit`` in this process; prints its figures as JSON."""
-    from imgclf import experiments, train
+    from imgclf import experiments
+    from imgclf.runtime import configure_runtime
 
     section = section_for(args.model, args)
-    train.configure_runtime(args.threads, section, 0)  # threads, instruction set, op determinism, seeds
+    configure_runtime(args.threads, section, 0)  # threads, instruction set, op determinism, seeds
     import keras
     import numpy as np
 

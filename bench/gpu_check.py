@@ -53,7 +53,7 @@ def build(name: str, image_shape, num_classes: int, mixed: bool, xla: bool, lear
 
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
     experiment = experiments.get(name)
-    model = models.build(experiment.model, image_shape, num_classes, family=experiment.model_source.removesuffix(".py"))
+    model = models.build(experiment.model, image_shape, num_classes)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"], jit_compile=xla)
     return model

@@ -69,17 +69,18 @@ def main() -> None:
     from bench_train import forward_flops, spawn
 
     from imgclf import config, experiments, models, train
+    from imgclf.runtime import configure_runtime
 
     # the peak first, in a fresh process, as bench_train.py measures it
     peak = spawn("--worker", "matmul", "--threads", str(args.threads))[0]["gflops"]
     section = dict(config.load(ROOT / "params.yaml")[args.experiment])
     section.update(run_eagerly=False, xla=False, mixed_precision=False, batch_size=args.batch)
-    runtime = train.configure_runtime(args.threads, section, 0)
+    runtime = configure_runtime(args.threads, section, 0)
     import numpy as np
     import tensorflow as tf
 
     experiment = experiments.get(args.experiment)
-    model = models.build(experiment.model, (32, 32, 3), 200, family=experiment.model_source.removesuffix(".py"))
+    model = models.build(experiment.model, (32, 32, 3), 200)
     train.compile_model(model, section, runtime, 1e-3, 100)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (args.batch * args.steps, 32, 32, 3)).astype(np.float32)

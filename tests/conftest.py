@@ -16,6 +16,24 @@ os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ['PATH']}"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+FAULTS = ROOT / "tests" / "faults"
+
+
+def fault_env(kill_at: str | None = None, group: bool = False, logical_cpus: int | None = None) -> dict:
+    """The environment for a subprocess with the test harness's faults (``tests/faults``, its
+    ``sitecustomize`` first on PYTHONPATH): SIGKILL at ``kill_at`` (``<point>[:<n>]``), of the whole
+    process group where ``group``, and the CPU split into ``logical_cpus`` TensorFlow devices. The
+    Python processes the subprocess starts (Snakemake's and DVC's stages) inherit it."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH")]))}
+    if kill_at:
+        env["IMGCLF_KILL_AT"] = kill_at
+    if group:
+        env["IMGCLF_KILL_GROUP"] = "1"
+    if logical_cpus:
+        env["IMGCLF_LOGICAL_CPUS"] = str(logical_cpus)
+    return env
+
+
 def run(cmd, cwd, check=True, **kwargs):
     """Run a command; on failure show its output in the assertion."""
     result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, **kwargs)
@@ -68,7 +86,7 @@ def make_project(dest: Path, params: dict | None = None) -> Path:
             shutil.copy2(source, target)
     if params is not None:
         (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        run(["imgclf", "dvc-yaml"], dest)  # one stage per (experiment, seed) of these params
+        run(["imgclf", "runs"], dest)  # config/runs.yaml: dvc.yaml's stages for these params
     run(["git", "init", "-q"], dest)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], dest)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"], dest)

@@ -31,7 +31,7 @@ def projects(tmp_path_factory, http_server, small_tiny_zip):
     smk = make_project(tmp_path_factory.mktemp("smk"), params)
     dvc = make_project(tmp_path_factory.mktemp("dvc"), params)
     run(["snakemake", "--cores", "2", "data/prepared/imagenet200"], smk)
-    run(["dvc", "repro", "prepare_imagenet200"], dvc)
+    run(["dvc", "repro", "prepare@imagenet200"], dvc)
     return smk, dvc
 
 
@@ -67,7 +67,7 @@ def test_user_source_trains_seed_cnn_in_both_engines(projects):
 def test_second_run_does_nothing(projects):
     smk, dvc = projects
     assert snakemake_jobs(smk, "data/prepared/imagenet200") == {}
-    result = run(["dvc", "repro", "prepare_imagenet200"], dvc).stdout
+    result = run(["dvc", "repro", "prepare@imagenet200"], dvc).stdout
     assert "Running stage" not in result
     assert "didn't change, skipping" in result
 
@@ -77,13 +77,13 @@ def test_image_size_reruns_prepare_not_download(projects):
     for project in projects:
         set_param(project, "data", "image_size", 16)
     assert snakemake_jobs(smk, "data/prepared/imagenet200") == {"prepare": 1}
-    # DVC: first its check of params.yaml, which writes every param's value (the stages' params
-    # files); then, of the stages upstream of the prepared arrays, prepare alone
-    assert dvc_stages_to_run(dvc, "prepare_imagenet200") == {"check_params"}
+    # DVC: first its check of params.yaml, which writes each stage's params values (its file under
+    # config/resolved); then, of the stages upstream of the prepared arrays, prepare alone
+    assert dvc_stages_to_run(dvc, "prepare@imagenet200") == {"check_params"}
     run(["dvc", "repro", "check_params"], dvc)
-    assert dvc_stages_to_run(dvc, "prepare_imagenet200") == {"prepare_imagenet200"}
+    assert dvc_stages_to_run(dvc, "prepare@imagenet200") == {"prepare@imagenet200"}
     run(["snakemake", "--cores", "2", "data/prepared/imagenet200"], smk)
-    run(["dvc", "repro", "prepare_imagenet200"], dvc)
+    run(["dvc", "repro", "prepare@imagenet200"], dvc)
     assert file_hashes(smk, "data/prepared/imagenet200") == file_hashes(dvc, "data/prepared/imagenet200")
     meta = yaml.safe_load((dvc / "data/prepared/imagenet200/meta.json").read_text())
     assert meta["image_size"] == 16 and meta["n_classes"] == 10
@@ -94,7 +94,7 @@ def test_wrong_checksum_fails_the_download_stage_cleanly(projects):
     params = yaml.safe_load((dvc / "params.yaml").read_text())
     params["data"]["sources"]["mydata"]["md5"] = "f" * 32
     (dvc / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    result = run(["dvc", "repro", "download_imagenet200"], dvc, check=False)
+    result = run(["dvc", "repro", "download@imagenet200"], dvc, check=False)
     assert result.returncode != 0
     assert "MD5 mismatch" in result.stdout + result.stderr
     assert not (dvc / "data/raw/imagenet200.zip").exists()

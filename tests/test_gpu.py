@@ -15,10 +15,10 @@ def _gpus():
 def gpu_runtime():
     if not _gpus():
         pytest.skip("no GPU visible to TensorFlow on this machine")
-    from imgclf import train
+    from imgclf import runtime
 
     section = {"mixed_precision": True, "xla": True, "cpu_isa": "native", "op_determinism": False}
-    yield train.configure_runtime(4, section, 0)
+    yield runtime.configure_runtime(4, section, 0)
     import keras
 
     keras.mixed_precision.set_global_policy("float32")
@@ -48,8 +48,8 @@ def test_gpu_training_uses_the_device_mixed_precision_and_xla(gpu_runtime):
 def test_cpu_runtime_ignores_gpu_switches_without_a_gpu():
     if _gpus():
         pytest.skip("a GPU is present: the CPU fallback is what CI checks")
-    from imgclf import train
+    from imgclf.runtime import configure_runtime
 
-    runtime = train.configure_runtime(2, {"mixed_precision": True, "xla": True, "cpu_isa": "native",
+    runtime = configure_runtime(2, {"mixed_precision": True, "xla": True, "cpu_isa": "native",
                                           "op_determinism": False}, 0)
     assert runtime["device"] == "CPU" and not runtime["mixed_precision"] and not runtime["xla"]

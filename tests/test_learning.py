@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import make_project, run
-from imgclf import report, stages
+from imgclf import paths, report
 
 pytestmark = pytest.mark.slow
 
@@ -16,7 +16,7 @@ def test_learning_signal_on_the_sample(tmp_path):
     split, on its own training images too, and nothing looks wrong (the README's three seeds:
     10.1 ± 3.1 %; a model that learned nothing, or whose statistics are stale, scores about 0.5 %)."""
     project = make_project(tmp_path / "p")
-    target = stages.metrics_file("seed_cnn", 0)
+    target = paths.metrics_file("seed_cnn", 0)
     run(["snakemake", "--cores", "2", target], project, timeout=900)
     metrics = json.loads((project / target).read_text())
     assert metrics["chance_top1"] == pytest.approx(1 / 200)

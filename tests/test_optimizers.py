@@ -63,7 +63,7 @@ def test_the_pipeline_compiles_with_a_built_fused_optimizer():
 
     from imgclf import experiments, train
 
-    section = {key: default for key, (_, default, _) in experiments.COMMON.items()}
+    section = {key: param.default for key, param in experiments.COMMON.items()}
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     train.compile_model(model, section, {"xla": False}, 0.01, 10)
     assert isinstance(model.optimizer, optimizers.FusedAdam)

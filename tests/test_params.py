@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, load_params, put, run
-from imgclf import config, experiments, stages
+from imgclf import config, experiments, paths, stages
 from imgclf.errors import PipelineError
 
 
@@ -119,25 +119,36 @@ def test_snakemake_rejects_bad_params_before_any_job(tmp_path, params):
 
 def test_generated_files_are_in_sync():
     run(["imgclf", "schema", "--check"], ROOT)
-    run(["imgclf", "dvc-yaml", "--check"], ROOT)
+    run(["imgclf", "runs", "--check"], ROOT)
 
 
-def test_dvc_and_snakemake_commands_match(params):
-    """Every DVC stage command is the Snakemake rule's command (Snakemake adds --threads); DVC's
-    extra first stage checks params.yaml, and every other stage depends on its stamp."""
-    table = stages.by_name(config.validate(params))
-    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    assert list(dvc)[0] == stages.CHECK_STAGE and set(dvc) == set(table) | {stages.CHECK_STAGE}
-    checked = [stages.PARAMS_STAMP, *(stages.resolved_file(key) for key in ("experiments", "data", *experiments.EXPERIMENTS))]
-    assert [list(out) for out in dvc[stages.CHECK_STAGE]["outs"]] == [[path] for path in checked]
-    for name, stage in table.items():
-        assert dvc[name]["cmd"] == stage.cmd
-        assert dvc[name]["deps"] == [stages.PARAMS_STAMP, *stage.deps]
+def test_check_params_writes_each_stages_params(tmp_path, params):
+    """DVC's first stage writes one file per stage with exactly the values that change its result
+    (defaults filled in; training adds its experiment's record), and removes the files of stages
+    no longer asked for."""
+    from imgclf import resolved
+
+    params = config.validate(params)
+    out = tmp_path / "resolved"
+    stale = out / "train" / "gone.json"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("{}")
+    resolved.write_checked(params, str(out))
+    written = {str(p.relative_to(out)) for p in out.rglob("*.json")}
+    assert written == {str(Path(path).relative_to(paths.RESOLVED_DIR)) for path in stages.stage_keys(params)}
+    train = json.loads((out / "train" / "alexnet32.json").read_text())
+    assert train["alexnet32.learning_rate"] == params["alexnet32"]["learning_rate"]
+    assert "alexnet32.seeds" not in train and "alexnet32.mem_mb" not in train and "alexnet32.train_eval_images" not in train
+    assert train["experiment"] == {"model": "alexnet32", "dataset": "imagenet200", "kind": "keras", "upstream": None,
+                                   "module": "alexnet"}
+    evaluate = json.loads((out / "evaluate" / "alexnet32.json").read_text())
+    assert set(evaluate) == {f"alexnet32.{key}" for key in ("train_subset", "train_eval_images", "cpu_isa", "threads",
+                                                             "run_eagerly")}
 
 
-def test_a_stale_dvc_yaml_stops_both_engines(tmp_path):
-    """Adding a seed changes the stage list: until dvc.yaml is regenerated, Snakemake refuses to
-    start and DVC's first stage (check_params) fails, naming the fix."""
+def test_a_stale_run_list_stops_both_engines(tmp_path):
+    """Adding a seed changes the stage list: until config/runs.yaml is written again, Snakemake
+    refuses to start and DVC's first stage (check_params) fails, naming the fix."""
     from conftest import make_project
 
     project = make_project(tmp_path / "p")
@@ -145,19 +156,20 @@ def test_a_stale_dvc_yaml_stops_both_engines(tmp_path):
     params["alexnet32"]["seeds"] = [0, 7]
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     result = run(["snakemake", "-n", "--cores", "1"], project, check=False)
-    assert result.returncode != 0 and "dvc.yaml: out of date with params.yaml" in result.stdout + result.stderr
-    result = run(["imgclf", "check-params", "--stamp", "r/stamp", "--resolved", "r"], project, check=False)
-    assert result.returncode == 2 and "run `imgclf dvc-yaml`" in result.stderr and not (project / "r").exists()
-    run(["imgclf", "dvc-yaml"], project)
-    assert "train_alexnet32_s7" in (project / "dvc.yaml").read_text()
+    assert result.returncode != 0 and "config/runs.yaml: out of date with params.yaml" in result.stdout + result.stderr
+    result = run(["imgclf", "check-params", "--resolved", "r"], project, check=False)
+    assert result.returncode == 2 and "run `imgclf runs`" in result.stderr and not (project / "r").exists()
+    run(["imgclf", "runs"], project)
+    assert "alexnet32-s7" in (project / "config/runs.yaml").read_text()
+    assert "train@alexnet32-s7" in run(["dvc", "stage", "list"], project).stdout
     run(["snakemake", "-n", "--cores", "1"], project)
 
 
 @pytest.mark.slow
 def test_configfile_is_what_the_stage_commands_read(tmp_path):
-    """README: ``snakemake --configfile full-params.yaml`` reproduces with another params file,
-    ``params.yaml`` untouched. Every job's command names that file, and a stage run that way
-    uses its values: prepared images at its image_size, params.yaml's untouched."""
+    """README: ``snakemake --configfile FILE`` lays FILE over params.yaml, params.yaml untouched:
+    each job's command reads params.yaml with what FILE changes that the stage reads (``--set``),
+    and a stage run that way uses those values: prepared images at FILE's image_size."""
     from conftest import load_params, make_project
 
     project = make_project(tmp_path / "p", load_params("config/ci.yaml"))
@@ -168,8 +180,10 @@ def test_configfile_is_what_the_stage_commands_read(tmp_path):
     dry = run(["snakemake", "-n", "-p", "--forceall", "--cores", "2", "--configfile", "other.yaml"], project).stdout
     commands = [line.split("Shell command: ", 1)[1] for line in dry.splitlines() if "Shell command: " in line]
     stage_commands = [c for c in commands if c.startswith("imgclf ") and not c.startswith("imgclf make-sample")]
-    named = {Path(c.split("--params ", 1)[1].split()[0]).resolve() if "--params " in c else None for c in stage_commands}
-    assert len(stage_commands) > 20 and named == {(project / "other.yaml").resolve()}, stage_commands[:3]
+    named = {c.split("--params ", 1)[1].split()[0] for c in stage_commands}
+    assert len(stage_commands) > 20 and named == {"params.yaml"}, stage_commands[:3]
+    changed = [c for c in stage_commands if "--set data.image_size=16" in c]
+    assert [c.split()[1] for c in changed] == ["prepare", "prepare"], changed
     run(["snakemake", "data/prepared/cifar10", "--cores", "2", "--configfile", "other.yaml"], project, timeout=600)
     meta = json.loads((project / "data/prepared/cifar10/meta.json").read_text())
     assert meta["image_size"] == 16
@@ -221,11 +235,12 @@ def test_experiment_selection_shapes_the_stage_table(params):
     table = stages.by_name(config.validate(params))
     runs = [(n, s) for n in ("seed_cnn", "alexnet32") for s in params[n]["seeds"]]
     assert stages.runs(config.validate(params)) == runs
-    expected = {"sample_tiny_imagenet", "download_imagenet200", "prepare_imagenet200", "report",
+    expected = {"sample@tiny_imagenet", "download_sample@imagenet200", "prepare@imagenet200", "report",
                 *(stages.run_stage(kind, n, s) for n, s in runs for kind in ("train", "evaluate"))}
     assert set(table) == expected  # no CIFAR-10 download or prepare: no selected experiment uses it
-    assert table["report"].params == ["experiments", "data.imagenet200.source", "seed_cnn.seeds", "alexnet32.seeds"]
-    assert set(table["report"].deps) >= {stages.metrics_file(n, s) for n, s in runs}
+    assert stages.stage_keys(config.validate(params))[table["report"].resolved] == [
+        "experiments", "data.imagenet200.source", "seed_cnn.seeds", "alexnet32.seeds"]
+    assert set(table["report"].deps) >= {paths.metrics_file(n, s) for n, s in runs}
 
 
 @pytest.mark.parametrize(("chosen", "message"), [
@@ -258,13 +273,14 @@ def test_a_python_tag_in_params_is_never_executed(tmp_path):
 
 def test_snakemake_config_entries_become_typed_dotted_overrides(params):
     """Snakemake parses --config values with YAML's base loader (every scalar a string); they are
-    typed the way the params file would type them, strings staying strings where the file has one."""
+    typed the way the params file would type them, strings staying strings where the file has one;
+    a value params.yaml already has (alexnet32.epochs: 3) is no override."""
     given = {"seed_cnn": {"epochs": "3", "optimizer": "sgd", "seeds": ["0", "2"], "train_subset": "null"},
              "experiments": ["seed_cnn"], "data": {"imagenet200": {"source": "off"}}}
-    assert config.snakemake_overrides(given, params) == {
+    assert config.config_overrides({**given, "alexnet32": {"epochs": "3"}}, params) == {
         "seed_cnn.epochs": 3, "seed_cnn.optimizer": "sgd", "seed_cnn.seeds": [0, 2], "seed_cnn.train_subset": None,
         "experiments": ["seed_cnn"], "data.imagenet200.source": "off"}  # YAML alone would read "off" as False
-    assert config.snakemake_overrides({}, params) == {}
+    assert config.config_overrides({}, params) == {}
 
 
 def test_overrides_go_through_the_same_validation(tmp_path, params):
@@ -297,10 +313,10 @@ def test_an_override_reaches_only_the_stages_that_read_it(params):
     params = config.validate(params)
     plain = stages.by_name(params)
     overrides = {"seed_cnn.epochs": 3, "seed_cnn.mem_mb": 100}
-    changed = stages.by_name(config.apply_overrides(params, overrides, "x"), "params.yaml", overrides)
+    changed = stages.by_name(config.apply_overrides(params, overrides, "x"), overrides)
     differ = {name for name in plain if plain[name].cmd != changed[name].cmd}
     assert differ == {stages.run_stage("train", "seed_cnn", seed) for seed in params["seed_cnn"]["seeds"]}
-    assert changed["train_seed_cnn_s0"].cmd.endswith(" --params params.yaml --set seed_cnn.epochs=3")
+    assert changed["train@seed_cnn-s0"].cmd.endswith(" --params params.yaml --set seed_cnn.epochs=3")
 
 
 def test_the_cli_applies_set_options(tmp_path, params):
@@ -315,7 +331,7 @@ def test_the_cli_applies_set_options(tmp_path, params):
 
 def test_profile_cli_lays_the_overlay_over_params_yaml(tmp_path):
     """`imgclf params --profile ci` writes params.yaml with config/ci.yaml laid over it (comments
-    kept), validated, and dvc.yaml for it; again, the same bytes. `--show` prints every param."""
+    kept), validated, and config/runs.yaml for it; again, the same bytes. `--show` prints every param."""
     from conftest import make_project
 
     project = make_project(tmp_path / "p")
@@ -330,9 +346,9 @@ def test_profile_cli_lays_the_overlay_over_params_yaml(tmp_path):
     assert yaml.safe_load(text) == merged
     assert config.load(project / "params.yaml") == config.validate(merged)
     assert config.load(project / "params.yaml")["data"]["imagenet200"]["n_classes"] == 20
-    run(["imgclf", "dvc-yaml", "--check"], project)  # dvc.yaml follows: CI's seeds
-    committed = run(["git", "show", "HEAD:dvc.yaml"], project).stdout
-    assert "train_seed_cnn_s2" in committed and "train_seed_cnn_s2" not in (project / "dvc.yaml").read_text()
+    run(["imgclf", "runs", "--check"], project)  # the run list follows: CI's seeds
+    committed = run(["git", "show", "HEAD:config/runs.yaml"], project).stdout
+    assert "seed_cnn-s2" in committed and "seed_cnn-s2" not in (project / "config/runs.yaml").read_text()
     run(["imgclf", "params", "--profile", "ci"], project)
     assert (project / "params.yaml").read_text() == text
     shown = yaml.safe_load(run(["imgclf", "params", "--show"], project).stdout)
@@ -359,11 +375,11 @@ def test_a_bad_profile_is_refused_in_one_line(tmp_path, profile, overlay, messag
     assert (tmp_path / "params.yaml").read_text() == params
 
 
-def test_several_configfiles_are_refused_in_one_line():
-    """Snakemake would merge several --configfile; the stage commands and DVC read one params
-    file, so the Snakefile refuses them and names the way to a merged file."""
-    result = run(["snakemake", "--cores", "1", "--dry-run", "--configfile", "params.yaml", "config/ci.yaml"], ROOT,
-                 check=False)
-    assert result.returncode != 0
-    assert "give one params file; to lay a profile over params.yaml: `imgclf params --profile NAME --out FILE`" in \
-        result.stdout + result.stderr
+def test_several_configfiles_are_laid_over_params_yaml_in_order():
+    """As in any Snakemake workflow, several --configfile are laid over params.yaml in order (and
+    --config on top); the stages read params.yaml with the differences (``--set``)."""
+    result = run(["snakemake", "--cores", "1", "--dry-run", "--printshellcmds", "--forceall", "--configfile",
+                  "config/ci.yaml", "config/full.yaml", "--config", "seed_cnn={epochs: 2}"], ROOT)
+    commands = [line for line in result.stdout.splitlines() if line.startswith("Shell command: imgclf train seed_cnn ")]
+    assert len(commands) == 1  # full.yaml's seeds: [0] over ci.yaml's [0, 1]
+    assert "--set seed_cnn.epochs=2 " in commands[0] and "--set seed_cnn.threads=4 " in commands[0]

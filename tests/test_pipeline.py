@@ -8,7 +8,7 @@ import json
 import pytest
 
 from conftest import run, snakemake_jobs
-from imgclf import config, experiments, stages
+from imgclf import config, experiments, paths, stages
 
 pytestmark = pytest.mark.slow
 EXPERIMENTS = list(experiments.EXPERIMENTS)
@@ -20,7 +20,7 @@ def test_every_experiment_reaches_the_report(ci_project):
     assert list(rows) == EXPERIMENTS
     table = (ci_project / "reports/results.md").read_text()
     for name, seed in stages.runs(config.load(ci_project / "params.yaml")):
-        metrics = json.loads((ci_project / stages.metrics_file(name, seed)).read_text())
+        metrics = json.loads((ci_project / paths.metrics_file(name, seed)).read_text())
         assert all(isinstance(v, (int, float)) for v in metrics.values()), "metrics must be flat numbers"
         assert 0 <= metrics["top1"] <= metrics["top5"] <= 1 and 0 <= metrics["train_top1"] <= 1
         assert metrics["params"] > 0 and metrics["test_images"] > 0 and metrics["seed"] == seed
@@ -29,11 +29,11 @@ def test_every_experiment_reaches_the_report(ci_project):
     for figure in ("learning_curves.png", "accuracy.png"):
         assert (ci_project / "reports/figures" / figure).stat().st_size > 1000
     assert rows["seed_cnn"]["params"] == str(795_000 - 102_600 + 512 * 20 + 20)  # the 200-class head, here 20 classes
-    finetune = json.loads((ci_project / stages.metrics_file("cifar_densenet201_finetune", 0)).read_text())
+    finetune = json.loads((ci_project / paths.metrics_file("cifar_densenet201_finetune", 0)).read_text())
     assert finetune["cv_folds"] == 2 and 0 <= finetune["cv_top1_mean"] <= 1
-    assert (ci_project / stages.model_dir("autokeras", 0) / "trials.csv").exists()
+    assert (ci_project / paths.model_dir("autokeras", 0) / "trials.csv").exists()
     # two seeds of seed_cnn in CI's config: the row is their mean and sample std
-    seeds = [json.loads((ci_project / stages.metrics_file("seed_cnn", s)).read_text())["top1"] for s in (0, 1)]
+    seeds = [json.loads((ci_project / paths.metrics_file("seed_cnn", s)).read_text())["top1"] for s in (0, 1)]
     assert rows["seed_cnn"]["seeds"] == "0 1" and rows["seed_cnn"]["n_seeds"] == "2"
     assert float(rows["seed_cnn"]["top1"]) == pytest.approx(sum(seeds) / 2)
     assert float(rows["seed_cnn"]["top1_std"]) == pytest.approx(abs(seeds[0] - seeds[1]) / 2 ** 0.5)
@@ -50,7 +50,7 @@ def test_results_table_carries_the_metrics_files(ci_project):
     params = config.load(ci_project / "params.yaml")
     for name in EXPERIMENTS:
         seeds = params[name]["seeds"]
-        metrics = [json.loads((ci_project / stages.metrics_file(name, s)).read_text()) for s in seeds]
+        metrics = [json.loads((ci_project / paths.metrics_file(name, s)).read_text()) for s in seeds]
         cells = lines[name]
         for key, column in (("top1", 3), ("train_top1", 4), ("top5", 5)):
             values = [m[key] for m in metrics]
@@ -74,7 +74,7 @@ def test_transfer_starts_from_experiment_4s_densenet201(ci_project):
     import numpy as np
 
     def backbone(name):
-        model = keras.models.load_model(ci_project / stages.model_dir(name, 0) / "model.keras", compile=False)
+        model = keras.models.load_model(ci_project / paths.model_dir(name, 0) / "model.keras", compile=False)
         return {w.path: w.numpy() for w in model.get_layer("densenet201").weights}
 
     trained, transferred = backbone("densenet201"), backbone("cifar_densenet201_transfer")

@@ -10,7 +10,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 import re
 import shutil
 import signal
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import dvc_stages_to_run, file_hashes, load_params, make_project, run, snakemake_jobs
+from conftest import dvc_stages_to_run, fault_env, file_hashes, load_params, make_project, run, snakemake_jobs
 
 pytestmark = pytest.mark.slow
 TRACKED = ("data/sample", "data/raw", "data/prepared", "models", "reports")
@@ -135,7 +134,7 @@ def test_a_killed_job_is_redone_and_both_engines_agree(finished, project, kind, 
     rule, output = KILL_POINTS[kind]
     command = (["snakemake", "--cores", "2", "--forcerun", rule] if engine == "snakemake"
                else ["dvc", "repro", "--force", "--single-item", DVC_STAGE[kind]])
-    env = {**os.environ, "IMGCLF_KILL_AT": f"replace {output}", "IMGCLF_KILL_GROUP": "1"}
+    env = fault_env(f"replace {output}", group=True)
     killed = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=900,
                             start_new_session=True)
     assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stdout[-2000:], killed.stderr[-2000:])

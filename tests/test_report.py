@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, load_params
-from imgclf import config, evaluate, experiments, report
+from imgclf import config, evaluate, experiments, paper, report
 from imgclf.errors import PipelineError
 
 
@@ -171,7 +171,7 @@ def test_results_table_cells_exactly(tmp_path):
     rows = table.set_index("experiment")
     assert rows.loc["alexnet32", "flag"] == ("collapsed: 90% of test predictions are one class; "
                                              "chance on test (1.0%) but 90.0% on training images")
-    assert rows.loc["seed_cnn", "title"] == experiments.EXPERIMENTS["seed_cnn"].title
+    assert rows.loc["seed_cnn", "title"] == paper.of("seed_cnn").title
     assert rows.loc["seed_cnn", "train_seconds"] == pytest.approx(13.0) and rows.loc["seed_cnn", "train_images"] == 90
     assert rows.loc["seed_cnn", "top_class_share"] == pytest.approx(0.8)
     assert rows.loc["cifar_densenet201_finetune", "cv_top1_std"] == pytest.approx(0.05)
@@ -182,12 +182,12 @@ def test_results_table_cells_exactly(tmp_path):
                                    "| paper top-5 % | paper params (M) | paper note |")
     assert report.markdown(table).splitlines()[1] == "|" + "---|" * 18
     assert lines["densenet121"].split(" | ")[9] == "1.001"
-    note = experiments.EXPERIMENTS["seed_cnn"].paper.note
+    note = paper.of("seed_cnn").note
     assert lines["seed_cnn"] == (
         "| seed_cnn | imagenet200 (sample_tiny_imagenet) | 0 1 | 20.00 ± 7.07 | 40.00 ± 14.14 | 60.00 ± 14.14 | 2.000 ± 0.707 | 10.00 "
         "| ⚠ seed 1: collapsed: 80% of test predictions are one class | 1.235 | 3 | 13 | 27 |  |  |  | 0.795 "
         f"| {note} |")
-    finetune = experiments.EXPERIMENTS["cifar_densenet201_finetune"].paper
+    finetune = paper.of("cifar_densenet201_finetune")
     assert lines["cifar_densenet201_finetune"] == (
         "| cifar_densenet201_finetune | cifar10 (sample_cifar10) | 0 | 10.00 | 20.00 | 50.00 | 2.000 | 10.00 | ok | 1.235 | 3 | 10 "
         f"|  | 40.00 ± 5.00 | {report._pct(finetune.top1)} | {report._pct(finetune.top5)} | "

@@ -5,14 +5,13 @@ for byte, TensorBoard scalars step for step) as an undisturbed run; and two undi
 the same commit, params and data give identical metrics."""
 
 import json
-import os
 import subprocess
 
 import numpy as np
 import pytest
 import yaml
 
-from conftest import load_params, run
+from conftest import fault_env, load_params, run
 
 pytestmark = pytest.mark.slow
 RESULT_KEYS = ("top1", "top5", "loss", "train_top1", "train_top5", "train_loss", "top_class_share",
@@ -35,7 +34,7 @@ def workspace(tmp_path_factory, small_tiny_zip):
 
 
 def train(root, name, out, kill_at=None, extra=()):
-    env = {**os.environ, "IMGCLF_KILL_AT": kill_at} if kill_at else None
+    env = fault_env(kill_at) if kill_at else None
     command = ["imgclf", "train", name, "--data", "data", "--out", out, "--threads", "1",
                "--live", f"live/{out}", "--tensorboard", f"tb/{out}", *extra]
     return subprocess.run(command, cwd=root, capture_output=True, text=True, env=env, timeout=900)

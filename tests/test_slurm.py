@@ -8,7 +8,7 @@ import re
 import pytest
 
 from conftest import ROOT, file_hashes, load_params, make_project, run, slurm_installed
-from imgclf import config, experiments, stages
+from imgclf import config, experiments, paths, stages
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
@@ -41,8 +41,8 @@ def test_ci_pipeline_went_through_slurm(ci_project, tmp_path):
     run(["snakemake", "--cores", "2", "data/prepared/imagenet200", "data/prepared/cifar10"], local)
     assert file_hashes(ci_project, "data/prepared") == file_hashes(local, "data/prepared")
     for name, seed in runs:
-        assert (ci_project / stages.metrics_file(name, seed)).exists()
-        assert (ci_project / stages.model_dir(name, seed) / "model.keras").exists()
+        assert (ci_project / paths.metrics_file(name, seed)).exists()
+        assert (ci_project / paths.model_dir(name, seed) / "model.keras").exists()
 
 
 def test_outputs_equal_a_local_run(ci_project, tmp_path):
@@ -54,20 +54,25 @@ def test_outputs_equal_a_local_run(ci_project, tmp_path):
 
     import keras
     import numpy as np
-    import yaml
 
-    spec = yaml.safe_load((ci_project / "dvc.yaml").read_text())["stages"]
-    train_cmd, eval_cmd = spec["train_cifar_base_cnn_s0"]["cmd"], spec["evaluate_cifar_base_cnn_s0"]["cmd"]
+    train_cmd = dvc_command(ci_project, stages.run_stage("train", "cifar_base_cnn", 0))
+    eval_cmd = dvc_command(ci_project, stages.run_stage("evaluate", "cifar_base_cnn", 0))
     assert "--threads" not in train_cmd
-    model, metrics = stages.model_dir("cifar_base_cnn", 0), stages.metrics_file("cifar_base_cnn", 0)
+    model, metrics = paths.model_dir("cifar_base_cnn", 0), paths.metrics_file("cifar_base_cnn", 0)
     local_model, local_metrics = tmp_path / "model", tmp_path / "metrics.json"
-    live = stages.live_dir("cifar_base_cnn", 0)
-    run(train_cmd.replace(f"--out {model}", f"--out {local_model}").replace(f"--live {live}", f"--live {tmp_path / 'live'}")
-        .replace(f"--tensorboard {stages.tensorboard_dir('cifar_base_cnn', 0)}", f"--tensorboard {tmp_path / 'tb'}")
-        .split(), ci_project, timeout=900)
-    run(eval_cmd.replace(f"--model {model}", f"--model {local_model}")
-        .replace(f"--metrics {metrics}", f"--metrics {local_metrics}")
-        .replace(f"--out {stages.eval_dir('cifar_base_cnn', 0)}", f"--out {tmp_path / 'eval'}").split(), ci_project, timeout=900)
+    live, confusion = paths.live_dir("cifar_base_cnn", 0), paths.confusion_file("cifar_base_cnn", 0)
+    tensorboard, details = paths.tensorboard_dir("cifar_base_cnn", 0), paths.eval_dir("cifar_base_cnn", 0)
+    train_cmd = (train_cmd.replace(f"--out {model}", f"--out {local_model}").replace(f"--live {live}", f"--live {tmp_path / 'live'}")
+                 .replace(f"--tensorboard {tensorboard}", f"--tensorboard {tmp_path / 'tb'}"))
+    eval_cmd = (eval_cmd.replace(f"--model {model}", f"--model {local_model}")
+                .replace(f"--metrics {metrics}", f"--metrics {local_metrics}")
+                .replace(f"--confusion {confusion}", f"--confusion {tmp_path / 'confusion.csv'}")
+                .replace(f"--out {details}", f"--out {tmp_path / 'eval'}"))
+    # every output goes to tmp_path: the session's pipeline results stay as they are
+    assert not any(path in train_cmd for path in (model, live, tensorboard)), train_cmd
+    assert not any(path in eval_cmd for path in (model, metrics, details, confusion)), eval_cmd
+    run(train_cmd.split(), ci_project, timeout=900)
+    run(eval_cmd.split(), ci_project, timeout=900)
 
     def weights(directory):
         return [w.numpy() for w in keras.models.load_model(directory / "model.keras", compile=False).weights]
@@ -79,9 +84,18 @@ def test_outputs_equal_a_local_run(ci_project, tmp_path):
         return {k: v for k, v in json.loads(path.read_text()).items() if "second" not in k}
 
     assert numbers(local_metrics) == numbers(ci_project / metrics)
+    assert (tmp_path / "confusion.csv").read_bytes() == (ci_project / confusion).read_bytes()
     # and the same per-epoch log, byte for byte
     assert [p.read_bytes() for p in sorted((tmp_path / "live").rglob("*.tsv"))] == \
         [p.read_bytes() for p in sorted((ci_project / live).rglob("*.tsv"))] != []
+
+
+def dvc_command(project, name) -> str:
+    """A stage's command as DVC runs it: dvc.yaml's ``foreach`` expanded over config/runs.yaml."""
+    from dvc.repo import Repo
+
+    with Repo(str(project)) as repo:
+        return next(stage.cmd for stage in repo.index.stages if stage.name == name)
 
 
 def full_params(tmp_path) -> str:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from imgclf import data, experiments, splits
+from imgclf import data, experiments, seeding, splits
 from imgclf.models import transfer
 from test_models import _local_weights
 
@@ -27,17 +27,19 @@ def test_finetune_updates_top_layers_and_keeps_batchnorm(tmp_path, tiny_splits):
     (tmp_path / "up").mkdir()
     source.save(tmp_path / "up" / "model.keras")
     section = {
-        **{key: default for key, (_, default, _) in experiments.COMMON.items()},
+        **{key: param.default for key, param in experiments.COMMON.items()},
         "epochs": 1, "batch_size": 20, "learning_rate": 0.01, "lr_factor": 0.1, "kfold": 2,
         "unfreeze_from": "conv5_block32_", "run_eagerly": True,
     }
-    runtime = {"xla": False, "seed": 0, "strategy": None}
     work = tmp_path / "work"
     work.mkdir()
     from imgclf.training_log import TrainingLog, read_live
 
     log = TrainingLog(tmp_path / "live", None)
-    model, rows, extra, _ = train.train_finetune(None, section, tiny_splits, runtime, work, tmp_path / "up", log)
+    job = train.TrainJob(experiments.get("cifar_densenet201_finetune"), section, tiny_splits, {"xla": False, "seed": 0},
+                         None, work, tmp_path / "up", log)
+    trained = train.train_finetune(job)
+    model, rows, extra = trained.model, trained.rows, trained.extra
     # each fold and the final fit logged under its own names, one step per epoch
     assert [step for step, _ in read_live(tmp_path / "live", "fold2/val_accuracy")] == [1]
     assert [step for step, _ in read_live(tmp_path / "live", "accuracy")] == [1]
@@ -86,25 +88,25 @@ def test_augmentation_and_order_are_functions_of_seed_and_epoch():
 
 
 def test_stream_seeds_are_stable_and_distinct():
-    assert data.stream_seed(0, "fold", 1, 2) == data.stream_seed(0, "fold", 1, 2)
-    seeds = {data.stream_seed(seed, epoch) for seed in range(5) for epoch in range(50)}
+    assert seeding.stream_seed(0, "fold", 1, 2) == seeding.stream_seed(0, "fold", 1, 2)
+    seeds = {seeding.stream_seed(seed, epoch) for seed in range(5) for epoch in range(50)}
     assert len(seeds) == 250 and all(0 <= value < 2**31 for value in seeds)
-    assert data.stream_seed(0, 1) == 1982462498  # pinned: a change would silently change every result
+    assert seeding.stream_seed(0, 1) == 1982462498  # pinned: a change would silently change every result
 
 
 def test_reseed_sets_every_dropout_stream_from_the_key():
     import keras
 
-    from imgclf import models, train
+    from imgclf import models
 
     model = models.build("cifar_cnn", (32, 32, 3), 10)
     x = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3)).astype(np.float32)
-    train.reseed(model, 0, 2)
+    seeding.reseed(model, 0, 2)
     first = model(x, training=True).numpy()
     model(x, training=True)  # advances every seed generator
-    train.reseed(model, 0, 2)
+    seeding.reseed(model, 0, 2)
     assert np.array_equal(model(x, training=True).numpy(), first)
-    train.reseed(model, 0, 3)
+    seeding.reseed(model, 0, 3)
     assert not np.array_equal(model(x, training=True).numpy(), first)
     assert sum(len(layer._seed_generators) for layer in model._flatten_layers()) >= 4
     del keras
@@ -166,13 +168,13 @@ def test_batchnorm_statistics_match_the_weights_after_short_training(ten_class_d
 def test_recalibration_leaves_weights_and_frozen_batchnorm_alone():
     import keras
 
-    from imgclf import models, train
+    from imgclf import batchnorm, models
 
     model = models.build("cifar_cnn", (32, 32, 3), 10)
     model.get_layer("block1_bn1").trainable = False
     before = {w.path: w.numpy() for w in model.weights}
     x = np.random.default_rng(1).integers(0, 256, (64, 32, 32, 3)).astype(np.uint8)
-    assert train.recalibrate_batchnorm(model, x, 16, 0) == 5
+    assert batchnorm.recalibrate_batchnorm(model, x, 16, 0) == 5
     after = {w.path: w.numpy() for w in model.weights}
     changed = {path for path in before if not np.array_equal(before[path], after[path])}
     assert changed and all("moving_" in path for path in changed)
@@ -221,16 +223,17 @@ def test_train_command_honours_threads(ten_class_data, tmp_path):
 
 @pytest.mark.slow
 def test_two_devices_train_save_and_evaluate_like_one(ten_class_data, tmp_path):
-    """gpus: 2 on two logical CPU devices (the test hook IMGCLF_LOGICAL_CPUS): training runs under
-    MirroredStrategy (train.json says 2 replicas), the global batch split across them, and the
-    saved model evaluates like the single-device one's: its training loss falls as far, and its
-    test top-1 is the same within a few images."""
+    """gpus: 2 on two logical CPU devices (the CPU split by the test harness, ``fault_env``): training
+    runs under MirroredStrategy (train.json says 2 replicas), the global batch split across them,
+    and the saved model evaluates like the single-device one's: its training loss falls as far, and
+    its test top-1 is the same within a few images."""
+    import copy
     import os
     import subprocess
 
     import yaml
 
-    import copy
+    from conftest import fault_env
 
     data_dir, params = ten_class_data
     params = copy.deepcopy(params)  # the fixture's dict is shared with the other tests
@@ -239,10 +242,11 @@ def test_two_devices_train_save_and_evaluate_like_one(ten_class_data, tmp_path):
         params["cifar_base_cnn"].update(epochs=2, batch_size=32, augment_flip=False, augment_crop=0, gpus=gpus,
                                         train_subset=480, train_eval_images=200, seeds=[0])
         (tmp_path / f"p{gpus}.yaml").write_text(yaml.safe_dump(params))
-        env = {**os.environ, "IMGCLF_LOGICAL_CPUS": "2"}
-        for command in (["train", "cifar_base_cnn", "--data", str(data_dir), "--out", f"m{gpus}"],
-                        ["evaluate", "cifar_base_cnn", "--data", str(data_dir), "--model", f"m{gpus}",
-                         "--metrics", f"m{gpus}.json", "--out", f"e{gpus}"]):
+        # training on two logical CPU devices; evaluation on the one CPU device, as on one GPU
+        for command, env in ((["train", "cifar_base_cnn", "--data", str(data_dir), "--out", f"m{gpus}"],
+                              fault_env(logical_cpus=2)),
+                             (["evaluate", "cifar_base_cnn", "--data", str(data_dir), "--model", f"m{gpus}",
+                               "--metrics", f"m{gpus}.json", "--out", f"e{gpus}"], os.environ)):
             done = subprocess.run(["imgclf", *command, "--threads", "2", "--params", f"p{gpus}.yaml"], cwd=tmp_path,
                                   env=env, capture_output=True, text=True, timeout=600)
             assert done.returncode == 0, done.stderr[-3000:]

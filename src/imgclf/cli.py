@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from imgclf import config
+from imgclf import config, datasets
 from imgclf.errors import PipelineError
 
 
@@ -55,13 +55,11 @@ def cmd_schema(args) -> None:
 
 def cmd_check_params(args) -> None:
     params = _params(args)
-    if args.stamp:
-        from imgclf import stages
+    if args.resolved:
+        from imgclf import resolved
 
-        if not args.resolved:
-            raise PipelineError("check-params: --stamp needs --resolved DIR (the params files dvc.yaml's stages read)")
-        stages.check_dvc_yaml(params, args.params)
-        stages.write_checked(params, args.stamp, args.resolved)
+        resolved.check_runs(params, args.params)
+        resolved.write_checked(params, args.resolved)
     print(f"{args.params}: valid")
 
 
@@ -84,24 +82,24 @@ def cmd_params(args) -> None:
     write_text(out, text)
     print(f"{out}: {args.params} with {config.profile_path(args.profile)} laid over it")
     if Path(out).resolve() == Path(config.DEFAULT_PARAMS).resolve() and Path("dvc.yaml").exists():
-        from imgclf import stages
+        from imgclf import paths, resolved
 
-        write_text("dvc.yaml", stages.dvc_yaml_text(params))
-        print("dvc.yaml: written for it (`imgclf dvc-yaml`)")
+        write_text(paths.RUNS_FILE, resolved.runs_text(params))
+        print(f"{paths.RUNS_FILE}: written for it (`imgclf runs`)")
 
 
 def cmd_make_sample(args) -> None:
     from imgclf import sample
 
-    {"tiny_imagenet": sample.make_tiny_imagenet, "cifar10": sample.make_cifar10}[args.dataset](args.out)
+    sample.MAKERS[args.dataset](args.out)
 
 
 def cmd_download(args) -> None:
-    from imgclf import download, sources
+    from imgclf import datasets, download
 
     params = _params(args)
-    name, entry = sources.source_of(args.dataset, params["data"])
-    if entry["layout"] == "folder":
+    name, entry = datasets.source_of(args.dataset, params["data"])
+    if datasets.LAYOUTS[entry["layout"]].suffix is None:
         raise PipelineError(f"data.sources.{name}: a folder source is read in place; nothing to download")
     url = entry.get("url") or f"file:{entry['path']}"
     download.download(url, args.out, entry["md5"], entry["size"], progress=not args.quiet,
@@ -110,11 +108,12 @@ def cmd_download(args) -> None:
 
 
 def cmd_prepare(args) -> None:
-    from imgclf import sources
+    from imgclf import datasets
 
     data = _params(args)["data"]
-    layout = sources.layout_of(args.dataset, data)
-    meta = sources.module(layout).prepare(Path(args.source), args.out, data, _threads(args.threads))
+    layout = datasets.source_of(args.dataset, data)[1]["layout"]
+    meta = datasets.layout_module(layout).prepare(Path(args.source), args.out, datasets.settings(args.dataset, data),
+                                                  _threads(args.threads))
     print(f"{args.out}: {meta['train_images']} train, {meta['val_images']} val, {meta['test_images']} test images, "
           f"{meta['n_classes']} classes at {meta['image_size']}x{meta['image_size']}")
 
@@ -129,23 +128,22 @@ def cmd_train(args) -> None:
     from imgclf import experiments, train
 
     params = _params(args)
-    experiments.get(args.experiment)
+    experiment = experiments.get(args.experiment)
     section = params[args.experiment]
-    meta = train.run(args.experiment, args.data, args.out, params, _tf_threads(args.threads, section),
-                     _seed(args.seed, section), args.upstream, args.live, args.tensorboard)
+    meta = train.run(experiment, args.data, args.out, section, experiments.result_params(section),
+                     _tf_threads(args.threads, section), _seed(args.seed, section), args.upstream, args.live,
+                     args.tensorboard)
     print(f"{args.out}: {meta['epochs']} epochs on {meta['train_images']} images in {meta['train_seconds']:.1f} s "
           f"({meta['device']}, {meta['params']:,} parameters)")
 
 
 def cmd_evaluate(args) -> None:
-    from imgclf import evaluate
+    from imgclf import evaluate, experiments
 
-    from imgclf import experiments
-
-    experiments.get(args.experiment)
+    experiment = experiments.get(args.experiment)
     section = _params(args)[args.experiment]
-    metrics = evaluate.run(args.experiment, args.data, args.model, args.metrics, args.out, _tf_threads(args.threads, section),
-                           section, _seed(args.seed, section))
+    metrics = evaluate.run(experiment, args.data, args.model, args.metrics, args.out, _tf_threads(args.threads, section),
+                           section, _seed(args.seed, section), args.confusion)
     print(f"{args.metrics}: top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f}, loss {metrics['loss']:.4f} "
           f"on {metrics['test_images']} test images; train top-1 {metrics['train_top1']:.4f}")
 
@@ -161,15 +159,20 @@ def cmd_report(args) -> None:
 def cmd_tidy(args) -> None:
     from imgclf import stages
 
-    for path in stages.tidy(_params(args), args.params):
+    for path in stages.tidy(_params(args)):
         print(f"removed {path} (left by a killed run)")
 
 
-def cmd_dvc_yaml(args) -> None:
-    from imgclf import stages
+def cmd_runs(args) -> None:
+    from imgclf import resolved
 
-    _write_generated(args.out, stages.dvc_yaml_text(_params(args)), args.check,
-                     "imgclf dvc-yaml")
+    _write_generated(args.out, resolved.runs_text(_params(args)), args.check, "imgclf runs")
+
+
+def cmd_record(args) -> None:
+    from imgclf import record
+
+    print(record.record(_params(args), args.stages))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,11 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="fail if the file is out of date")
 
     p = with_params(add("check-params", cmd_check_params, "validate a params file"))
-    p.add_argument("--stamp", help="on success, write this file (dvc.yaml's check_params stage: every stage "
-                                   "depends on it, so a bad params file stops `dvc repro` before any output is removed)")
-
-    p.add_argument("--resolved", help="with --stamp: write every param with its value (defaults filled in), one "
-                                      "JSON file per section, in this directory (the params files of dvc.yaml's stages)")
+    p.add_argument("--resolved", help="on success, write each stage's params with their values (defaults filled in), "
+                                      "one JSON file per stage, in this directory (dvc.yaml's check_params stage)")
 
     p = with_params(add("params", cmd_params, "lay a profile (config/NAME.yaml: what differs from params.yaml) over "
                                               "the params file, or show every param with its value"))
@@ -205,16 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", action="store_true", help="print every param with its value (defaults filled in), as YAML")
 
     p = add("make-sample", cmd_make_sample, "generate an embedded sample archive")
-    p.add_argument("dataset", choices=["tiny_imagenet", "cifar10"])
+    p.add_argument("dataset", choices=list(datasets.SAMPLES))
     p.add_argument("--out", required=True)
 
     p = with_params(add("download", cmd_download, "download and verify the archive of a data set's source"))
-    p.add_argument("dataset", choices=["imagenet200", "cifar10"])
+    p.add_argument("dataset", choices=list(datasets.DATASETS))
     p.add_argument("--out", required=True)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = with_params(add("prepare", cmd_prepare, "archive or image folder -> resized, subset arrays"))
-    p.add_argument("dataset", choices=["imagenet200", "cifar10"])
+    p.add_argument("dataset", choices=list(datasets.DATASETS))
     p.add_argument("--source", required=True, help="archive (zip / tar.gz) or, for imagenet200, an image folder")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--threads", type=int, default=0, help="worker processes (default: all cores)")
@@ -236,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", required=True, help="metrics JSON to write")
     p.add_argument("--seed", type=int, default=None, help="seed the model was trained with (default: the first seed)")
     p.add_argument("--out", required=True, help="details directory to write")
+    p.add_argument("--confusion", help="CSV of (actual, predicted) pairs to write, for `dvc plots`")
     p.add_argument("--threads", type=int, default=0, help="TensorFlow threads (default: the experiment's threads param)")
 
     p = with_params(add("report", cmd_report, "gather every experiment's metrics into reports/"))
@@ -247,9 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     with_params(add("tidy", cmd_tidy, "remove the temporaries killed runs left beside the stage outputs "
                                       "(each stage also removes its own when it runs)"))
 
-    p = with_params(add("dvc-yaml", cmd_dvc_yaml, "write dvc.yaml from the stage table"))
-    p.add_argument("--out", default="dvc.yaml")
+    p = with_params(add("runs", cmd_runs, "write config/runs.yaml (dvc.yaml's vars: the stages params.yaml asks for)"))
+    p.add_argument("--out", default="config/runs.yaml")
     p.add_argument("--check", action="store_true", help="fail if the file is out of date")
+
+    p = with_params(add("record", cmd_record, "record the stages a Snakemake run ran in dvc.lock (dvc commit)"))
+    p.add_argument("stages", nargs="*", help="DVC stage names (train@seed_cnn-s0, ...)")
     return parser
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from imgclf import experiments, sources, stages
+from imgclf import datasets, experiments
 from imgclf.errors import PipelineError
 
 DEFAULT_PARAMS = "params.yaml"
@@ -43,42 +43,26 @@ def source_schema() -> dict:
             "md5": _prop("string", "expected MD5 of the archive", pattern="^[0-9a-f]{32}$"),
             "size": _prop("integer", "expected size of the archive in bytes", minimum=1),
             "layout": _prop("string", "how the source is laid out: " + "; ".join(
-                f"'{name}': {text}" for name, text in sources.LAYOUT_TEXT.items()), enum=list(sources.LAYOUTS)),
+                f"'{name}': {layout.text}" for name, layout in datasets.LAYOUTS.items()), enum=list(datasets.LAYOUTS)),
         },
     }
 
 
-SAMPLE_SOURCES = {"imagenet200": "sample_tiny_imagenet", "cifar10": "sample_cifar10"}
+BUILTIN_SOURCES = datasets.BUILTIN_SOURCES
 
 
-def _sample(kind: str, md5: str, size: int) -> dict:
-    """The embedded sample's source: `imgclf make-sample KIND` writes stages.sample_archive(KIND)
-    (generated, so its bytes are known)."""
-    return {"url": f"file:{stages.sample_archive(kind)}", "md5": md5, "size": size, "layout": stages.SAMPLE_LAYOUT[kind]}
-
-
-# the named sources every params file has (an entry of the same name in data.sources replaces one):
-# the embedded samples and the real data sets
-BUILTIN_SOURCES = {
-    "sample_tiny_imagenet": _sample("tiny_imagenet", "0db935cffc187c26460add642d0b2688", 27900265),
-    "sample_cifar10": _sample("cifar10", "0fff36e41ba27dd38f07143b7633d9c4", 5826157),
-    "tiny_imagenet": {"url": "http://cs231n.stanford.edu/tiny-imagenet-200.zip", "md5": "90528d7ca1a48142e341f4ef8d21d0de",
-                      "size": 248100043, "layout": "tiny_imagenet_zip"},
-    "cifar10": {"url": "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz", "md5": "c32a1d4ab5d03f1284b67883e8d87530",
-                "size": 170052171, "layout": "cifar10_binary"},
-}
-
-
-def dataset_schema(dataset: str, extra: dict) -> dict:
-    layouts = sources.DATASETS[dataset]
+def dataset_schema(dataset: datasets.DataSet) -> dict:
+    extra = {key: ({"type": kind, "description": text, "default": default, **more} if kind == "array"
+                   else _prop(kind, text, default, **more))
+             for key, (kind, text, default, more) in dataset.params.items()}
     return {
         "type": "object",
-        "description": f"the {dataset} data set",
+        "description": f"the {dataset.name} data set",
         "additionalProperties": False,
         "default": {},
         "properties": {
-            "source": _prop("string", f"the name in data.sources it is prepared from (layout: {' or '.join(layouts)})",
-                            SAMPLE_SOURCES[dataset], pattern=NAME_PATTERN),
+            "source": _prop("string", "the name in data.sources it is prepared from "
+                            f"(layout: {' or '.join(dataset.layouts)})", dataset.default_source, pattern=NAME_PATTERN),
             **extra,
         },
     }
@@ -116,23 +100,7 @@ def data_schema() -> dict:
             "download_deadline_s": _prop("integer", "seconds a download may take in all (a dropped connection is "
                                          "resumed within them; the part kept is resumed by the next run)", 7200,
                                          minimum=1),
-            "imagenet200": dataset_schema("imagenet200", {
-                "n_classes": _prop("integer", "number of classes kept", 200, minimum=2),
-                "class_selection": _prop(
-                    "string", "'seeded': a seeded draw from the source's classes; 'list': exactly `wnids`",
-                    "seeded", enum=["seeded", "list"],
-                ),
-                "class_seed": _prop("integer", "seed of the class draw", 0, minimum=0),
-                "wnids": {
-                    "type": "array", "items": {"type": "string"}, "default": [], "uniqueItems": True,
-                    "description": "explicit class list, used when class_selection is 'list'",
-                },
-                "test_fraction": _prop(
-                    "number", "for an image folder without val/: stratified fraction held out as test", 0.1,
-                    exclusiveMinimum=0, exclusiveMaximum=0.5,
-                ),
-            }),
-            "cifar10": dataset_schema("cifar10", {}),
+            **{name: dataset_schema(dataset) for name, dataset in datasets.DATASETS.items()},
         },
     }
 
@@ -154,8 +122,8 @@ def params_schema() -> dict:
     # the keys every experiment has are defined once, in $defs; each experiment's section refers to
     # them and gives its own default
     defs = {"source": source_schema()}
-    for key, (schema, _, description) in experiments.COMMON.items():
-        defs[key] = {**schema, "description": description}
+    for key, param in experiments.COMMON.items():
+        defs[key] = {**param.schema, "description": param.description}
     for name, experiment in experiments.EXPERIMENTS.items():
         section = experiments.experiment_schema(experiment)
         for key, prop in section["properties"].items():
@@ -224,7 +192,8 @@ def _check_sources(data: dict, used: set, origin: str) -> None:
                 raise PipelineError(f"{where}: a folder source has a path, and no md5 or size")
         elif "md5" not in entry or "size" not in entry:
             raise PipelineError(f"{where}: an archive source needs md5 and size (to verify what is downloaded)")
-    for dataset, layouts in sources.DATASETS.items():
+    for dataset, record in datasets.DATASETS.items():
+        layouts = record.layouts
         if dataset not in used:
             continue
         name = data[dataset]["source"]
@@ -403,10 +372,11 @@ def format_override(key: str, value: Any) -> str:
     return f"{key}={text}"
 
 
-def snakemake_overrides(given: dict, raw_file: Any) -> dict:
-    """Snakemake's ``--config`` entries (nested, every scalar a string: it parses values with
-    YAML's base loader) -> {dotted key: typed value}. A string is read as YAML unless the file's
-    value there is a string too (``optimizer=sgd`` stays "sgd", ``epochs=3`` becomes 3)."""
+def config_overrides(config: dict, raw_file: Any) -> dict:
+    """Snakemake's ``config`` (params.yaml, any ``--configfile`` laid over it, ``--config`` on top)
+    as overrides of params.yaml: {dotted key: typed value} for each value that differs. Snakemake
+    reads ``--config`` scalars as strings (YAML's base loader): a string is read as YAML unless
+    params.yaml's value there is a string too (``optimizer=sgd`` stays "sgd", ``epochs=3`` is 3)."""
 
     def typed(value, current):
         if isinstance(value, str):
@@ -420,9 +390,9 @@ def snakemake_overrides(given: dict, raw_file: Any) -> dict:
     def walk(node, current, prefix):
         for key, value in node.items():
             here = current.get(key) if isinstance(current, dict) else None
-            if isinstance(value, dict) and value:
+            if isinstance(value, dict) and value and (here is None or isinstance(here, dict)):
                 yield from walk(value, here, f"{prefix}{key}.")
-            else:
+            elif not (isinstance(current, dict) and key in current and typed(value, here) == here):
                 yield f"{prefix}{key}", typed(value, here)
 
-    return dict(walk(given or {}, raw_file, ""))
+    return dict(walk(config or {}, raw_file, ""))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 
 from imgclf import arrays
 from imgclf.errors import PipelineError
+from imgclf.seeding import stream_seed
 from imgclf.splits import subset
 
 
@@ -43,14 +43,6 @@ def load_training(data_dir: str | Path, section: dict, seed: int, where: str) ->
     x_val, y_val = arrays.load_split(Path(data_dir) / "val.npz")
     x_val, y_val = subset(x_val, y_val, section["val_subset"], seed, f"{where}.val_subset")
     return Splits(x_train, y_train, x_val, y_val, num_classes(data_dir), tuple(x_train.shape[1:]))
-
-
-def stream_seed(*key) -> int:
-    """A 31-bit seed for one random stream, a pure function of its key (e.g. run seed, fold, epoch):
-    the same key gives the same numbers in any process, so a resumed run draws what an undisturbed
-    one would have drawn."""
-    parts = [part if isinstance(part, int) else zlib.crc32(str(part).encode()) for part in key]
-    return int(np.random.SeedSequence(parts).generate_state(1)[0] >> 1)
 
 
 def dataset(images, labels, batch_size: int, key: tuple | None = None, flip: bool = False, crop: int = 0):

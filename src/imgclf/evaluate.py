@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from imgclf import arrays, experiments, splits
+from imgclf import arrays, splits
 from imgclf.errors import PipelineError
-from imgclf.io_utils import atomic_dir, write_json
+from imgclf.io_utils import atomic_dir, atomic_path, write_json
 
 
 def top_k_accuracy(probabilities: np.ndarray, labels: np.ndarray, k: int) -> float:
@@ -66,14 +66,14 @@ def train_sample(data_dir: Path, section: dict, seed: int, where: str):
     return splits.subset(images, labels, max(size, len(np.unique(labels))), seed, f"{where}.train_eval_images")
 
 
-def load_model(name: str, model_dir: Path):
+def load_model(kind: str, model_dir: Path):
     import keras
 
     path = model_dir / "model.keras"
     if not path.exists():
         raise PipelineError(f"{path}: not found (run the train stage)")
     custom = {}
-    if experiments.get(name).kind == "autokeras":
+    if kind == "autokeras":
         from imgclf.models import autokeras_search
 
         custom = autokeras_search.custom_objects()
@@ -89,8 +89,10 @@ def predict(model, images: np.ndarray, batch_size: int, eager: bool) -> np.ndarr
     return np.concatenate(parts)
 
 
-def run(name: str, data_dir: str | Path, model_dir: str | Path, metrics_path: str | Path, out_dir: str | Path,
-        threads: int, section: dict, seed: int, batch_size: int = 256) -> dict:
+def run(experiment, data_dir: str | Path, model_dir: str | Path, metrics_path: str | Path, out_dir: str | Path,
+        threads: int, section: dict, seed: int, confusion_path: str | Path | None = None, batch_size: int = 256) -> dict:
+    """Score ``experiment``'s model (an ``imgclf.experiments.Experiment``) on the test split; write
+    the metrics, the details directory and, where given, the confusion pairs for ``dvc plots``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from sklearn.metrics import classification_report, confusion_matrix
 
@@ -102,7 +104,8 @@ def run(name: str, data_dir: str | Path, model_dir: str | Path, metrics_path: st
     data_dir, model_dir = Path(data_dir), Path(model_dir)
     images, labels = arrays.load_split(data_dir / "test.npz")
     classes = arrays.read_classes(data_dir / "classes.tsv")
-    model = load_model(name, model_dir)
+    name = experiment.name
+    model = load_model(experiment.kind, model_dir)
     started = time.perf_counter()
     probabilities = predict(model, images, batch_size, eager)
     eval_seconds = time.perf_counter() - started
@@ -136,11 +139,13 @@ def run(name: str, data_dir: str | Path, model_dir: str | Path, metrics_path: st
             metrics[key] = train_meta[key]
     metrics = {key: value for key, value in metrics.items() if value is not None}  # flat numbers only
     names = [wnid for wnid, _ in classes]
+    if confusion_path is not None:
+        with atomic_path(confusion_path) as tmp:  # one row per image: DVC's confusion template
+            with open(tmp, "w", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["actual", "predicted"])
+                writer.writerows((names[a], names[p]) for a, p in zip(labels, predicted))
     with atomic_dir(out_dir) as tmp:
-        with open(tmp / "confusion.csv", "w", newline="") as handle:  # one row per image: DVC's confusion template
-            writer = csv.writer(handle)
-            writer.writerow(["actual", "predicted"])
-            writer.writerows((names[a], names[p]) for a, p in zip(labels, predicted))
         np.savetxt(tmp / "confusion_matrix.csv", confusion, fmt="%d", delimiter=",")
         with open(tmp / "per_class.csv", "w", newline="") as handle:
             writer = csv.writer(handle)

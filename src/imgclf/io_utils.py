@@ -15,7 +15,6 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from imgclf import faults
 from imgclf.errors import PipelineError
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -70,7 +69,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path = Path(tmp)
             os.chmod(tmp_path, 0o644)
             yield tmp_path
-            faults.reached(f"replace {path}")
             os.replace(tmp_path, path)
     finally:
         if tmp_path is not None and tmp_path.exists():
@@ -136,7 +134,6 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", dir=path.parent))
             yield tmp
             tmp.chmod(0o755)
-            faults.reached(f"replace {path}")
             _replace_dir(tmp, path)
     finally:
         if tmp is not None and tmp.exists():

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from imgclf import experiments
+from imgclf import experiments, paper
 from imgclf.errors import PipelineError
 from imgclf.io_utils import atomic_dir, write_text
 from imgclf.training_log import read_live
@@ -51,7 +51,7 @@ def collect(metrics_dir: Path, params: dict) -> pd.DataFrame:
     file of a selected run is an error that names it."""
     rows = []
     for name in experiments.selected(params):
-        experiment, seeds = experiments.EXPERIMENTS[name], params[name]["seeds"]
+        experiment, seeds, printed = experiments.EXPERIMENTS[name], params[name]["seeds"], paper.of(name)
         per_seed = []
         for seed in seeds:
             path = metrics_dir / name / f"seed{seed}.json"
@@ -59,7 +59,7 @@ def collect(metrics_dir: Path, params: dict) -> pd.DataFrame:
                 raise PipelineError(f"{path}: metrics missing (run the evaluate stage)")
             per_seed.append(json.loads(path.read_text()))
         row = {"experiment": name, "dataset": experiment.dataset,
-               "source": params["data"][experiment.dataset]["source"], "title": experiment.title,
+               "source": params["data"][experiment.dataset]["source"], "title": printed.title,
                "seeds": " ".join(map(str, seeds)), "n_seeds": len(seeds)}
         for key in ("top1", "top5", "loss", "train_top1"):
             row[key], row[f"{key}_std"] = _mean_std([m[key] for m in per_seed])
@@ -73,9 +73,9 @@ def collect(metrics_dir: Path, params: dict) -> pd.DataFrame:
             "train_seconds": float(np.mean([m["train_seconds"] for m in per_seed])),
             "train_images_per_second": first.get("train_images_per_second"),
             "cv_top1_mean": first.get("cv_top1_mean"), "cv_top1_std": first.get("cv_top1_std"),
-            "paper_top1": experiment.paper.top1, "paper_top5": experiment.paper.top5,
-            "paper_params_m": experiment.paper.params_m, "paper_same_task": experiment.paper.same_task,
-            "paper_note": experiment.paper.note,
+            "paper_top1": printed.top1, "paper_top5": printed.top5,
+            "paper_params_m": printed.params_m, "paper_same_task": printed.same_task,
+            "paper_note": printed.note,
         })
         rows.append(row)
     return pd.DataFrame(rows)

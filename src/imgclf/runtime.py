@@ -1,5 +1,8 @@
-"""The process's compute set-up, shared by the train and evaluate commands: TensorFlow's thread
-pools, the instruction set oneDNN may use, and what CPU a result came from."""
+"""The process's compute set-up: TensorFlow's thread pools, the instruction set oneDNN may use and
+what CPU a result came from (shared by the train and evaluate commands), and for training the rest
+of the runtime (op determinism, seeds, GPU memory growth, mixed precision, XLA) and the devices a
+model is trained on. TensorFlow is imported inside the functions, after the instruction set is
+pinned."""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ import os
 import platform
 import sys
 from pathlib import Path
+
+from imgclf.errors import PipelineError
 
 # oneDNN's kernels are JIT-compiled for the CPU's best instruction set, and kernels for different
 # sets sum in different orders: pinning the set makes an AVX-512 Xeon and an AVX2 EPYC run the same
@@ -53,11 +58,67 @@ def set_threads(threads: int) -> None:
         pass
 
 
-def split_cpu(count: int) -> None:
-    """Test hook (``IMGCLF_LOGICAL_CPUS=2``): the CPU as ``count`` logical devices, so the
-    multi-device path (``gpus`` > 1) runs on a machine without GPUs."""
+def configure_runtime(threads: int, section: dict, seed: int) -> dict:
+    """Threads, instruction set, op determinism, seeds, GPU memory growth, mixed precision and
+    XLA, before any TF op runs; returns what a result depends on, for train.json."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    isa = pin_cpu_isa(section["cpu_isa"])
+    import keras
     import tensorflow as tf
 
-    if count > 1:
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+    from imgclf.seeding import seed_everything
+
+    set_threads(threads)
+    if section["op_determinism"]:
+        tf.config.experimental.enable_op_determinism()
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)
+    mixed = bool(gpus) and section["mixed_precision"]
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+    seed_everything(seed)
+    return {"device": "GPU" if gpus else "CPU", "gpus": len(gpus), "mixed_precision": mixed,
+            "xla": bool(gpus) and section["xla"], "threads": threads, "seed": seed,
+            # what TensorFlow's pools really are (tests import TF first: then they are TF's defaults)
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+            "cpu_isa": section["cpu_isa"], "onednn_max_cpu_isa": isa,
+            "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
+            "op_determinism": bool(section["op_determinism"]),
+            "tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version(),
+            **cpu_description()}
+
+
+def distribution(section: dict):
+    """``tf.distribute.MirroredStrategy`` over the job's devices when its params ask for more than
+    one GPU and more than one device is there (its GPUs where there are two or more, else the
+    process's logical CPU devices where it has two or more), else None. ``batch_size`` stays the
+    global batch, split evenly across the replicas, and the learning rate stays as set: the
+    numbers do not depend on how many GPUs a job got (``gpus`` is a scheduling key, not a result
+    one); to train with a larger global batch, raise ``batch_size`` and ``learning_rate``
+    together (the linear scaling rule)."""
+    import tensorflow as tf
+
+    if section["gpus"] <= 1:
+        return None
+    gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+    devices = gpus if len(gpus) >= 2 else cpus if len(cpus) >= 2 else gpus
+    if len(devices) < 2:
+        print(f"note: gpus: {section['gpus']} asked for, {len(devices) or 'no'} GPU(s) here: one device", flush=True)
+        return None
+    if section["batch_size"] % len(devices):
+        raise PipelineError(f"batch_size {section['batch_size']} does not split evenly over {len(devices)} devices")
+    return tf.distribute.MirroredStrategy(devices)
+
+
+def replicas(strategy) -> int:
+    """How many replicas a batch is split across: the strategy's, or 1 without one."""
+    return strategy.num_replicas_in_sync if strategy is not None else 1
+
+
+def model_scope(strategy):
+    """Where a model and its optimizer are built: the strategy's scope, or nowhere special."""
+    import contextlib
+
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()

@@ -148,3 +148,7 @@ def make_cifar10(path: str | Path, seed: int = 0) -> None:
                     info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
                     info.size, info.mtime, info.mode = len(members[name]), 1245000000, 0o644
                     tar.addfile(info, io.BytesIO(members[name]))
+
+
+# sample name (imgclf.datasets.SAMPLES) -> the function that writes its archive
+MAKERS = {"tiny_imagenet": make_tiny_imagenet, "cifar10": make_cifar10}

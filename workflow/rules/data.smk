@@ -4,11 +4,11 @@
 
 rule sample:
     input:
-        code=lambda w: stage(f"sample_{ARCHIVE_OF[w.filename]}").code,
+        code=lambda w: stage(f"sample@{SAMPLE_OF[w.filename]}").code,
     output:
         "data/sample/{filename}",
     params:
-        archive=lambda w: ARCHIVE_OF[w.filename],
+        sample=lambda w: SAMPLE_OF[w.filename],
     log:
         "logs/sample/{filename}.log",
     threads: 1
@@ -16,19 +16,19 @@ rule sample:
         mem_mb=2000,
         runtime=10,
     shell:
-        "imgclf make-sample {params.archive} --out {output} > {log} 2>&1"
+        "imgclf make-sample {params.sample} --out {output} > {log} 2>&1"
 
 
 rule download:
     input:
-        sample=lambda w: stage(f"download_{DATASET_OF_RAW[w.raw]}").data,
-        code=lambda w: stage(f"download_{DATASET_OF_RAW[w.raw]}").code,
+        sample=lambda w: DOWNLOAD_OF[w.raw].deps,
+        code=lambda w: DOWNLOAD_OF[w.raw].code,
     output:
         "data/raw/{raw}",
     params:
-        dataset=lambda w: DATASET_OF_RAW[w.raw],
-        settings=lambda w: settings(f"download_{DATASET_OF_RAW[w.raw]}"),
-        values=lambda w: stage_params(f"download_{DATASET_OF_RAW[w.raw]}"),
+        dataset=lambda w: DOWNLOAD_OF[w.raw].key,
+        settings=lambda w: settings(DOWNLOAD_OF[w.raw]),
+        values=lambda w: values(DOWNLOAD_OF[w.raw]),
     log:
         "logs/download/{raw}.log",
     threads: 1
@@ -38,13 +38,13 @@ rule download:
 
 rule prepare:
     input:
-        source=lambda w: stages.prepare_source(w.dataset, PARAMS),
-        code=lambda w: stage(f"prepare_{w.dataset}").code,
+        source=lambda w: stage(f"prepare@{w.dataset}").deps,
+        code=lambda w: stage(f"prepare@{w.dataset}").code,
     output:
         directory("data/prepared/{dataset}"),
     params:
-        settings=lambda w: settings(f"prepare_{w.dataset}"),
-        values=lambda w: stage_params(f"prepare_{w.dataset}"),
+        settings=lambda w: settings(stage(f"prepare@{w.dataset}")),
+        values=lambda w: values(stage(f"prepare@{w.dataset}")),
     log:
         "logs/prepare/{dataset}.log",
     threads: 8

@@ -14,9 +14,9 @@ def train_resources(name):
 
 rule train:
     input:
-        data=lambda w: stages.prepared(EXPERIMENT_OF[w.experiment].dataset),
-        upstream=lambda w: stages.upstream_dir(EXPERIMENT_OF[w.experiment], int(w.seed), PARAMS) or [],
-        code=lambda w: stage(run_stage("train", w)).code,
+        data=lambda w: run_stage("train", w).deps[0],
+        upstream=lambda w: run_stage("train", w).item.get("upstream", []),
+        code=lambda w: run_stage("train", w).code,
     output:
         model=directory("models/{experiment}/seed{seed}"),
         live=directory("reports/live/{experiment}/seed{seed}"),
@@ -24,7 +24,7 @@ rule train:
         upstream=upstream_flag,
         tensorboard="logs/tensorboard/{experiment}/seed{seed}",
         settings=lambda w: settings(run_stage("train", w)),
-        values=lambda w: stage_params(run_stage("train", w)),
+        values=lambda w: values(run_stage("train", w)),
     log:
         "logs/train/{experiment}/seed{seed}.log",
     benchmark:
@@ -45,14 +45,15 @@ rule train:
 rule evaluate:
     input:
         model="models/{experiment}/seed{seed}",
-        data=lambda w: stages.prepared(EXPERIMENT_OF[w.experiment].dataset),
-        code=lambda w: stage(run_stage("evaluate", w)).code,
+        data=lambda w: run_stage("evaluate", w).deps[1],
+        code=lambda w: run_stage("evaluate", w).code,
     output:
         metrics="reports/metrics/{experiment}/seed{seed}.json",
         details=directory("reports/eval/{experiment}/seed{seed}"),
+        confusion="reports/eval/{experiment}/seed{seed}.confusion.csv",
     params:
         settings=lambda w: settings(run_stage("evaluate", w)),
-        values=lambda w: stage_params(run_stage("evaluate", w)),
+        values=lambda w: values(run_stage("evaluate", w)),
     log:
         "logs/evaluate/{experiment}/seed{seed}.log",
     benchmark:
@@ -64,4 +65,5 @@ rule evaluate:
         **CLUSTER,
     shell:
         "imgclf evaluate {wildcards.experiment} --seed {wildcards.seed} --data {input.data} --model {input.model}"
-        " --metrics {output.metrics} --out {output.details} {params.settings} --threads {threads} > {log} 2>&1"
+        " --metrics {output.metrics} --out {output.details} --confusion {output.confusion} {params.settings}"
+        " --threads {threads} > {log} 2>&1"

@@ -3,7 +3,7 @@
 
 rule report:
     input:
-        runs=stage("report").data,  # every run's metrics, DVCLive log and evaluation details
+        runs=stage("report").deps,  # every run's metrics, DVCLive log and evaluation details
         code=stage("report").code,
     output:
         table=report("reports/results.md", caption="../report/results.rst", category="Results"),
@@ -15,8 +15,8 @@ rule report:
             category="Figures",
         ),
     params:
-        settings=settings("report"),
-        values=stage_params("report"),
+        settings=settings(stage("report")),
+        values=values(stage("report")),
     log:
         "logs/report/report.log",
     threads: 1

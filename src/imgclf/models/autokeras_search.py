@@ -35,7 +35,7 @@ def _keyed(method, seed: int, key):
     """``method``, called only after every random stream is reseeded from (seed, key(args))."""
     import keras
 
-    from imgclf.data import stream_seed
+    from imgclf.seeding import stream_seed
 
     def wrapped(*args, **kwargs):
         keras.utils.set_random_seed(stream_seed(seed, "autokeras", key(*args)))
@@ -59,8 +59,6 @@ def search(splits, section: dict, work: Path, seed: int):
 def _search(splits, section: dict, work: Path, seed: int):
     import autokeras as ak
 
-    from imgclf import faults
-
     input_node = ak.ImageInput()
     block = ak.ImageBlock(block_type=section["block_type"], normalize=True, augment=False)
     output = ak.ClassificationHead(num_classes=splits.num_classes)(block(input_node))
@@ -75,7 +73,7 @@ def _search(splits, section: dict, work: Path, seed: int):
     history = auto.fit(
         splits.x_train.astype(np.float32), splits.y_train,
         validation_data=(splits.x_val.astype(np.float32), splits.y_val),
-        epochs=section["epochs"], batch_size=section["batch_size"], verbose=2, callbacks=faults.keras_callbacks(),
+        epochs=section["epochs"], batch_size=section["batch_size"], verbose=2,
     )
     model = auto.export_model()
     trials = trials_table(auto.tuner)

@@ -12,7 +12,6 @@ from pathlib import Path
 import keras
 
 from imgclf.errors import PipelineError
-from imgclf.models import densenet
 from imgclf.models.layers import imagenet_normalize, softmax_head
 
 BACKBONE = "densenet201"
@@ -33,7 +32,8 @@ def _backbone(input_shape, weights: str, upstream_dir: Path | None) -> keras.Mod
     if source != "imagenet" and not source.exists():
         raise PipelineError(f"weights: {weights}: no such weights file")
     try:
-        return densenet.backbone(201, input_shape, weights=str(source))
+        return keras.applications.DenseNet201(include_top=False, weights=str(source), input_shape=input_shape,
+                                              pooling="avg")
     except Exception as exc:  # download or file errors surface as many types
         raise PipelineError(f"weights: cannot load DenseNet-201 weights {weights!r} ({str(exc).splitlines()[0]})") from None
 

@@ -50,7 +50,7 @@ def read_cifar_archive(archive: str | Path) -> dict[str, bytes]:
     return found
 
 
-def prepare(archive: str | Path, out_dir: str | Path, data: dict, workers: int = 1) -> dict:
+def prepare(archive: str | Path, out_dir: str | Path, settings: dict, workers: int = 1) -> dict:
     """``workers`` unused: the records need no decoding."""
     members = read_cifar_archive(archive)
     parts = [parse_cifar_batch(members[f"data_batch_{i}.bin"], f"{archive}: data_batch_{i}.bin") for i in range(1, 6)]
@@ -60,11 +60,11 @@ def prepare(archive: str | Path, out_dir: str | Path, data: dict, workers: int =
     classes = [line.strip() for line in members["batches.meta.txt"].decode().splitlines() if line.strip()]
     if len(classes) != 10:
         raise PipelineError(f"{archive}: batches.meta.txt lists {len(classes)} classes, expected 10")
-    spec = ResizeSpec(data["image_size"], data["resize_filter"], False)
+    spec = ResizeSpec(settings["image_size"], settings["resize_filter"], False)
     splits.check_classes(labels, classes, f"{archive}: data batches")
     splits.check_classes(test_labels, classes, f"{archive}: test_batch.bin")
-    splits.check_carve(labels, data["val_fraction"], "data batches")
-    train_split, val_split = splits.carve(resize_array(images, spec), labels, data["val_fraction"], data["split_seed"])
+    splits.check_carve(labels, settings["val_fraction"], "data batches")
+    train_split, val_split = splits.carve(resize_array(images, spec), labels, settings["val_fraction"], settings["split_seed"])
     parts = {"train": train_split, "val": val_split, "test": (resize_array(test_images, spec), test_labels)}
     meta = {"source": "cifar10", "image_size": spec.size, "resize_filter": spec.filter, "n_classes": 10}
     write_prepared(out_dir, parts, classes, classes, meta)

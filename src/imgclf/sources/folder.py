@@ -25,7 +25,7 @@ def _folder_classes(root: Path) -> dict[str, list[str]]:
     return classes
 
 
-def prepare(folder: str | Path, out_dir: str | Path, data: dict, workers: int) -> dict:
+def prepare(folder: str | Path, out_dir: str | Path, settings: dict, workers: int) -> dict:
     """A class-per-folder tree of any image sizes: ``folder/<class>/*`` (test carved out), or
     ``folder/train/<class>/*`` with ``folder/val/<class>/*`` as the test split."""
     folder = Path(folder)
@@ -35,10 +35,9 @@ def prepare(folder: str | Path, out_dir: str | Path, data: dict, workers: int) -
     train_tree = _folder_classes(folder / "train" if has_splits else folder)
     if not train_tree:
         raise PipelineError(f"{folder}: no class folders with images")
-    subset = data["imagenet200"]
-    classes = splits.select_classes(list(train_tree), subset["n_classes"], subset["class_selection"], subset["class_seed"], subset["wnids"])
-    spec = ResizeSpec(data["image_size"], data["resize_filter"], data["jpeg_draft"])
-    files = FolderFiles((folder / "train").parent if has_splits else folder.parent, data["max_image_bytes"])
+    classes = splits.select_classes(list(train_tree), settings["n_classes"], settings["class_selection"], settings["class_seed"], settings["wnids"])
+    spec = ResizeSpec(settings["image_size"], settings["resize_filter"], settings["jpeg_draft"])
+    files = FolderFiles((folder / "train").parent if has_splits else folder.parent, settings["max_image_bytes"])
 
     def listing(tree):
         items = [(f, i) for i, c in enumerate(classes) for f in tree.get(c, [])]
@@ -46,16 +45,16 @@ def prepare(folder: str | Path, out_dir: str | Path, data: dict, workers: int) -
 
     names, labels = listing(train_tree)
     splits.check_classes(labels, classes, str(folder / "train" if has_splits else folder))
-    splits.check_carve(labels, data["val_fraction"], str(folder))
+    splits.check_carve(labels, settings["val_fraction"], str(folder))
     images = decode_many(files, names, spec, workers)
     if has_splits:
         test_names, test_labels = listing(_folder_classes(folder / "val"))
         splits.check_classes(test_labels, classes, str(folder / "val"))
         test = (decode_many(files, test_names, spec, workers), test_labels)
     else:
-        splits.check_carve(labels, subset["test_fraction"], str(folder))
-        (images, labels), test = splits.carve(images, labels, subset["test_fraction"], data["split_seed"])
-    train_split, val_split = splits.carve(images, labels, data["val_fraction"], data["split_seed"])
+        splits.check_carve(labels, settings["test_fraction"], str(folder))
+        (images, labels), test = splits.carve(images, labels, settings["test_fraction"], settings["split_seed"])
+    train_split, val_split = splits.carve(images, labels, settings["val_fraction"], settings["split_seed"])
     meta = {"source": "image_folder", "image_size": spec.size, "resize_filter": spec.filter, "n_classes": len(classes)}
     write_prepared(out_dir, {"train": train_split, "val": val_split, "test": test}, classes, classes, meta)
     return meta

@@ -77,23 +77,22 @@ def read_tiny_index(archive) -> TinyIndex:
     return TinyIndex(root, wnids, words, sorted(train), sorted(val))
 
 
-def prepare(archive: str | Path, out_dir: str | Path, data: dict, workers: int, reader=ZipMembers) -> dict:
+def prepare(archive: str | Path, out_dir: str | Path, settings: dict, workers: int, reader=ZipMembers) -> dict:
     """``reader``: how zip members are read (``bench/bench_prepare.py`` swaps in ``zipfile``)."""
-    members = open_zip(archive, data["max_image_bytes"], reader)
+    members = open_zip(archive, settings["max_image_bytes"], reader)
     index = read_tiny_index(members)
-    subset = data["imagenet200"]
-    classes = splits.select_classes(index.wnids, subset["n_classes"], subset["class_selection"], subset["class_seed"], subset["wnids"])
+    classes = splits.select_classes(index.wnids, settings["n_classes"], settings["class_selection"], settings["class_seed"], settings["wnids"])
     label_of = {w: i for i, w in enumerate(classes)}
-    spec = ResizeSpec(data["image_size"], data["resize_filter"], data["jpeg_draft"])
+    spec = ResizeSpec(settings["image_size"], settings["resize_filter"], settings["jpeg_draft"])
     train = [(m, label_of[w]) for m, w in index.train if w in label_of]
     test = [(m, label_of[w]) for m, w in index.val if w in label_of]
     train_labels = np.array([label for _, label in train], np.int32)
     splits.check_classes(train_labels, classes, f"{archive}: train/")
     splits.check_classes(np.array([label for _, label in test], np.int32), classes, f"{archive}: val/ (the test split)")
-    splits.check_carve(train_labels, data["val_fraction"], "train/")
+    splits.check_carve(train_labels, settings["val_fraction"], "train/")
     # The carve needs only labels: decode straight into train | val | test order, so each split
     # is a view of one array and nothing is copied after decoding.
-    kept, held = splits.stratified_split(train_labels, data["val_fraction"], data["split_seed"])
+    kept, held = splits.stratified_split(train_labels, settings["val_fraction"], settings["split_seed"])
     order = [train[i] for i in kept] + [train[i] for i in held] + test
     images = decode_many(members, [m for m, _ in order], spec, workers)
     labels = np.array([label for _, label in order], np.int32)

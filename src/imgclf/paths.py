@@ -1,0 +1,63 @@
+"""Where every stage reads and writes: one function per kind of path, used by the stage table,
+the Snakemake rules, the report and the tests (dvc.yaml spells the same patterns out)."""
+
+from __future__ import annotations
+
+from imgclf.datasets import LAYOUTS, Sample, sample_archive  # noqa: F401  (sample_archive: a path too)
+
+PARAMS_FILE = "params.yaml"
+PACKAGE = "src/imgclf"
+RESOLVED_DIR = "config/resolved"  # check_params' output: each stage's params, defaults filled in
+RUNS_FILE = "config/runs.yaml"  # dvc.yaml's vars: the stages of each family that params.yaml asks for
+REPORT_OUTS = ["reports/results.md", "reports/results.csv", "reports/figures"]
+
+
+def raw_archive(dataset: str, layout: str) -> str:
+    """Where the download stage puts ``dataset``'s archive."""
+    return f"data/raw/{dataset}{LAYOUTS[layout].suffix}"
+
+
+def prepared(dataset: str) -> str:
+    return f"data/prepared/{dataset}"
+
+
+def model_dir(name: str, seed: int) -> str:
+    return f"models/{name}/seed{seed}"
+
+
+def live_dir(name: str, seed: int) -> str:
+    """The run's DVCLive directory (in git: ``dvc exp show``, ``dvc plots`` read it, in any clone)."""
+    return f"reports/live/{name}/seed{seed}"
+
+
+def live_metric(name: str, seed: int, metric: str) -> str:
+    return f"{live_dir(name, seed)}/plots/metrics/{metric}.tsv"
+
+
+def tensorboard_dir(name: str, seed: int) -> str:
+    """The run's TensorBoard events (``tensorboard --logdir logs/tensorboard``); not a stage output."""
+    return f"logs/tensorboard/{name}/seed{seed}"
+
+
+def metrics_file(name: str, seed: int) -> str:
+    return f"reports/metrics/{name}/seed{seed}.json"
+
+
+def eval_dir(name: str, seed: int) -> str:
+    return f"reports/eval/{name}/seed{seed}"
+
+
+def confusion_file(name: str, seed: int) -> str:
+    """The run's confusion pairs (actual, predicted) for ``dvc plots``: beside its details
+    directory, since DVC refuses a plot inside another output."""
+    return f"reports/eval/{name}/seed{seed}.confusion.csv"
+
+
+def resolved_file(kind: str, name: str) -> str:
+    """The params one stage reads, as check_params writes them: ``config/resolved/<kind>/<name>.json``."""
+    return f"{RESOLVED_DIR}/{kind}/{name}.json"
+
+
+def run_key(name: str, seed: int) -> str:
+    """A run's key in dvc.yaml's foreach: its stages are ``train@<key>``, ``evaluate@<key>``."""
+    return f"{name}-s{seed}"

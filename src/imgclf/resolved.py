@@ -1,0 +1,67 @@
+"""dvc.yaml's check_params stage: params.yaml is checked before any stage runs, and each stage's
+params are written out with their values, defaults filled in, one JSON file per stage
+(``config/resolved/<kind>/<name>.json``) holding exactly what changes its result. Each stage of
+dvc.yaml depends on its own file; the Snakemake rules track the same values as params. So a
+changed value, stated in params.yaml or left to a default in the registry, reruns exactly the
+stages that read it, and editing a registry entry reruns only the experiments whose values change.
+
+The run list (``config/runs.yaml``, dvc.yaml's vars) is written by ``imgclf runs``; both engines
+refuse to start while it is out of date with params.yaml."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from imgclf import datasets, experiments, paths, stages
+from imgclf.errors import PipelineError
+from imgclf.io_utils import write_text
+
+
+def stage_values(params: dict) -> dict[str, dict]:
+    """Each resolved file -> its content: its params' values, and for training the experiment's
+    record (model, kind, data set, model module), which changes a result as much as a param."""
+    values = {path: {key: stages.value_of(params, key) for key in keys} for path, keys in stages.stage_keys(params).items()}
+    for name in experiments.selected(params):
+        values[paths.resolved_file("train", name)]["experiment"] = experiments.EXPERIMENTS[name].record()
+    return values
+
+
+def texts(params: dict) -> dict[str, str]:
+    return {path: json.dumps(value, indent=2, sort_keys=True) + "\n" for path, value in stage_values(params).items()}
+
+
+def write_checked(params: dict, resolved_dir: str = paths.RESOLVED_DIR) -> None:
+    """check_params' output: each stage's resolved file, written only where its bytes differ (no
+    needless new file time); files of stages no longer asked for are removed."""
+    root = Path(resolved_dir)
+    wanted = {root / Path(path).relative_to(paths.RESOLVED_DIR): text for path, text in texts(params).items()}
+    for path, text in wanted.items():
+        if not path.exists() or path.read_text() != text:
+            write_text(path, text)
+    for path in root.rglob("*.json") if root.is_dir() else []:
+        if path not in wanted:
+            path.unlink()
+
+
+RUNS_HEADER = """\
+# dvc.yaml's vars: the stages of each foreach family that params.yaml asks for.
+# Written by `imgclf runs` from params.yaml; do not edit (both engines refuse a stale one).
+"""
+
+
+def runs_text(params: dict) -> str:
+    return RUNS_HEADER + yaml.safe_dump(stages.runs_vars(params), sort_keys=False, width=200, default_flow_style=None)
+
+
+def check_runs(params: dict, params_file: str, path: str = paths.RUNS_FILE) -> None:
+    """``config/runs.yaml`` lists the stages of params.yaml: after a change of the experiments, their
+    seeds or a source it must be written again, or DVC would run another set of stages than
+    Snakemake. Checked where both engines start; only for params.yaml, the file dvc.yaml reads."""
+    if Path(params_file).resolve() != Path(paths.PARAMS_FILE).resolve() or not Path(path).exists():
+        return
+    if Path(path).read_text() != runs_text(params):
+        raise PipelineError(f"{path}: out of date with {params_file} (experiments, seeds or sources changed); "
+                            "run `imgclf runs`")

@@ -1,0 +1,116 @@
+"""Exact resume: a training run killed at any moment and run again ends with the model an
+undisturbed run ends with, bit for bit. Every random stream of an epoch is a function of (seed,
+fold, epoch) (``imgclf.seeding``), and each epoch's weights and optimizer state are checkpointed
+atomically into ``.resume/<name>/seed<seed>/``, which is keyed by a fingerprint of the params, the
+data and the upstream model, so a changed experiment never resumes from a stale checkpoint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+from imgclf import data as data_module
+from imgclf.errors import PipelineError
+from imgclf.io_utils import atomic_path, write_json
+from imgclf.seeding import reseed
+
+RESUME_ROOT = Path(".resume")
+HISTORY_FIELDS = ["epoch", "loss", "accuracy", "top5", "val_loss", "val_accuracy", "val_top5", "seconds"]
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fingerprint(name: str, result: dict, seed: int, data_dir: Path, upstream_dir: Path | None) -> str:
+    """What a checkpoint belongs to: the experiment, its result params, the seed, the training and
+    validation arrays and the upstream model, hashed."""
+    parts = {"experiment": name, "section": result, "seed": seed}
+    for split in ("train.npz", "val.npz"):
+        parts[split] = _file_digest(data_dir / split)
+    if upstream_dir is not None:
+        parts["upstream"] = _file_digest(upstream_dir / "model.keras")
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def resume_dir(name: str, seed: int, key: str) -> Path:
+    """``.resume/<name>/seed<seed>/``, emptied first if it belongs to another fingerprint."""
+    path = RESUME_ROOT / name / f"seed{seed}"
+    marker = path / "fingerprint"
+    if path.exists() and (not marker.exists() or marker.read_text() != key):
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    marker.write_text(key)
+    return path
+
+
+def save_checkpoint(work: Path, epoch: int, model, rows: list[dict]) -> None:
+    """Weights and optimizer state after ``epoch`` epochs (``epoch<NNNN>.npz``), then the state file
+    that points at them (``state.json``), each written atomically: a kill at any moment leaves the
+    last complete checkpoint."""
+    import numpy as np
+
+    path = work / f"epoch{epoch:04d}.npz"
+    arrays_ = {f"w{i}": v.numpy() for i, v in enumerate(model.weights)}
+    arrays_.update({f"o{i}": v.numpy() for i, v in enumerate(model.optimizer.variables)})
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays_)
+    write_json(work / "state.json", {"epoch": epoch, "checkpoint": path.name, "rows": rows})
+    for old in work.glob("epoch*.npz"):
+        if old != path:
+            old.unlink()
+
+
+def load_checkpoint(work: Path, model) -> tuple[int, list[dict]]:
+    """Restore the last complete checkpoint in ``work``; (0, []) when there is none."""
+    import numpy as np
+
+    state_path = work / "state.json"
+    if not state_path.exists():
+        return 0, []
+    state = json.loads(state_path.read_text())
+    with np.load(work / state["checkpoint"]) as saved:
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        weights, optimizer = model.weights, model.optimizer.variables
+        if len(saved.files) != len(weights) + len(optimizer):
+            raise PipelineError(f"{work}: checkpoint does not match the model (delete {work} to start over)")
+        for i, variable in enumerate(weights):
+            variable.assign(saved[f"w{i}"])
+        for i, variable in enumerate(optimizer):
+            variable.assign(saved[f"o{i}"])
+    print(f"resuming after epoch {state['epoch']} from {work}", flush=True)
+    return state["epoch"], state["rows"]
+
+
+def fit(model, splits, section: dict, work: Path, seed: int, log, stream: tuple = (), prefix: str = "",
+        epochs: int | None = None, validation=True) -> list[dict]:
+    """Fit epoch by epoch, each epoch's randomness keyed by (seed, *stream, epoch), with a
+    checkpoint after every epoch in ``work``, each epoch logged (``log``, under ``prefix``) once
+    its checkpoint is written; return the history rows of every epoch."""
+    epochs = epochs or section["epochs"]
+    val_ds = data_module.dataset(splits.x_val, splits.y_val, section["batch_size"]) if validation else None
+    done, rows = load_checkpoint(work, model)
+    log.replay(rows, prefix)
+    for epoch in range(done, epochs):
+        key = (seed, *stream, epoch)
+        reseed(model, *key)
+        train_ds = data_module.dataset(splits.x_train, splits.y_train, section["batch_size"], key,
+                                       section["augment_flip"], section["augment_crop"])
+        started = time.perf_counter()
+        logs = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1, verbose=0).history
+        row = {"epoch": epoch + 1, **{k: round(float(v[-1]), 6) for k, v in logs.items() if k in HISTORY_FIELDS},
+               "seconds": round(time.perf_counter() - started, 3)}
+        rows.append(row)
+        save_checkpoint(work, epoch + 1, model, rows)
+        log.epoch(row, prefix)
+        print(f"epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "epoch"), flush=True)
+    return rows
