@@ -2,7 +2,7 @@
 # The same commands, paths and params as dvc.yaml (the stage table: src/imgclf/stages.py).
 from snakemake.exceptions import WorkflowError
 
-from imgclf import config as params_config, errors, paths, resolved, stages
+from imgclf import config as params_config, errors, overrides, paths, resolved, stages
 
 
 configfile: "params.yaml"
@@ -13,7 +13,7 @@ configfile: "params.yaml"
 # same schema and passed on (`--set`) to the stages that read it; nothing else reruns
 try:
     RAW_PARAMS = params_config.read_raw(paths.PARAMS_FILE)
-    OVERRIDES = params_config.config_overrides(config, RAW_PARAMS)
+    OVERRIDES = overrides.config_overrides(config, RAW_PARAMS)
     PARAMS = params_config.load_raw(RAW_PARAMS, paths.PARAMS_FILE, OVERRIDES)
     if not OVERRIDES:
         resolved.check_runs(PARAMS, paths.PARAMS_FILE)

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, load_params, put, run
-from imgclf import config, experiments, paths, stages
+from imgclf import config, experiments, overrides, paths, stages
 from imgclf.errors import PipelineError
 
 
@@ -277,10 +277,10 @@ def test_snakemake_config_entries_become_typed_dotted_overrides(params):
     a value params.yaml already has (alexnet32.epochs: 3) is no override."""
     given = {"seed_cnn": {"epochs": "3", "optimizer": "sgd", "seeds": ["0", "2"], "train_subset": "null"},
              "experiments": ["seed_cnn"], "data": {"imagenet200": {"source": "off"}}}
-    assert config.config_overrides({**given, "alexnet32": {"epochs": "3"}}, params) == {
+    assert overrides.config_overrides({**given, "alexnet32": {"epochs": "3"}}, params) == {
         "seed_cnn.epochs": 3, "seed_cnn.optimizer": "sgd", "seed_cnn.seeds": [0, 2], "seed_cnn.train_subset": None,
         "experiments": ["seed_cnn"], "data.imagenet200.source": "off"}  # YAML alone would read "off" as False
-    assert config.config_overrides({}, params) == {}
+    assert overrides.config_overrides({}, params) == {}
 
 
 def test_overrides_go_through_the_same_validation(tmp_path, params):
@@ -298,13 +298,13 @@ def test_overrides_go_through_the_same_validation(tmp_path, params):
 
 @pytest.mark.parametrize("value", [3, 0.5, "sgd", None, True, [0, 1], "null", "3"])
 def test_a_set_option_reads_back_its_value(value):
-    key, text = config.format_override("seed_cnn.x", value).split("=", 1)
-    assert config.parse_sets([f"{key}={text}"]) == {"seed_cnn.x": value}
+    key, text = overrides.format_override("seed_cnn.x", value).split("=", 1)
+    assert overrides.parse_sets([f"{key}={text}"]) == {"seed_cnn.x": value}
 
 
 def test_a_malformed_set_option_is_named():
     with pytest.raises(PipelineError, match="--set seed_cnn.epochs: expected KEY=VALUE"):
-        config.parse_sets(["seed_cnn.epochs"])
+        overrides.parse_sets(["seed_cnn.epochs"])
 
 
 def test_an_override_reaches_only_the_stages_that_read_it(params):

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from conftest import ROOT, load_params
-from imgclf import codedeps, config, paths, resolved, stages
+from imgclf import codedeps, config, overrides, paths, resolved, stages
 from imgclf.errors import PipelineError
 
 LIVE = ("metrics.json", "plots")  # dvc.yaml tracks DVCLive's two parts; Snakemake the directory
@@ -54,8 +54,8 @@ def test_each_family_depends_on_the_modules_its_command_imports():
         body = entry.get("do", entry)
         listed = [dep for dep in body["deps"] if dep.startswith("src/")]
         family = name.removesuffix("_upstream").removesuffix("_sample")
-        assert listed == list(codedeps.family(family)), name
-        assert ("${item.module}" in body["deps"]) == bool(codedeps.own_modules(family)), name
+        assert listed == stages.families()[family], name
+        assert ("${item.module}" in body["deps"]) == (family in stages.own_modules()), name
 
 
 def test_committed_run_list_and_schema_are_what_the_code_writes():

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from imgclf import config, datasets
+from imgclf import config, datasets, overrides
 from imgclf.errors import PipelineError
 
 
@@ -46,7 +46,7 @@ def _write_generated(path: str, text: str, check: bool, how: str) -> None:
 
 def _params(args) -> dict:
     """The validated params of ``--params``, with the ``--set`` overrides applied."""
-    return config.load(args.params, config.parse_sets(args.set))
+    return config.load(args.params, overrides.parse_sets(args.set))
 
 
 def cmd_schema(args) -> None:
@@ -170,9 +170,9 @@ def cmd_runs(args) -> None:
 
 
 def cmd_record(args) -> None:
-    from imgclf import record
+    from imgclf import resolved
 
-    print(record.record(_params(args), args.stages))
+    print(resolved.record(_params(args), args.stages))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,7 +3,7 @@ command imports, directly or through others, and each stage also on its own mode
 module. Editing any of them reruns the stage; editing any other file does not.
 
 dvc.yaml spells these lists out per family (tests/test_stages.py checks them against
-``families()``); the Snakemake rules take them from here."""
+``stages.families()``); the Snakemake rules take them from here."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from pathlib import Path
 
 from imgclf.paths import PACKAGE
 
-# the command module of each stage family
-ENTRIES = {"check_params": "resolved.py", "sample": "sample.py", "download": "download.py", "prepare": None,
-           "train": "train.py", "evaluate": "evaluate.py", "report": "report.py"}
+# the modules each stage family's command runs (check-params: validation and the resolved files;
+# prepare: its layout's module only, each stage's own)
+ENTRIES = {"check_params": ("config.py", "resolved.py"), "sample": ("sample.py",), "download": ("download.py",),
+           "prepare": (), "train": ("train.py",), "evaluate": ("evaluate.py",), "report": ("report.py",)}
 
 
 def _module_file(dotted: str) -> str | None:
@@ -73,26 +74,10 @@ def layout_module(module: str) -> str:
     return f"{PACKAGE}/sources/{module}.py"
 
 
-def own_modules(family: str) -> set[str]:
-    """The modules that are a stage's own in ``family`` (its ``${item.module}`` in dvc.yaml): the
-    model modules for training and evaluation, the layout modules for prepare."""
-    from imgclf import datasets, experiments
-
-    if family in ("train", "evaluate"):
-        return {model_module(experiment.module) for experiment in experiments.EXPERIMENTS.values()}
-    if family == "prepare":
-        return {layout_module(layout.module) for layout in datasets.LAYOUTS.values()}
-    return set()
-
-
 @functools.cache
-def family(name: str) -> tuple[str, ...]:
-    """The modules every stage of a family depends on: its command module's closure, with what its
-    own modules import (a shared layer, a zip reader) but not the own modules themselves."""
-    own = own_modules(name)
-    roots = [f"{PACKAGE}/{ENTRIES[name]}"] if ENTRIES[name] else []
+def family(name: str, own: frozenset[str] = frozenset()) -> tuple[str, ...]:
+    """The modules every stage of family ``name`` depends on: its command module's closure, with
+    what its ``own`` modules (each stage's model or layout module) import, such as a shared layer
+    or the zip reader, but not the own modules themselves."""
+    roots = [f"{PACKAGE}/{module}" for module in ENTRIES[name]]
     return tuple(file for file in closure([*roots, *sorted(own)]) if file not in own)
-
-
-def families() -> dict[str, list[str]]:
-    return {name: list(family(name)) for name in ENTRIES}

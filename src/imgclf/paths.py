@@ -3,8 +3,6 @@ the Snakemake rules, the report and the tests (dvc.yaml spells the same patterns
 
 from __future__ import annotations
 
-from imgclf.datasets import LAYOUTS, Sample, sample_archive  # noqa: F401  (sample_archive: a path too)
-
 PARAMS_FILE = "params.yaml"
 PACKAGE = "src/imgclf"
 RESOLVED_DIR = "config/resolved"  # check_params' output: each stage's params, defaults filled in
@@ -12,9 +10,9 @@ RUNS_FILE = "config/runs.yaml"  # dvc.yaml's vars: the stages of each family tha
 REPORT_OUTS = ["reports/results.md", "reports/results.csv", "reports/figures"]
 
 
-def raw_archive(dataset: str, layout: str) -> str:
-    """Where the download stage puts ``dataset``'s archive."""
-    return f"data/raw/{dataset}{LAYOUTS[layout].suffix}"
+def raw_archive(dataset: str, suffix: str) -> str:
+    """Where the download stage puts ``dataset``'s archive (``suffix``: its layout's, ``.zip``)."""
+    return f"data/raw/{dataset}{suffix}"
 
 
 def prepared(dataset: str) -> str:

@@ -6,11 +6,15 @@ changed value, stated in params.yaml or left to a default in the registry, rerun
 stages that read it, and editing a registry entry reruns only the experiments whose values change.
 
 The run list (``config/runs.yaml``, dvc.yaml's vars) is written by ``imgclf runs``; both engines
-refuse to start while it is out of date with params.yaml."""
+refuse to start while it is out of date with params.yaml. ``imgclf record STAGE...`` records the
+stages a Snakemake run ran in dvc.lock, these files included (Snakemake's ``onsuccess``)."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -65,3 +69,34 @@ def check_runs(params: dict, params_file: str, path: str = paths.RUNS_FILE) -> N
     if Path(path).read_text() != runs_text(params):
         raise PipelineError(f"{path}: out of date with {params_file} (experiments, seeds or sources changed); "
                             "run `imgclf runs`")
+
+
+def record(params: dict, names: list[str]) -> str:
+    """Commit ``names`` (and check_params, whose files are written first) to dvc.lock; returns
+    what was done, one line. Outside a DVC repository nothing is done."""
+    if not Path(".dvc").is_dir() or shutil.which("dvc") is None:
+        return "not a DVC repository: nothing recorded"
+    table = stages.by_name(params)
+    unknown = sorted(set(names) - set(table))
+    if unknown:
+        return f"not recording in dvc.lock: {', '.join(unknown)} not in {paths.RUNS_FILE} (run `imgclf runs`)"
+    # check_params' outputs: every stage's params values (the Snakefile checked params.yaml already)
+    write_checked(params)
+    # dvc commit moves outputs into its cache and links or copies them back: new file times. Put the
+    # old ones back, or Snakemake would see inputs newer than outputs next time.
+    times = {}
+    for name in names:
+        for out in table[name].outs:
+            top = Path(out)
+            for path in [top, *(top.rglob("*") if top.is_dir() else [])]:
+                if path.exists():
+                    times[path] = path.stat()
+    result = subprocess.run(["dvc", "commit", "--force", "check_params", *names], capture_output=True, text=True)
+    for path, stat in sorted(times.items(), key=lambda item: -len(item[0].parts)):  # files before their dirs
+        if path.exists():
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    if result.returncode != 0:
+        lines = (result.stderr + result.stdout).strip().splitlines() or [f"exit status {result.returncode}"]
+        reason = next((line for line in lines if line.startswith("ERROR")), lines[-1])
+        return f"warning: dvc commit failed; dvc.lock not updated: {reason} (then run `make sync` or `dvc commit`)"
+    return f"dvc.lock: {len(names)} stages recorded"

@@ -37,8 +37,23 @@ class Stage:
 
     @property
     def code(self) -> list[str]:
+        family = self.family.removesuffix("_upstream").removesuffix("_sample")
         own = [self.item["module"]] if "module" in self.item else []
-        return [*codedeps.family(self.family.removesuffix("_upstream").removesuffix("_sample")), *own]
+        return [*codedeps.family(family, own_modules().get(family, frozenset())), *own]
+
+
+def own_modules() -> dict[str, frozenset[str]]:
+    """Each family's own modules (its stages' ``${item.module}``): the model modules for training
+    and evaluation, the layout modules for prepare."""
+    models = frozenset(codedeps.model_module(e.module) for e in experiments.EXPERIMENTS.values())
+    return {"train": models, "evaluate": models,
+            "prepare": frozenset(codedeps.layout_module(layout.module) for layout in datasets.LAYOUTS.values())}
+
+
+def families() -> dict[str, list[str]]:
+    """Each family's code (dvc.yaml lists the same modules)."""
+    own = own_modules()
+    return {name: list(codedeps.family(name, own.get(name, frozenset()))) for name in codedeps.ENTRIES}
 
 
 def runs(params: dict) -> list[tuple[str, int]]:
@@ -55,7 +70,8 @@ def used_datasets(params: dict) -> list[str]:
 def prepare_source(dataset: str, params: dict) -> str:
     """What a data set's prepare stage reads: the downloaded archive, or a folder source's path."""
     _, entry = datasets.source_of(dataset, params["data"])
-    return entry["path"] if datasets.LAYOUTS[entry["layout"]].suffix is None else paths.raw_archive(dataset, entry["layout"])
+    suffix = datasets.LAYOUTS[entry["layout"]].suffix
+    return entry["path"] if suffix is None else paths.raw_archive(dataset, suffix)
 
 
 def upstream_dir(experiment: experiments.Experiment, seed: int, params: dict) -> str | None:
@@ -89,7 +105,7 @@ def stage_list(params: dict, overrides: dict | None = None) -> list[Stage]:
     for dataset, entry in entries.items():
         if datasets.LAYOUTS[entry["layout"]].suffix is None:
             continue  # read in place
-        out, sample = paths.raw_archive(dataset, entry["layout"]), samples[dataset]
+        out, sample = paths.raw_archive(dataset, datasets.LAYOUTS[entry["layout"]].suffix), samples[dataset]
         item = {"out": out, **({"sample": datasets.sample_archive(sample)} if sample else {})}
         table.append(Stage("download_sample" if sample else "download", dataset, ["download", dataset, "--out", out],
                            [item["sample"]] if sample else [], [out], item, paths.resolved_file("download", dataset)))
@@ -169,7 +185,7 @@ def by_name(params: dict, overrides: dict | None = None) -> dict[str, Stage]:
 def override_args(overrides: dict, keys: list[str]) -> list[str]:
     """``--set key=value`` for each override (Snakemake's ``--config``) that touches one of a
     stage's params: the others leave its command, and so its outputs, as they were."""
-    from imgclf.config import format_override
+    from imgclf.overrides import format_override
 
     def touches(key: str) -> bool:
         return any(key == k or key.startswith(f"{k}.") or k.startswith(f"{key}.") for k in keys)

@@ -1,7 +1,7 @@
 """Experiment 4: DenseNet-121/169/201, built by ``_densenet`` with keras.applications' layers
 and layer names (the same architecture and parameters: tests/test_models.py compares outputs),
 and DenseNet-161, which keras.applications lacks (growth 48, blocks 6-12-36-24, 96-channel
-stem). keras.applications builds only the pretrained backbones (``weights=``): its BatchNorm
+stem). keras.applications builds only the pretrained backbones (``models.transfer``): its BatchNorm
 layers normalise ``axis=3``, which Keras' TensorFlow backend implements with four reshapes per
 layer (and four more in the gradient); ours normalise the last axis, the same numbers in a graph
 about 1,000 ops smaller for DenseNet-121 (its first training step traces 3-5 s faster on 2 CPU
@@ -25,11 +25,6 @@ CONFIGS = {
     169: ((6, 12, 32, 32), 32, 64),
     201: ((6, 12, 48, 32), 32, 64),
     161: ((6, 12, 36, 24), 48, 96),
-}
-APPLICATIONS = {
-    121: keras.applications.DenseNet121,
-    169: keras.applications.DenseNet169,
-    201: keras.applications.DenseNet201,
 }
 
 
@@ -77,12 +72,8 @@ def _densenet(input_shape, blocks, growth: int, stem_filters: int, stem: str, na
     return keras.Model(inputs, x, name=name)
 
 
-def backbone(depth: int, input_shape, stem: str = "imagenet", weights=None) -> keras.Model:
+def backbone(depth: int, input_shape, stem: str = "imagenet") -> keras.Model:
     blocks, growth, stem_filters = CONFIGS[depth]
-    if weights is not None:
-        if depth not in APPLICATIONS or stem != "imagenet":
-            raise ValueError("pretrained weights exist only for DenseNet-121/169/201 with the ImageNet stem")
-        return APPLICATIONS[depth](include_top=False, weights=weights, input_shape=input_shape, pooling="avg")
     return _densenet(input_shape, blocks, growth, stem_filters, stem, f"densenet{depth}")
 
 
