@@ -41,13 +41,14 @@ def main() -> None:
 
     from imgclf import config, experiments, sample
 
+    from imgclf import datasets
     from imgclf.sources import tiny_imagenet
 
     params = config.load(ROOT / "params.yaml")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         sample.make_tiny_imagenet(tmp / "t.zip")
-        tiny_imagenet.prepare(tmp / "t.zip", tmp / "data", params["data"], 2)
+        tiny_imagenet.prepare(tmp / "t.zip", tmp / "data", datasets.settings("imagenet200", params["data"]), 2)
         print(f"{'experiment':<24} {'images x epochs':>15} {'graph s':>8} {'eager s':>8}  faster  (params.yaml)",
               flush=True)
         for name in args.experiments:

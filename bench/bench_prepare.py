@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from imgclf import config, decode, sample
+from imgclf import config, datasets, decode, sample
 from imgclf.sources import common, tiny_imagenet, zipread
 
 
@@ -84,7 +84,7 @@ def main() -> int:
     if not extracted.exists():
         with zipfile.ZipFile(archive) as handle:
             handle.extractall(extracted)
-    data = config.load("params.yaml")["data"]
+    data = datasets.settings("imagenet200", config.load("params.yaml")["data"])
 
     started = time.perf_counter()
     count = naive(extracted, data["image_size"])

@@ -191,6 +191,7 @@ def main() -> None:
         return worker_matmul(args)
 
     from imgclf import config, runtime, sample
+    from imgclf import datasets
     from imgclf.sources import tiny_imagenet
 
     print(json.dumps(runtime.cpu_description()))
@@ -200,7 +201,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         sample.make_tiny_imagenet(tmp / "t.zip")  # the embedded sample, prepared as the pipeline does
-        tiny_imagenet.prepare(tmp / "t.zip", tmp / "data", config.load(ROOT / "params.yaml")["data"], 2)
+        tiny_imagenet.prepare(tmp / "t.zip", tmp / "data", datasets.settings("imagenet200", config.load(ROOT / "params.yaml")["data"]), 2)
         header = (f"{'model':<12} {'images':>6} {'bare img/s':>10} {'ours img/s':>10} {'ratio':>6} "
                   f"{'1st epoch s (bare/ours)':>23} {'graph s (bare/ours)':>19} {'process s (bare/ours)':>21} "
                   f"{'GFLOP/s':>8} {'of peak':>7}")

@@ -167,12 +167,13 @@ def prepared_sample(data_dir: Path | None):
     if data_dir is not None:
         return data.load_training(data_dir, section, 0, "gpu_check")
     from imgclf import config, sample
+    from imgclf import datasets
     from imgclf.sources import tiny_imagenet
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         sample.make_tiny_imagenet(tmp / "t.zip")
-        tiny_imagenet.prepare(tmp / "t.zip", tmp / "data", config.load(ROOT / "params.yaml")["data"], 4)
+        tiny_imagenet.prepare(tmp / "t.zip", tmp / "data", datasets.settings("imagenet200", config.load(ROOT / "params.yaml")["data"]), 4)
         return data.load_training(tmp / "data", section, 0, "gpu_check")
 
 

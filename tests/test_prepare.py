@@ -9,7 +9,7 @@ import yaml
 from PIL import Image
 
 from conftest import ROOT, run
-from imgclf import arrays, decode, sample, splits
+from imgclf import arrays, datasets, decode, sample, splits
 from imgclf.sources import cifar10, common, tiny_imagenet, zipread
 from imgclf.sources import folder as folder_source
 from imgclf.errors import PipelineError
@@ -19,7 +19,7 @@ def small_data(data_params, n_classes=12, **changes):
     data = json.loads(json.dumps(data_params))
     data["imagenet200"]["n_classes"] = n_classes
     data.update(changes)
-    return data
+    return datasets.settings("imagenet200", data)  # what prepare reads
 
 
 def jpeg(array, mode="RGB", **save):
@@ -294,7 +294,7 @@ def test_cifar_binary_parsing():
 def test_prepare_cifar10(tmp_path, data_params):
     archive = tmp_path / "cifar.tar.gz"
     sample.make_cifar10(archive)
-    meta = cifar10.prepare(archive, tmp_path / "out", data_params)
+    meta = cifar10.prepare(archive, tmp_path / "out", datasets.settings("cifar10", data_params))
     assert meta["train_images"] + meta["val_images"] == 1500 and meta["test_images"] == 500
     assert [w for w, _ in arrays.read_classes(tmp_path / "out" / "classes.tsv")][:2] == ["airplane", "automobile"]
 
@@ -306,7 +306,7 @@ def test_cifar_missing_batch(tmp_path, data_params):
         info.size = 3073
         tar.addfile(info, io.BytesIO(b"\0" * 3073))
     with pytest.raises(PipelineError, match="missing .*test_batch.bin"):
-        cifar10.prepare(archive, tmp_path / "out", data_params)
+        cifar10.prepare(archive, tmp_path / "out", datasets.settings("cifar10", data_params))
 
 
 def test_image_folder_source(tmp_path, data_params):
@@ -337,7 +337,7 @@ def test_image_folder_with_train_and_val_trees(tmp_path, data_params):
             for i in range(count + (wnid == "n004")):  # one class a little larger
                 Image.new("RGB", (64 + 9 * i, 48 + 5 * i), colour).save(folder / f"{wnid}_{i}.JPEG", quality=95)
     data = small_data(data_params, n_classes=3)
-    data["imagenet200"].update(class_selection="list", wnids=["n004", "n001", "n003"])
+    data.update(class_selection="list", wnids=["n004", "n001", "n003"])
     meta = folder_source.prepare(tmp_path / "imagenet", tmp_path / "out", data, workers=2)
     classes = [line.split("\t")[1] for line in (tmp_path / "out" / "classes.tsv").read_text().splitlines()[1:]]
     assert classes == ["n001", "n003", "n004"] and meta["n_classes"] == 3

@@ -120,7 +120,7 @@ KILL_POINTS = {
     "evaluate": ("evaluate", "reports/metrics/seed_cnn/seed0.json"),
     "report": ("report", "reports/results.md"),
 }
-DVC_STAGE = {"prepare": "prepare_imagenet200", "train": "train_seed_cnn_s0", "evaluate": "evaluate_seed_cnn_s0",
+DVC_STAGE = {"prepare": "prepare@imagenet200", "train": "train@seed_cnn-s0", "evaluate": "evaluate@seed_cnn-s0",
              "report": "report"}
 
 
@@ -206,7 +206,7 @@ def test_bad_params_stop_dvc_repro_before_any_output_is_touched(finished, projec
     _, expected = finished
     edit, message = BAD_PARAMS[case]
     resolved = file_hashes(project, "config/resolved")
-    assert len(resolved) == 14
+    assert len(resolved) == 5  # download, prepare, train, evaluate, report
     path = project / "params.yaml"
     path.write_text(yaml.safe_dump(edit(yaml.safe_load(path.read_text())), sort_keys=False))
     smk = run(["snakemake", "--cores", "2"], project, check=False)
@@ -263,14 +263,14 @@ def test_make_report_writes_snakemakes_html_report(project):
 @pytest.mark.parametrize("key", ["mem_mb", "runtime_min", "gpus"])
 def test_a_cluster_resource_reruns_nothing(project, key):
     """Scheduling keys choose where a job runs, not what it computes: neither engine reruns a
-    stage (DVC only re-checks params.yaml, its check_params stage, whose stamp never changes)."""
+    stage (DVC only re-checks params.yaml, its check_params stage, which writes the same files)."""
     import yaml
 
     from imgclf import experiments
 
     from imgclf import config
 
-    assert key in experiments.SCHEDULING_KEYS
+    assert key in experiments.keys_with("scheduling")
     path = project / "params.yaml"
     params = yaml.safe_load(path.read_text())
     params["seed_cnn"][key] = config.load(path)["seed_cnn"][key] + 7
@@ -284,10 +284,10 @@ def test_a_cluster_resource_reruns_nothing(project, key):
 
 @pytest.mark.parametrize("batch_size", [64, 32], ids=["the default", "another value"])
 def test_a_param_left_to_its_default_is_tracked_like_a_stated_one(finished, project, batch_size):
-    """params.yaml leaves seed_cnn.batch_size to its default (64); dvc.yaml lists it all the same,
-    from check_params' config/resolved/seed_cnn.json. Stating it with the default reruns nothing;
-    with another value both engines rerun exactly seed_cnn's training, evaluation and report, and
-    dvc.yaml stays as it is (nothing to regenerate)."""
+    """params.yaml leaves seed_cnn.batch_size to its default (64); the training stage reads it all
+    the same, from check_params' config/resolved/train/seed_cnn.json. Stating it with the default
+    reruns nothing; with another value both engines rerun exactly seed_cnn's training, evaluation
+    and report, and the run list stays as it is (nothing to write)."""
     import yaml
 
     from imgclf import config
@@ -298,21 +298,21 @@ def test_a_param_left_to_its_default_is_tracked_like_a_stated_one(finished, proj
     assert "batch_size" not in params["seed_cnn"] and config.load(path)["seed_cnn"]["batch_size"] == 64
     params["seed_cnn"]["batch_size"] = batch_size
     path.write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["imgclf", "dvc-yaml", "--check"], project)
+    run(["imgclf", "runs", "--check"], project)
     changed = batch_size != 64
     assert snakemake_jobs(project) == ({"train": 1, "evaluate": 1, "report": 1} if changed else {})
     ran = run(["dvc", "repro"], project, timeout=900).stdout
     names = {line.split("'")[1] for line in ran.splitlines() if line.startswith("Running stage '")}
     assert names == {"check_params", *((DVC_STAGE["train"], DVC_STAGE["evaluate"], "report") if changed else ())}
-    resolved = json.loads((project / "config/resolved/seed_cnn.json").read_text())
-    assert resolved["seed_cnn"]["batch_size"] == batch_size
+    resolved = json.loads((project / "config/resolved/train/seed_cnn.json").read_text())
+    assert resolved["seed_cnn.batch_size"] == batch_size
     assert run(["dvc", "status", "--quiet"], project, check=False).returncode == 0
     assert (outputs(project) != expected) == changed
 
 
 @pytest.mark.parametrize("engine", ["snakemake", "dvc"])
 def test_two_selected_experiments_give_a_two_row_report(project, engine):
-    """Selecting a second experiment (on the other data set) and regenerating dvc.yaml: either
+    """Selecting a second experiment (on the other data set) and writing the run list again: either
     engine runs just the new experiment's chain and a report of exactly the two."""
     import yaml
 
@@ -321,8 +321,8 @@ def test_two_selected_experiments_give_a_two_row_report(project, engine):
     params["experiments"] = ["cifar_base_cnn", "seed_cnn"]
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     stale = run(["dvc", "repro"], project, check=False)
-    assert stale.returncode != 0 and "error: dvc.yaml: out of date with params.yaml" in stale.stdout + stale.stderr
-    run(["imgclf", "dvc-yaml"], project)
+    assert stale.returncode != 0 and "error: config/runs.yaml: out of date with params.yaml" in stale.stdout + stale.stderr
+    run(["imgclf", "runs"], project)
     assert set(snakemake_jobs(project)) == {"sample", "download", "prepare", "train", "evaluate", "report"}
     rerun(project, engine)
     with open(project / "reports" / "results.csv") as handle:
@@ -333,12 +333,15 @@ def test_two_selected_experiments_give_a_two_row_report(project, engine):
 def test_every_module_a_stage_loads_is_one_of_its_dependencies(project):
     """Each stage's command, run for real: every package module loaded by the end of the run is in
     the stage's deps in dvc.yaml (and so in the Snakemake rule's inputs), except the launcher
-    (cli.py) and params validation (config.py), which check_params covers."""
+    (cli.py) and what it imports to read params (config.py and the registries), which
+    check_params covers."""
     import sys
 
-    import yaml
+    from dvc.repo import Repo
 
-    spec = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    with Repo(str(project)) as repo:
+        spec = {stage.name: {"cmd": stage.cmd, "deps": [str(d.def_path) for d in stage.deps]}
+                for stage in repo.index.stages}
     # the modules loaded by the launcher alone (cli.py and the params validation it imports, which
     # check_params covers) are printed first, then a line "--", then those loaded at the end
     probe = ("import sys\n"
@@ -393,7 +396,8 @@ def test_metrics_and_plots_compare_in_a_fresh_clone_without_the_remote(project, 
     shown = run(["dvc", "plots", "diff", "HEAD~1", "--json"], clone)
     assert "DVC failed" not in shown.stdout + shown.stderr and "errors" not in json.loads(shown.stdout)
     plots = json.loads(shown.stdout)["data"]
-    for plot in ("seed_cnn_s0_accuracy", "seed_cnn_s0_loss", "reports/eval/seed_cnn/seed0/confusion.csv"):
+    for plot in ("reports/live/seed_cnn/seed0/plots/metrics/accuracy.tsv",
+                 "reports/live/seed_cnn/seed0/plots/metrics/loss.tsv", "reports/eval/seed_cnn/seed0.confusion.csv"):
         content = plots[plot][0]["content"]
         values = content["data"]["values"]
         assert {point["rev"] for point in values} == {"HEAD~1", "workspace"}, (plot, values[:3])

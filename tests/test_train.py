@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from imgclf import data, experiments, seeding, splits
+from imgclf import data, datasets, experiments, seeding, splits
 from imgclf.models import transfer
 from test_models import _local_weights
 
@@ -123,7 +123,7 @@ def ten_class_data(tmp_path_factory):
     sample.make_tiny_imagenet(root / "t.zip", seed=5, classes=10, train_per_class=178, val_per_class=50, test_images=0)
     params = config.load(ROOT / "params.yaml")
     params["data"]["imagenet200"]["n_classes"] = 10
-    tiny_imagenet.prepare(root / "t.zip", root / "data", params["data"], 1)
+    tiny_imagenet.prepare(root / "t.zip", root / "data", datasets.settings("imagenet200", params["data"]), 1)
     return root / "data", params
 
 
@@ -150,10 +150,12 @@ def test_batchnorm_statistics_match_the_weights_after_short_training(ten_class_d
         params["cifar_base_cnn"].update(epochs=1, batch_size=16, augment_flip=False, augment_crop=0,
                                         bn_recalibration=recalibrate, seeds=[0])
         out = tmp_path / f"model-{recalibrate}"
-        meta = train.run("cifar_base_cnn", data_dir, out, params, 2, 0)
+        section = params["cifar_base_cnn"]
+        experiment = experiments.get("cifar_base_cnn")
+        meta = train.run(experiment, data_dir, out, section, experiments.result_params(section), 2, 0)
         assert meta["epochs"] == 1 and -(-meta["train_images"] // 16) == 101
         assert meta["bn_recalibrated_layers"] == (6 if recalibrate else 0)
-        metrics = evaluate.run("cifar_base_cnn", data_dir, out, tmp_path / f"m-{recalibrate}.json", tmp_path / f"e-{recalibrate}",
+        metrics = evaluate.run(experiment, data_dir, out, tmp_path / f"m-{recalibrate}.json", tmp_path / f"e-{recalibrate}",
                                2, params["cifar_base_cnn"], 0)
         model = keras.models.load_model(out / "model.keras", compile=False)
         results[recalibrate] = (metrics, _batch_statistics_top1(model, test_x, test_y))
