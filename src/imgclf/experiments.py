@@ -189,15 +189,6 @@ def result_params(section: dict) -> dict:
     return {key: value for key, value in section.items() if key not in COMMON or COMMON[key].role == "result"}
 
 
-def upstream_seed(experiment: Experiment, seed: int, params: dict) -> int | None:
-    """The seed of the upstream run this run starts from: the same seed where the upstream
-    experiment has it, else the upstream's first seed."""
-    if experiment.upstream is None:
-        return None
-    seeds = params[experiment.upstream]["seeds"]
-    return seed if seed in seeds else seeds[0]
-
-
 # --- the paper's experiments (their figures and titles: imgclf.paper) -------------------------
 
 # bench/bench_determinism.py on an AVX-512 Xeon: pinning oneDNN to AVX2 costs the seed CNN's large
