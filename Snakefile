@@ -1,5 +1,7 @@
 # Image-classification experiments: data -> train -> evaluate -> report.
 # The same commands, paths and params as dvc.yaml (the stage table: src/imgclf/stages.py).
+import os
+
 from snakemake.exceptions import WorkflowError
 
 from imgclf import config as params_config, errors, overrides, paths, resolved, stages
@@ -39,6 +41,10 @@ onstart:
 
 onsuccess:
     record_in_dvc()
+    if os.path.exists(paths.REPORT_OUTS[1]):
+        from imgclf import report
+
+        print("\n".join(report.summary_of(paths.REPORT_OUTS[1])))
 
 
 # every stage's outputs, not only the report's: a missing intermediate (a deleted or killed

@@ -228,6 +228,10 @@ def test_the_success_hook_says_why_dvc_commit_failed(project):
     result = run(["snakemake", "--cores", "2", "--forcerun", "report"], project)
     warning = [line for line in (result.stdout + result.stderr).splitlines() if "dvc commit failed" in line]
     assert len(warning) == 1 and "no_such_option" in warning[0], warning
+    # and the run ends by saying where to look
+    assert "results: reports/results.md (figures: reports/figures/; HTML: snakemake --report reports/report.html)" \
+        in result.stdout + result.stderr
+    assert "best test top-1 per data set: imagenet200 (sample_tiny_imagenet): seed_cnn " in result.stdout + result.stderr
 
 
 def test_a_second_snakemake_is_refused_while_one_runs(finished, project):

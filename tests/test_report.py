@@ -95,7 +95,8 @@ def test_report_aggregates_seeds_and_flags(tmp_path):
     assert "| 12.00 ± 2.83 | 30.00 ± 0.00 |" in seed_line and "| ok |" in seed_line
     densenet_line = next(line for line in text.splitlines() if line.startswith("| densenet121 |"))
     assert "⚠ collapsed" in densenet_line
-    assert "| 25.02 | 7.71 |" in densenet_line  # the paper's figure as printed, not 1 - x
+    # the paper's figure as printed, not 1 - x, marked: this run is on the sample, not the real data
+    assert "| 25.02 (on real data) | 7.71 (on real data) |" in densenet_line
     # a selection: two rows, registry order, the metrics of the others not read
     params["experiments"] = ["alexnet32", "seed_cnn"]
     (tmp_path / "metrics" / "densenet121" / "seed0.json").unlink()
@@ -190,9 +191,48 @@ def test_results_table_cells_exactly(tmp_path):
     finetune = paper.of("cifar_densenet201_finetune")
     assert lines["cifar_densenet201_finetune"] == (
         "| cifar_densenet201_finetune | cifar10 (sample_cifar10) | 0 | 10.00 | 20.00 | 50.00 | 2.000 | 10.00 | ok | 1.235 | 3 | 10 "
-        f"|  | 40.00 ± 5.00 | {report._pct(finetune.top1)} | {report._pct(finetune.top5)} | "
+        f"|  | 40.00 ± 5.00 | {report._pct(finetune.top1)} (on real data) | {report._pct(finetune.top5)} | "
         f"{'' if finetune.params_m is None else f'{finetune.params_m:g}'} | {finetune.note} |")
     two = {**_metrics(0.001, 0.9, 0.9), "top5": 0.1, "loss": 1.0}
     assert report.flags(two) == ["collapsed: 90% of test predictions are one class",
                                  "chance on test (0.1%) but 90.0% on training images"]
     assert report._pct(None) == "" and report._pct(float("nan")) == "" and report._pct(0.1234) == "12.34"
+
+
+def test_paper_figures_stand_beside_runs_on_the_real_data_only(tmp_path):
+    """On the embedded sample the paper's figures are marked as the real data's and none is plotted;
+    on the official sources they are plain, and those of the same task are plotted."""
+    params = config.validate(load_params("config/ci.yaml"))
+    for name in experiments.EXPERIMENTS:
+        for seed in params[name]["seeds"]:
+            _write_metrics(tmp_path, name, seed)
+    sample = report.collect(tmp_path, params)
+    assert np.isnan(report.paper_bars(sample)).all()
+    line = next(line for line in report.markdown(sample).splitlines() if line.startswith("| alexnet32 |"))
+    assert "| 12.00 (on real data) |" in line
+    params["data"]["imagenet200"]["source"], params["data"]["cifar10"]["source"] = "tiny_imagenet", "cifar10"
+    real = report.collect(tmp_path, params)
+    bars = dict(zip(real["experiment"], report.paper_bars(real)))
+    assert bars["alexnet32"] == pytest.approx(12.0) and bars["cifar_base_cnn"] == pytest.approx(82.0)
+    assert np.isnan(bars["densenet121"]) and np.isnan(bars["seed_cnn"])  # another task; no figure
+    line = next(line for line in report.markdown(real).splitlines() if line.startswith("| alexnet32 |"))
+    assert "| 12.00 |" in line and "on real data" not in line
+
+
+def test_the_summary_names_the_table_the_best_runs_and_the_flagged(tmp_path):
+    params = config.validate(load_params("config/ci.yaml"))
+    for name in experiments.EXPERIMENTS:
+        for seed in params[name]["seeds"]:
+            _write_metrics(tmp_path, name, seed)
+    _write_metrics(tmp_path, "alexnet32", 0, top1=0.3)
+    _write_metrics(tmp_path, "cifar_base_cnn", 0, top1=0.6)
+    table = report.collect(tmp_path, params)
+    assert report.summary(table, "out") == [
+        "results: out/results.md (figures: out/figures/; HTML: snakemake --report reports/report.html)",
+        "best test top-1 per data set: imagenet200 (sample_tiny_imagenet): alexnet32 30.00 %; "
+        "cifar10 (sample_cifar10): cifar_base_cnn 60.00 %",
+        "flagged: none"]
+    _write_metrics(tmp_path, "seed_cnn", 1, top_class_share=0.8)
+    (tmp_path / "r").mkdir()
+    report.collect(tmp_path, params).to_csv(tmp_path / "r" / "results.csv", index=False)
+    assert report.summary_of(tmp_path / "r" / "results.csv")[2] == "flagged: seed_cnn (see the check column)"

@@ -153,7 +153,7 @@ def cmd_report(args) -> None:
 
     params = _params(args)
     table = report.run(args.metrics_dir, args.live_dir, args.eval_dir, args.out, params)
-    print(f"{args.out}/results.md: {len(table)} experiments")
+    print("\n".join(report.summary(table, args.out)))
 
 
 def cmd_tidy(args) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from imgclf.errors import PipelineError
 
 
 @dataclass(frozen=True)
@@ -42,6 +41,7 @@ class DataSet:
     layouts: tuple[str, ...]  # the layouts it can be prepared from
     default_source: str
     reads: tuple[str, ...]  # the common data params its prepare reads (besides its own section)
+    official: str = ""  # the built-in source of the real data set, the one the paper's figures are on
     params: dict = field(default_factory=dict)  # schema properties of its own section, besides `source`
 
 
@@ -77,7 +77,7 @@ LIMITS = ("max_image_bytes",)  # read by prepare too, but a limit: it refuses, n
 
 _register(DATASETS, DataSet(
     "imagenet200", ("tiny_imagenet_zip", "folder"), "sample_tiny_imagenet", (*COMMON_READS, "jpeg_draft"),
-    params={
+    "tiny_imagenet", params={
         "n_classes": ("integer", "number of classes kept", 200, {"minimum": 2}),
         "class_selection": ("string", "'seeded': a seeded draw from the source's classes; 'list': exactly `wnids`",
                             "seeded", {"enum": ["seeded", "list"]}),
@@ -88,7 +88,7 @@ _register(DATASETS, DataSet(
                           {"exclusiveMinimum": 0, "exclusiveMaximum": 0.5}),
     },
 ))
-_register(DATASETS, DataSet("cifar10", ("cifar10_binary",), "sample_cifar10", COMMON_READS))
+_register(DATASETS, DataSet("cifar10", ("cifar10_binary",), "sample_cifar10", COMMON_READS, "cifar10"))
 
 
 def _sample_source(layout: Layout) -> dict:
@@ -112,13 +112,6 @@ BUILTIN_SOURCES = {
     "cifar10": {"url": "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz", "md5": "c32a1d4ab5d03f1284b67883e8d87530",
                 "size": 170052171, "layout": "cifar10_binary"},
 }
-
-
-def get(name: str) -> DataSet:
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise PipelineError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}") from None
 
 
 def source_of(dataset: str, data: dict) -> tuple[str, dict]:

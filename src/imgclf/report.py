@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from imgclf import experiments, paper
+from imgclf import datasets, experiments, paper
 from imgclf.errors import PipelineError
 from imgclf.io_utils import atomic_dir, write_text
 from imgclf.training_log import read_live
@@ -58,8 +58,9 @@ def collect(metrics_dir: Path, params: dict) -> pd.DataFrame:
             if not path.exists():
                 raise PipelineError(f"{path}: metrics missing (run the evaluate stage)")
             per_seed.append(json.loads(path.read_text()))
-        row = {"experiment": name, "dataset": experiment.dataset,
-               "source": params["data"][experiment.dataset]["source"], "title": printed.title,
+        source = params["data"][experiment.dataset]["source"]
+        row = {"experiment": name, "dataset": experiment.dataset, "source": source, "title": printed.title,
+               "real_data": source == datasets.DATASETS[experiment.dataset].official,
                "seeds": " ".join(map(str, seeds)), "n_seeds": len(seeds)}
         for key in ("top1", "top5", "loss", "train_top1"):
             row[key], row[f"{key}_std"] = _mean_std([m[key] for m in per_seed])
@@ -81,6 +82,34 @@ def collect(metrics_dir: Path, params: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _paper(value, real_data: bool) -> str:
+    """A paper figure as printed; beside a run on other data than the real data set it is marked."""
+    text = _pct(value)
+    return f"{text} (on real data)" if text and not real_data else text
+
+
+def paper_bars(table: pd.DataFrame) -> list[float]:
+    """The paper's top-1 (percent) to plot beside each row: only a figure measured on the same task,
+    beside a run on the real data set (NaN elsewhere)."""
+    return [100 * row.paper_top1 if row.paper_same_task and row.real_data and row.paper_top1 is not None
+            and not pd.isna(row.paper_top1) else np.nan for row in table.itertuples()]
+
+
+def summary(table: pd.DataFrame, out_dir: str | Path = "reports") -> list[str]:
+    """Where to look, and the best run per data set and any flagged run, in three lines."""
+    best = table.loc[table.groupby("dataset", sort=False)["top1"].idxmax()]
+    flagged = [row.experiment for row in table.itertuples() if row.flag]
+    return [f"results: {out_dir}/results.md (figures: {out_dir}/figures/; HTML: snakemake --report reports/report.html)",
+            "best test top-1 per data set: " + "; ".join(f"{row.dataset} ({row.source}): {row.experiment} "
+                                                           f"{100 * row.top1:.2f} %" for row in best.itertuples()),
+            "flagged: " + (", ".join(flagged) + " (see the check column)" if flagged else "none")]
+
+
+def summary_of(results_csv: str | Path) -> list[str]:
+    """``summary`` of a written results.csv (Snakemake's ``onsuccess``)."""
+    return summary(pd.read_csv(results_csv, keep_default_na=False), Path(results_csv).parent)
+
+
 def markdown(table: pd.DataFrame) -> str:
     header = ["experiment", "data", "seeds", "test top-1 %", "train top-1 %", "top-5 %", "loss", "chance %", "check",
               "params (M)", "epochs", "train s", "img/s", "k-fold top-1 %", "paper top-1 %", "paper top-5 %",
@@ -95,7 +124,7 @@ def markdown(table: pd.DataFrame) -> str:
                  f"⚠ {row.flag}" if row.flag else "ok",
                  f"{row.params / 1e6:.3f}", str(row.epochs), f"{row.train_seconds:.0f}",
                  "" if pd.isna(row.train_images_per_second) else f"{row.train_images_per_second:.0f}",
-                 cv, _pct(row.paper_top1), _pct(row.paper_top5),
+                 cv, _paper(row.paper_top1, row.real_data), _paper(row.paper_top5, row.real_data),
                  "" if pd.isna(row.paper_params_m) else f"{row.paper_params_m:g}", row.paper_note]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
@@ -129,12 +158,11 @@ def _plots(table: pd.DataFrame, params: dict, live_dir: Path, eval_dir: Path, ou
 
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(names)), 4.5))
     x = np.arange(len(names))
-    paper = [100 * row.paper_top1 if row.paper_same_task and row.paper_top1 is not None and not pd.isna(row.paper_top1)
-             else np.nan for row in table.itertuples()]
+    paper = paper_bars(table)
     ax.bar(x - 0.27, 100 * table["top1"], 0.27, yerr=100 * table["top1_std"], capsize=2, label="ours: test top-1")
     ax.bar(x, 100 * table["train_top1"], 0.27, yerr=100 * table["train_top1_std"], capsize=2, alpha=0.6,
            label="ours: train top-1 (inference mode)")
-    ax.bar(x + 0.27, paper, 0.27, label="paper, same task (test top-1)")
+    ax.bar(x + 0.27, paper, 0.27, label="paper, same task on the real data (test top-1)")
     ax.plot(x, 100 * table["chance_top1"], "k_", markersize=14, label="chance")
     top = float(np.nanmax([100 * table["train_top1"].max(), 100 * table["top1"].max(), np.nanmax(paper + [0])]))
     for index, row in enumerate(table.itertuples()):
@@ -176,7 +204,8 @@ def run(metrics_dir: str | Path, live_dir: str | Path, eval_dir: str | Path, out
     intro = ("# Results\n\nTest-split figures, mean ± std over seeds where there are several; train top-1 scores, in "
              "inference mode, a stratified subset of the images each model trained on. The check column flags runs "
              "whose test predictions collapse onto one class, or that test near chance (at most 2x) while scoring "
-             "far above it on their training images. Paper figures exactly as the paper prints them; only those "
-             "measured on the same task are plotted beside ours.\n\n")
+             "far above it on their training images. Paper figures exactly as the paper prints them, marked "
+             "\"(on real data)\" beside a run on other data (the embedded sample, a source of your own); only those "
+             "measured on the same task, beside a run on the real data set, are plotted beside ours.\n\n")
     write_text(out_dir / "results.md", intro + markdown(table))
     return table
