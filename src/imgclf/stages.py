@@ -5,6 +5,7 @@ vars) lists the same stages per family, so both engines run the same commands.""
 
 from __future__ import annotations
 
+import functools
 import shlex
 from dataclasses import dataclass, field
 
@@ -42,6 +43,7 @@ class Stage:
         return [*codedeps.family(family, own_modules().get(family, frozenset())), *own]
 
 
+@functools.cache  # the registries do not change in a process; Snakemake asks once per job
 def own_modules() -> dict[str, frozenset[str]]:
     """Each family's own modules (its stages' ``${item.module}``): the model modules for training
     and evaluation, the layout modules for prepare."""
@@ -92,6 +94,12 @@ def run_stage(kind: str, name: str, seed: int) -> str:
     return f"{family}@{paths.run_key(name, seed)}"
 
 
+def _run_item(experiment: experiments.Experiment, seed: int) -> dict:
+    """A run's entry in the train and evaluate families of config/runs.yaml."""
+    return {"experiment": experiment.name, "seed": seed, "dataset": experiment.dataset,
+            "module": codedeps.model_module(experiment.module)}
+
+
 def stage_list(params: dict, overrides: dict | None = None) -> list[Stage]:
     """Every stage of the selected experiments; ``params`` already has ``overrides`` applied (the
     commands pass on those each stage reads, ``--set``)."""
@@ -118,8 +126,7 @@ def stage_list(params: dict, overrides: dict | None = None) -> list[Stage]:
     for name, seed in runs(params):
         experiment, key = experiments.EXPERIMENTS[name], paths.run_key(name, seed)
         data, model = paths.prepared(experiment.dataset), paths.model_dir(name, seed)
-        item = {"experiment": name, "seed": seed, "dataset": experiment.dataset,
-                "module": codedeps.model_module(experiment.module)}
+        item = _run_item(experiment, seed)
         upstream = upstream_dir(experiment, seed, params)
         command = ["train", name, "--seed", str(seed), "--data", data, "--out", model]
         if upstream:
@@ -137,9 +144,7 @@ def stage_list(params: dict, overrides: dict | None = None) -> list[Stage]:
              paths.metrics_file(name, seed), "--out", paths.eval_dir(name, seed), "--confusion",
              paths.confusion_file(name, seed)],
             [model, data], [paths.metrics_file(name, seed), paths.eval_dir(name, seed), paths.confusion_file(name, seed)],
-            {"experiment": name, "seed": seed, "dataset": experiment.dataset,
-             "module": codedeps.model_module(experiment.module)},
-            paths.resolved_file("evaluate", name)))
+            _run_item(experiment, seed), paths.resolved_file("evaluate", name)))
     every = runs(params)
     table.append(Stage(
         "report", "", ["report", "--metrics-dir", "reports/metrics", "--live-dir", "reports/live", "--eval-dir",
