@@ -70,9 +70,10 @@ def test_unsupported_scheme(tmp_path):
 class _Flaky:
     """A real HTTP server on 127.0.0.1 whose first response stops halfway (the socket is closed
     after half the announced bytes); it honours Range requests unless ``ranges`` is False, and
-    ``drip`` sends one byte per that many seconds instead."""
+    ``drip`` sends one byte per that many seconds instead, and ``hang`` sends the headers, then
+    nothing for that many seconds."""
 
-    def __init__(self, payload: bytes, ranges: bool = True, drops: int = 1, drip: float = 0.0):
+    def __init__(self, payload: bytes, ranges: bool = True, drops: int = 1, drip: float = 0.0, hang: float = 0.0):
         import http.server
         import threading
 
@@ -93,6 +94,10 @@ class _Flaky:
                     self.send_header("Content-Range", f"bytes {start}-{len(payload) - 1}/{len(payload)}")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if hang:
+                    self.wfile.flush()
+                    time.sleep(hang)
+                    return
                 if drip:
                     for byte in body:
                         self.wfile.write(bytes([byte]))
@@ -137,10 +142,10 @@ def test_the_next_run_resumes_from_the_kept_part(tmp_path):
         dest = tmp_path / "archive.zip"
         with pytest.raises(PipelineError, match=r"connection broken after 512,000 bytes .*; rerun to resume$"):
             download.download(server.url, dest, md5(PAYLOAD), len(PAYLOAD), progress=False, attempts=1)
-        assert not dest.exists() and download.partial_path(dest).stat().st_size == len(PAYLOAD) // 2
+        assert not dest.exists() and download.partial_path(dest, md5(PAYLOAD)).stat().st_size == len(PAYLOAD) // 2
         download.download(server.url, dest, md5(PAYLOAD), len(PAYLOAD), progress=False, attempts=1)
         assert dest.read_bytes() == PAYLOAD and server.requests[1] == f"bytes={len(PAYLOAD) // 2}-"
-        assert not download.partial_path(dest).exists()
+        assert not download.partial_path(dest, md5(PAYLOAD)).exists()
     finally:
         server.close()
 
@@ -152,9 +157,87 @@ def test_a_stalling_server_meets_the_deadline(tmp_path):
         with pytest.raises(PipelineError, match=r"not complete after the deadline of 1 s \(data.download_deadline_s\)"):
             download.download(server.url, tmp_path / "a.zip", md5(PAYLOAD), len(PAYLOAD), progress=False, deadline=1)
         assert time.monotonic() - started < 5
-        assert not (tmp_path / "a.zip").exists() and 0 < download.partial_path(tmp_path / "a.zip").stat().st_size < 20
+        assert not (tmp_path / "a.zip").exists() and 0 < download.partial_path(tmp_path / "a.zip", md5(PAYLOAD)).stat().st_size < 20
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("stall", ["hang", "drip"])
+def test_the_deadline_cuts_the_wait_for_the_next_read(tmp_path, stall):
+    """A server that sends its headers and then nothing (or one byte per 4 s) is dropped at the
+    deadline, not after the per-read timeout (60 s) or the next byte; what came is kept."""
+    server = _Flaky(PAYLOAD, **({"hang": 30} if stall == "hang" else {"drip": 4}))
+    try:
+        started = time.monotonic()
+        with pytest.raises(PipelineError, match=r"not complete after the deadline of 1 s \(data.download_deadline_s\); "
+                                                 r"\d+ of 1,024,000 bytes kept in .*\.part to resume from$"):
+            download.download(server.url, tmp_path / "a.zip", md5(PAYLOAD), len(PAYLOAD), progress=False, deadline=1)
+        assert time.monotonic() - started < 2.5
+        assert not (tmp_path / "a.zip").exists()
+    finally:
+        server.close()
+
+
+def test_a_stall_after_the_headers_fails_after_one_timeout_not_five(tmp_path):
+    """Without a deadline in reach, a server that stops sending fails the attempt after the
+    per-read timeout, once: retries are for dropped connections, not for a silent server."""
+    server = _Flaky(PAYLOAD, hang=30)
+    try:
+        started = time.monotonic()
+        with pytest.raises(PipelineError, match=r"tiny-imagenet-200.zip: no data for 1 s after 0 bytes; rerun to resume$"):
+            download.download(server.url, tmp_path / "a.zip", md5(PAYLOAD), len(PAYLOAD), progress=False, timeout=1)
+        assert time.monotonic() - started < 2.5 and len(server.requests) == 1
+    finally:
+        server.close()
+
+
+def test_a_full_disk_removes_the_partial_download(tmp_path, served, monkeypatch):
+    """No space left while downloading: one line naming the output and how much had come; the
+    partial file is removed, so the disk is not left full."""
+    import builtins
+    import errno
+
+    class Full:
+        def __init__(self, handle):
+            self.handle, self.written = handle, 0
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def write(self, chunk):
+            if self.written + len(chunk) > 300_000:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.written += len(chunk)
+            return self.handle.write(chunk)
+
+    monkeypatch.setattr(download, "open", lambda *a, **k: Full(builtins.open(*a, **k)), raising=False)
+    dest = tmp_path / "a.zip"
+    with pytest.raises(PipelineError, match=rf"^{dest}: no space left on device \(the partial download, "
+                                             r"\d[\d,]* of 1,024,000 bytes, was removed\)$"):
+        download.download(served, dest, md5(PAYLOAD), len(PAYLOAD), progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tidy_removes_partial_downloads_of_other_sources_and_old_ones(tmp_path):
+    """A partial download is kept for the source that resumes from it, and removed once no
+    selected source does, or when it is older than a week."""
+    import os
+
+    dest = tmp_path / "imagenet200.zip"
+    mine, other = download.partial_path(dest, "a" * 32), download.partial_path(dest, "b" * 32)
+    old = download.partial_path(tmp_path / "cifar10.tar.gz", "c" * 32)
+    for part in (mine, other, old):
+        part.write_bytes(b"x")
+    week = download.PART_MAX_AGE_S
+    os.utime(old, (time.time() - week - 60, time.time() - week - 60))
+    assert download.stale_parts(tmp_path, {mine, old}) == [old, other]
+    assert download.stale_parts(tmp_path, {mine, old}, now=time.time() + week + 3600) == [old, mine, other]
 
 
 def test_a_server_that_never_answers_times_out(tmp_path):

@@ -17,7 +17,7 @@ from typing import BinaryIO
 from tqdm import tqdm
 
 from imgclf.errors import PipelineError
-from imgclf.io_utils import disk_full_names
+from imgclf.io_utils import DISK_FULL
 
 CHUNK = 1 << 20
 
@@ -59,10 +59,30 @@ def _open(url: str, timeout: float, start: int = 0) -> tuple[BinaryIO, int | Non
     raise PipelineError(f"{url}: unsupported URL scheme {scheme!r} (use http, https or file)")
 
 
-def partial_path(dest: Path) -> Path:
-    """Where an interrupted download keeps what it has (hidden, next to the output), for the next
-    attempt or run to resume from."""
-    return dest.parent / f".{dest.name}.part"
+def partial_path(dest: Path, md5: str) -> Path:
+    """Where an interrupted download of the file with checksum ``md5`` keeps what it has (hidden,
+    next to the output), for the next attempt or run to resume from. Named by the checksum, so a
+    switched source never resumes from another file's bytes."""
+    return dest.parent / f".{dest.name}.{md5}.part"
+
+
+PART_MAX_AGE_S = 7 * 24 * 3600  # `imgclf tidy` removes a partial download this old, even of a selected source
+
+
+def stale_parts(directory: str | Path, selected: set[Path], now: float | None = None) -> list[Path]:
+    """The partial downloads in ``directory`` that no selected source resumes from (``selected``:
+    their ``partial_path``), or that are older than ``PART_MAX_AGE_S``."""
+    now = time.time() if now is None else now
+    return sorted(part for part in Path(directory).glob(".*.part")
+                  if part not in selected or now - part.stat().st_mtime > PART_MAX_AGE_S)
+
+
+def _cut_timeout(stream, seconds: float) -> None:
+    """Bound the next read of an HTTP response by ``seconds``: the per-read timeout, or the time
+    left before the deadline where that is shorter (``urlopen``'s timeout is fixed per socket)."""
+    sock = getattr(getattr(getattr(stream, "fp", None), "raw", None), "_sock", None)
+    if sock is not None:
+        sock.settimeout(max(seconds, 0.01))
 
 
 def download(url: str, dest: str | Path, md5: str, size: int, progress: bool = True, timeout: float = 60,
@@ -73,32 +93,47 @@ def download(url: str, dest: str | Path, md5: str, size: int, progress: bool = T
     are checked on the whole file before it is renamed into place; ``dest`` is never partial."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = partial_path(dest)
+    part = partial_path(dest, md5)
     started = time.monotonic()
+
+    def left() -> float:
+        return deadline - (time.monotonic() - started)
+
+    def past_deadline(received: int) -> PipelineError:
+        return PipelineError(f"{url}: not complete after the deadline of {deadline:g} s (data.download_deadline_s); "
+                             f"{received:,} of {size:,} bytes kept in {part} to resume from")
+
     bar = tqdm(total=size, unit="B", unit_scale=True, desc=dest.name, disable=not progress, file=sys.stderr,
                mininterval=1.0)
+    received = 0
     with bar:
         for attempt in range(1, attempts + 1):
             have = part.stat().st_size if part.exists() else 0
             if have >= size:
                 have = 0  # as long as the whole file or longer, yet not renamed: not to be trusted
-            stream, announced, offset = _open(url, timeout, have)
+            if left() <= 0:
+                raise past_deadline(have)
+            stream, announced, offset = _open(url, min(timeout, left()), have)
             have = offset  # where the server starts: the kept bytes, or 0 where it ignores ranges
             bar.reset(total=size)
             bar.update(have)
             try:
-                with stream, disk_full_names(dest), open(part, "r+b" if have else "wb") as out:
+                with stream, open(part, "r+b" if have else "wb") as out:
                     out.seek(have)
                     out.truncate()
                     received = have
                     read = getattr(stream, "read1", stream.read)  # what has arrived: the deadline is checked often
                     while True:
-                        if time.monotonic() - started > deadline:
-                            raise PipelineError(f"{url}: not complete after the deadline of {deadline:g} s "
-                                                f"(data.download_deadline_s); {received:,} of {size:,} bytes kept "
-                                                f"to resume from")
+                        if left() <= 0:
+                            raise past_deadline(received)
+                        _cut_timeout(stream, min(timeout, left()))
                         try:
                             chunk = read(CHUNK)
+                        except TimeoutError:
+                            if left() <= 0:
+                                raise past_deadline(received) from None
+                            raise PipelineError(f"{url}: no data for {timeout:g} s after {received:,} bytes; "
+                                                f"rerun to resume") from None
                         except (OSError, http.client.HTTPException) as exc:
                             raise ConnectionError(f"{received:,} bytes ({exc})") from None
                         if not chunk:
@@ -111,9 +146,17 @@ def download(url: str, dest: str | Path, md5: str, size: int, progress: bool = T
                     if announced is not None and received - offset < announced and received <= size:
                         raise ConnectionError(f"{received:,} bytes (the server closed it early)")
             except ConnectionError as exc:
+                if left() <= 0:
+                    raise past_deadline(received) from None
                 if attempt == attempts:
                     raise PipelineError(f"{url}: connection broken after {exc}; rerun to resume") from None
                 continue  # ask for the rest (or, where the server ignores ranges, for all of it again)
+            except OSError as exc:
+                if exc.errno not in DISK_FULL:
+                    raise
+                part.unlink(missing_ok=True)  # a partial file must not keep the disk full
+                raise PipelineError(f"{dest}: no space left on device (the partial download, "
+                                    f"{received:,} of {size:,} bytes, was removed)") from None
             break
     if received != size:
         part.unlink(missing_ok=True)

@@ -17,7 +17,7 @@ from typing import Iterator
 
 from imgclf.errors import PipelineError
 
-_FULL = (errno.ENOSPC, errno.EDQUOT)
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _alive(pid: int) -> bool:
@@ -50,7 +50,7 @@ def disk_full_names(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        if exc.errno in _FULL:
+        if exc.errno in DISK_FULL:
             raise PipelineError(f"{path}: no space left on device") from None
         raise
 

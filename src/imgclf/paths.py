@@ -10,9 +10,12 @@ RUNS_FILE = "config/runs.yaml"  # dvc.yaml's vars: the stages of each family tha
 REPORT_OUTS = ["reports/results.md", "reports/results.csv", "reports/figures"]
 
 
+RAW_DIR = "data/raw"
+
+
 def raw_archive(dataset: str, suffix: str) -> str:
     """Where the download stage puts ``dataset``'s archive (``suffix``: its layout's, ``.zip``)."""
-    return f"data/raw/{dataset}{suffix}"
+    return f"{RAW_DIR}/{dataset}{suffix}"
 
 
 def prepared(dataset: str) -> str:

@@ -209,10 +209,19 @@ def runs_vars(params: dict) -> dict:
 
 
 def tidy(params: dict) -> list:
-    """Remove the temporaries that killed runs left beside any stage output; return them."""
+    """Remove the temporaries that killed runs left beside any stage output, and the partial
+    downloads no selected source resumes from (or older than a week); return them."""
     from pathlib import Path
 
+    from imgclf.download import partial_path, stale_parts
     from imgclf.io_utils import remove_stale_temporaries
 
-    outputs = [Path(path) for stage in stage_list(params) for path in stage.outs]
-    return [path for output in outputs for path in remove_stale_temporaries(output)]
+    table = stage_list(params)
+    outputs = [Path(path) for stage in table for path in stage.outs]
+    removed = [path for output in outputs for path in remove_stale_temporaries(output)]
+    selected = {partial_path(Path(stage.outs[0]), datasets.source_of(stage.key, params["data"])[1]["md5"])
+                for stage in table if stage.family.startswith("download")}
+    for part in stale_parts(paths.RAW_DIR, selected) if Path(paths.RAW_DIR).is_dir() else []:
+        part.unlink(missing_ok=True)
+        removed.append(part)
+    return removed
