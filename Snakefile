@@ -17,6 +17,7 @@ try:
     RAW_PARAMS = params_config.read_raw(paths.PARAMS_FILE)
     OVERRIDES = overrides.config_overrides(config, RAW_PARAMS)
     PARAMS = params_config.load_raw(RAW_PARAMS, paths.PARAMS_FILE, OVERRIDES)
+    LISTINGS = stages.source_listings(PARAMS, paths.PARAMS_FILE)  # folder sources: what their prepare reads
     if not OVERRIDES:
         resolved.check_runs(PARAMS, paths.PARAMS_FILE)
 except errors.PipelineError as exc:

@@ -2,7 +2,9 @@ import hashlib
 
 import pytest
 
-from imgclf import download
+from pathlib import Path
+
+from imgclf import download, io_utils, paths
 from imgclf.errors import PipelineError
 
 PAYLOAD = bytes(range(256)) * 4000  # ~1 MB: more than one read chunk
@@ -142,10 +144,10 @@ def test_the_next_run_resumes_from_the_kept_part(tmp_path):
         dest = tmp_path / "archive.zip"
         with pytest.raises(PipelineError, match=r"connection broken after 512,000 bytes .*; rerun to resume$"):
             download.download(server.url, dest, md5(PAYLOAD), len(PAYLOAD), progress=False, attempts=1)
-        assert not dest.exists() and download.partial_path(dest, md5(PAYLOAD)).stat().st_size == len(PAYLOAD) // 2
+        assert not dest.exists() and Path(paths.partial_download(str(dest), md5(PAYLOAD))).stat().st_size == len(PAYLOAD) // 2
         download.download(server.url, dest, md5(PAYLOAD), len(PAYLOAD), progress=False, attempts=1)
         assert dest.read_bytes() == PAYLOAD and server.requests[1] == f"bytes={len(PAYLOAD) // 2}-"
-        assert not download.partial_path(dest, md5(PAYLOAD)).exists()
+        assert not Path(paths.partial_download(str(dest), md5(PAYLOAD))).exists()
     finally:
         server.close()
 
@@ -157,7 +159,7 @@ def test_a_stalling_server_meets_the_deadline(tmp_path):
         with pytest.raises(PipelineError, match=r"not complete after the deadline of 1 s \(data.download_deadline_s\)"):
             download.download(server.url, tmp_path / "a.zip", md5(PAYLOAD), len(PAYLOAD), progress=False, deadline=1)
         assert time.monotonic() - started < 5
-        assert not (tmp_path / "a.zip").exists() and 0 < download.partial_path(tmp_path / "a.zip", md5(PAYLOAD)).stat().st_size < 20
+        assert not (tmp_path / "a.zip").exists() and 0 < Path(paths.partial_download(str(tmp_path / "a.zip"), md5(PAYLOAD))).stat().st_size < 20
     finally:
         server.close()
 
@@ -230,14 +232,14 @@ def test_tidy_removes_partial_downloads_of_other_sources_and_old_ones(tmp_path):
     import os
 
     dest = tmp_path / "imagenet200.zip"
-    mine, other = download.partial_path(dest, "a" * 32), download.partial_path(dest, "b" * 32)
-    old = download.partial_path(tmp_path / "cifar10.tar.gz", "c" * 32)
+    mine, other = Path(paths.partial_download(str(dest), "a" * 32)), Path(paths.partial_download(str(dest), "b" * 32))
+    old = Path(paths.partial_download(str(tmp_path / "cifar10.tar.gz"), "c" * 32))
     for part in (mine, other, old):
         part.write_bytes(b"x")
-    week = download.PART_MAX_AGE_S
+    week = paths.PART_MAX_AGE_S
     os.utime(old, (time.time() - week - 60, time.time() - week - 60))
-    assert download.stale_parts(tmp_path, {mine, old}) == [old, other]
-    assert download.stale_parts(tmp_path, {mine, old}, now=time.time() + week + 3600) == [old, mine, other]
+    assert io_utils.stale_partial_downloads(tmp_path, {mine, old}, week) == [old, other]
+    assert io_utils.stale_partial_downloads(tmp_path, {mine, old}, week, now=time.time() + week + 3600) == [old, mine, other]
 
 
 def test_a_server_that_never_answers_times_out(tmp_path):

@@ -64,6 +64,31 @@ def test_user_source_trains_seed_cnn_in_both_engines(projects):
         assert not (project / "data/sample").exists()
 
 
+def test_a_corrupt_metrics_file_is_rebuilt_by_the_command_its_message_names(projects):
+    """A truncated metrics file: the report fails in one line naming the file, the JSON error's
+    place and the rebuild; that command alone gives back the complete table and the same numbers."""
+    smk, dvc = projects
+    metrics = "reports/metrics/seed_cnn/seed0.json"
+    for project, engine in ((smk, "snakemake"), (dvc, "dvc")):
+        good = (project / metrics).read_text()
+        (project / metrics).write_text(good[: len(good) // 2])
+        if engine == "snakemake":  # the newer metrics file reruns the report, which fails
+            failed = run(["snakemake", "--cores", "2"], project, check=False)
+            line = (project / "logs/report/report.log").read_text().strip()
+        else:  # the report stage's command
+            failed = run(yaml.safe_load((project / "dvc.yaml").read_text())["stages"]["report"]["cmd"].split(),
+                         project, check=False)
+            line = failed.stderr.strip()
+        assert failed.returncode != 0 and "\n" not in line, line
+        assert line.startswith(f"error: {metrics}: not valid JSON at line ") and "; rebuild it: " in line
+        rebuild = f"snakemake --cores 1 --forcerun {metrics}" if engine == "snakemake" else "dvc repro"
+        assert f"`{rebuild}`" in line
+        run(rebuild.split(), project)
+        results = [{k: v for k, v in yaml.safe_load(text).items() if "second" not in k} for text in ((project / metrics).read_text(), good)]
+        assert results[0] == results[1]  # the same figures (timings aside)
+        assert "| seed_cnn | imagenet200 (mydata) |" in (project / "reports/results.md").read_text()
+
+
 def test_second_run_does_nothing(projects):
     smk, dvc = projects
     assert snakemake_jobs(smk, "data/prepared/imagenet200") == {}

@@ -3,6 +3,7 @@ spread, the sanity flags, and mean ± std over seeds in results.csv and results.
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -49,6 +50,18 @@ def test_prediction_spread():
     assert evaluate.prediction_spread(np.array([3, 3, 3, 1]), 5) == {"predicted_classes": 2, "top_class_share": 0.75}
 
 
+def _recorded(root, params, source=None):
+    """Each selected run's eval directory with the prepared data's record of its source (``data.json``,
+    as evaluate copies it): params' source, or ``source``."""
+    for name in experiments.selected(params):
+        named = params["data"][experiments.EXPERIMENTS[name].dataset]["source"]
+        for seed in params[name]["seeds"]:
+            path = root / "eval" / name / f"seed{seed}" / "data.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"source": source or named, "image_size": 32}))
+    return root / "eval"
+
+
 def _metrics(top1, train_top1, share, chance=1 / 200):
     return {"top1": top1, "train_top1": train_top1, "top_class_share": share, "chance_top1": chance}
 
@@ -83,7 +96,7 @@ def test_report_aggregates_seeds_and_flags(tmp_path):
             path = tmp_path / "metrics" / name / f"seed{seed}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(values))
-    table = report.collect(tmp_path / "metrics", params)
+    table = report.collect(tmp_path / "metrics", params, _recorded(tmp_path, params))
     row = table.set_index("experiment").loc["seed_cnn"]
     assert row["seeds"] == "0 4" and row["n_seeds"] == 2
     assert row["top1"] == pytest.approx(0.12) and row["top1_std"] == pytest.approx(np.std([0.10, 0.14], ddof=1))
@@ -100,11 +113,12 @@ def test_report_aggregates_seeds_and_flags(tmp_path):
     # a selection: two rows, registry order, the metrics of the others not read
     params["experiments"] = ["alexnet32", "seed_cnn"]
     (tmp_path / "metrics" / "densenet121" / "seed0.json").unlink()
-    assert list(report.collect(tmp_path / "metrics", params)["experiment"]) == ["seed_cnn", "alexnet32"]
+    assert list(report.collect(tmp_path / "metrics", params, _recorded(tmp_path, params))["experiment"]) == ["seed_cnn", "alexnet32"]
     missing = tmp_path / "metrics" / "seed_cnn" / "seed4.json"
     missing.unlink()
-    with pytest.raises(Exception, match="seed_cnn/seed4.json: metrics missing"):
-        report.collect(tmp_path / "metrics", params)
+    with pytest.raises(PipelineError, match=r"seed_cnn/seed4.json: missing; rebuild it: `snakemake --cores 1 --forcerun "
+                                            r".*seed_cnn/seed4.json`, or `dvc repro`"):
+        report.collect(tmp_path / "metrics", params, _recorded(tmp_path, params))
 
 
 def test_results_csv_matches_the_metrics_files(tmp_path):
@@ -124,7 +138,7 @@ def test_results_csv_matches_the_metrics_files(tmp_path):
                                         "params": 1, "epochs": 1, "train_images": 1, "train_seconds": 1.0,
                                         "top_class_share": 0.1}))
         expected[name] = np.mean(values)
-    table = report.collect(tmp_path / "metrics", params)
+    table = report.collect(tmp_path / "metrics", params, _recorded(tmp_path, params))
     (tmp_path / "results.csv").write_text(table.to_csv(index=False))
     with open(tmp_path / "results.csv") as handle:
         rows = {row["experiment"]: float(row["top1"]) for row in csv.DictReader(handle)}
@@ -168,7 +182,7 @@ def test_results_table_cells_exactly(tmp_path):
                    train_images_per_second=None)
     _write_metrics(tmp_path, "densenet121", 0, params=1000501)
     _write_metrics(tmp_path, "alexnet32", 0, top1=0.01, train_top1=0.9, top_class_share=0.9)
-    table = report.collect(tmp_path, params)
+    table = report.collect(tmp_path, params, _recorded(tmp_path, params))
     rows = table.set_index("experiment")
     assert rows.loc["alexnet32", "flag"] == ("collapsed: 90% of test predictions are one class; "
                                              "chance on test (1.0%) but 90.0% on training images")
@@ -206,12 +220,12 @@ def test_paper_figures_stand_beside_runs_on_the_real_data_only(tmp_path):
     for name in experiments.EXPERIMENTS:
         for seed in params[name]["seeds"]:
             _write_metrics(tmp_path, name, seed)
-    sample = report.collect(tmp_path, params)
+    sample = report.collect(tmp_path, params, _recorded(tmp_path, params))
     assert np.isnan(report.paper_bars(sample)).all()
     line = next(line for line in report.markdown(sample).splitlines() if line.startswith("| alexnet32 |"))
     assert "| 12.00 (on real data) |" in line
     params["data"]["imagenet200"]["source"], params["data"]["cifar10"]["source"] = "tiny_imagenet", "cifar10"
-    real = report.collect(tmp_path, params)
+    real = report.collect(tmp_path, params, _recorded(tmp_path, params))
     bars = dict(zip(real["experiment"], report.paper_bars(real)))
     assert bars["alexnet32"] == pytest.approx(12.0) and bars["cifar_base_cnn"] == pytest.approx(82.0)
     assert np.isnan(bars["densenet121"]) and np.isnan(bars["seed_cnn"])  # another task; no figure
@@ -226,7 +240,7 @@ def test_the_summary_names_the_table_the_best_runs_and_the_flagged(tmp_path):
             _write_metrics(tmp_path, name, seed)
     _write_metrics(tmp_path, "alexnet32", 0, top1=0.3)
     _write_metrics(tmp_path, "cifar_base_cnn", 0, top1=0.6)
-    table = report.collect(tmp_path, params)
+    table = report.collect(tmp_path, params, _recorded(tmp_path, params))
     assert report.summary(table, "out") == [
         "results: out/results.md (figures: out/figures/; HTML: snakemake --report reports/report.html)",
         "best test top-1 per data set: imagenet200 (sample_tiny_imagenet): alexnet32 30.00 %; "
@@ -234,5 +248,43 @@ def test_the_summary_names_the_table_the_best_runs_and_the_flagged(tmp_path):
         "flagged: none"]
     _write_metrics(tmp_path, "seed_cnn", 1, top_class_share=0.8)
     (tmp_path / "r").mkdir()
-    report.collect(tmp_path, params).to_csv(tmp_path / "r" / "results.csv", index=False)
+    report.collect(tmp_path, params, _recorded(tmp_path, params)).to_csv(tmp_path / "r" / "results.csv", index=False)
     assert report.summary_of(tmp_path / "r" / "results.csv")[2] == "flagged: seed_cnn (see the check column)"
+
+
+def test_a_row_names_the_source_its_data_came_from_not_the_params(tmp_path):
+    """params switched to another source without a rerun: the row names the source the data were
+    prepared from and the one params name, and is flagged; the paper's figures stay marked."""
+    params = config.validate(load_params("config/ci.yaml"))
+    for name in experiments.EXPERIMENTS:
+        for seed in params[name]["seeds"]:
+            _write_metrics(tmp_path, name, seed)
+    _recorded(tmp_path, params)
+    params["data"]["imagenet200"]["source"] = "tiny_imagenet"  # switched, nothing rerun
+    rows = report.collect(tmp_path, params, tmp_path / "eval").set_index("experiment")
+    assert rows.loc["alexnet32", "source"] == "sample_tiny_imagenet; params name tiny_imagenet"
+    assert rows.loc["alexnet32", "flag"] == ("evaluated on data prepared from sample_tiny_imagenet, not from "
+                                             "tiny_imagenet as params say (rerun the pipeline)")
+    assert not rows.loc["alexnet32", "real_data"] and rows.loc["cifar_base_cnn", "flag"] == ""
+    line = next(line for line in report.markdown(rows.reset_index()).splitlines() if line.startswith("| alexnet32 |"))
+    assert "| 12.00 (on real data) |" in line and "⚠ evaluated on data prepared from sample_tiny_imagenet" in line
+
+
+@pytest.mark.parametrize("content, problem", [
+    ('{"top1": 0.1, "top5"', r"not valid JSON at line 1, column 21"),
+    ("[]", r"not a JSON object"),
+    ('{"top5": 0.5}', r"key 'top1' missing"),
+    ('{"top1": "high"}', r"key 'top1' is 'high', not a number in \[0.0, 1.0\]"),
+    ('{"top1": 1.5}', r"key 'top1' is 1.5, not a number in \[0.0, 1.0\]"),
+])
+def test_a_corrupt_metrics_file_is_one_line_naming_it_and_the_rebuild(tmp_path, content, problem):
+    params = config.validate(load_params("config/ci.yaml"))
+    for name in experiments.EXPERIMENTS:
+        for seed in params[name]["seeds"]:
+            _write_metrics(tmp_path, name, seed)
+    broken = tmp_path / "seed_cnn" / "seed1.json"
+    broken.write_text(content)
+    with pytest.raises(PipelineError) as raised:
+        report.collect(tmp_path, params, _recorded(tmp_path, params))
+    assert re.fullmatch(rf"{broken}: {problem}; rebuild it: `snakemake --cores 1 --forcerun {broken}`, or `dvc repro` "
+                        r"\(which reruns a stage whose output changed\)", str(raised.value)), str(raised.value)

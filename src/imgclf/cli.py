@@ -54,7 +54,10 @@ def cmd_schema(args) -> None:
 
 
 def cmd_check_params(args) -> None:
+    from imgclf import stages
+
     params = _params(args)
+    stages.source_listings(params, args.params)
     if args.resolved:
         from imgclf import resolved
 

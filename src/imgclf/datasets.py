@@ -129,10 +129,9 @@ def sample_of(entry: dict) -> Sample | None:
 
 
 def settings(dataset: str, data: dict) -> dict:
-    """What ``dataset``'s prepare reads: the common data params it names, and its own section
-    (its source aside: the source is the stage's input)."""
-    own = {key: value for key, value in data[dataset].items() if key != "source"}
-    return {**{key: data[key] for key in (*DATASETS[dataset].reads, *LIMITS)}, **own}
+    """What ``dataset``'s prepare reads: the common data params it names, and its own section (the
+    source's name, which the prepared data record; its files are the stage's input)."""
+    return {**{key: data[key] for key in (*DATASETS[dataset].reads, *LIMITS)}, **data[dataset]}
 
 
 def layout_module(layout: str):
@@ -145,4 +144,4 @@ def layout_module(layout: str):
 def prepare_keys(dataset: str) -> list[str]:
     """The dotted params keys of ``settings``: what prepare's result depends on besides its source."""
     return [*(f"data.{key}" for key in DATASETS[dataset].reads),
-            *(f"data.{dataset}.{key}" for key in DATASETS[dataset].params)]
+            *(f"data.{dataset}.{key}" for key in ("source", *DATASETS[dataset].params))]

@@ -7,6 +7,7 @@ else (PNG, CMYK, palette...) goes through PIL."""
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,6 +100,24 @@ def resize_array(images: np.ndarray, spec: ResizeSpec) -> np.ndarray:
     for i, image in enumerate(images):
         out[i] = np.asarray(Image.fromarray(image).resize((spec.size, spec.size), FILTERS[spec.filter]))
     return out
+
+
+_SIGNATURES = {b"\xff\xd8": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"GIF8": "GIF", b"BM": "BMP",
+               b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
+
+
+def what_is_wrong(data: bytes, exc: Exception) -> str:
+    """Why ``data`` did not decode, in words: its format, whether it is cut short, and the
+    decoder's own reason (never an object's repr)."""
+    if not data:
+        return "empty file"
+    kind = next((name for signature, name in _SIGNATURES.items() if data.startswith(signature)), None)
+    if kind is None and not (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+        return f"not a JPEG, PNG or other image format (it starts with {data[:8]!r})"
+    reason = re.sub(r"\s*<[^<>]* at 0x[0-9a-f]+>", "", str(exc)).strip() or type(exc).__name__
+    truncated = "truncated" in reason.lower() or (kind == "JPEG" and b"\xff\xd9" not in data[-1024:]) or (
+        kind == "PNG" and b"IEND" not in data[-16:])
+    return f"truncated {kind}" if truncated else f"corrupt {kind or 'WebP'}: {reason}"
 
 
 def trailing_bytes(data: bytes) -> int:

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from imgclf.errors import PipelineError
 from imgclf.io_utils import DISK_FULL
+from imgclf.paths import partial_download
 
 CHUNK = 1 << 20
 
@@ -59,24 +60,6 @@ def _open(url: str, timeout: float, start: int = 0) -> tuple[BinaryIO, int | Non
     raise PipelineError(f"{url}: unsupported URL scheme {scheme!r} (use http, https or file)")
 
 
-def partial_path(dest: Path, md5: str) -> Path:
-    """Where an interrupted download of the file with checksum ``md5`` keeps what it has (hidden,
-    next to the output), for the next attempt or run to resume from. Named by the checksum, so a
-    switched source never resumes from another file's bytes."""
-    return dest.parent / f".{dest.name}.{md5}.part"
-
-
-PART_MAX_AGE_S = 7 * 24 * 3600  # `imgclf tidy` removes a partial download this old, even of a selected source
-
-
-def stale_parts(directory: str | Path, selected: set[Path], now: float | None = None) -> list[Path]:
-    """The partial downloads in ``directory`` that no selected source resumes from (``selected``:
-    their ``partial_path``), or that are older than ``PART_MAX_AGE_S``."""
-    now = time.time() if now is None else now
-    return sorted(part for part in Path(directory).glob(".*.part")
-                  if part not in selected or now - part.stat().st_mtime > PART_MAX_AGE_S)
-
-
 def _cut_timeout(stream, seconds: float) -> None:
     """Bound the next read of an HTTP response by ``seconds``: the per-read timeout, or the time
     left before the deadline where that is shorter (``urlopen``'s timeout is fixed per socket)."""
@@ -93,7 +76,7 @@ def download(url: str, dest: str | Path, md5: str, size: int, progress: bool = T
     are checked on the whole file before it is renamed into place; ``dest`` is never partial."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = partial_path(dest, md5)
+    part = Path(partial_download(str(dest), md5))
     started = time.monotonic()
 
     def left() -> float:

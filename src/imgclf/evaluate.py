@@ -1,5 +1,6 @@
 """The evaluate stage: a trained model on the held-out test split -> one flat metrics JSON
-(declared as DVC metrics) and a details directory (confusion matrix, per-class accuracy,
+(declared as DVC metrics) and a details directory (the prepared data's own record, data.json; the
+confusion matrix, per-class accuracy,
 classification report).
 
 As a sanity check it also scores, in inference mode, a stratified subset of the very images the
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import os
 import time
 from pathlib import Path
@@ -146,6 +148,7 @@ def run(experiment, data_dir: str | Path, model_dir: str | Path, metrics_path: s
                 writer.writerow(["actual", "predicted"])
                 writer.writerows((names[a], names[p]) for a, p in zip(labels, predicted))
     with atomic_dir(out_dir) as tmp:
+        shutil.copyfile(data_dir / "meta.json", tmp / "data.json")  # what the test split was prepared from
         np.savetxt(tmp / "confusion_matrix.csv", confusion, fmt="%d", delimiter=",")
         with open(tmp / "per_class.csv", "w", newline="") as handle:
             writer = csv.writer(handle)

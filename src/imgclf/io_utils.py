@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import shutil
+import time
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -43,6 +44,14 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
                 sibling.unlink(missing_ok=True)
             removed.append(sibling)
     return removed
+
+
+def stale_partial_downloads(directory: Path, selected: set[Path], max_age_s: float, now: float | None = None) -> list[Path]:
+    """The partial downloads (``.*.part``) in ``directory`` that no selected source resumes from
+    (``selected``), or that are older than ``max_age_s``."""
+    now = time.time() if now is None else now
+    return sorted(part for part in Path(directory).glob(".*.part")
+                  if part not in selected or now - part.stat().st_mtime > max_age_s)
 
 
 @contextlib.contextmanager

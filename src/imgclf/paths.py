@@ -3,6 +3,8 @@ the Snakemake rules, the report and the tests (dvc.yaml spells the same patterns
 
 from __future__ import annotations
 
+import os
+
 PARAMS_FILE = "params.yaml"
 PACKAGE = "src/imgclf"
 RESOLVED_DIR = "config/resolved"  # check_params' output: each stage's params, defaults filled in
@@ -11,6 +13,15 @@ REPORT_OUTS = ["reports/results.md", "reports/results.csv", "reports/figures"]
 
 
 RAW_DIR = "data/raw"
+PART_MAX_AGE_S = 7 * 24 * 3600  # `imgclf tidy` removes a partial download this old, even of a selected source
+
+
+def partial_download(dest: str, md5: str) -> str:
+    """Where an interrupted download of the file with checksum ``md5`` keeps what it has (hidden,
+    next to the output), for the next attempt or run to resume from. Named by the checksum, so a
+    switched source never resumes from another file's bytes."""
+    head, name = os.path.split(dest)
+    return os.path.join(head, f".{name}.{md5}.part")
 
 
 def raw_archive(dataset: str, suffix: str) -> str:

@@ -46,27 +46,63 @@ def _pct_std(mean, std, n) -> str:
     return _pct(mean) if n < 2 else f"{100 * mean:.2f} ± {100 * std:.2f}"
 
 
-def collect(metrics_dir: Path, params: dict) -> pd.DataFrame:
-    """One row per experiment that params select (its seeds), registry order; a missing metrics
-    file of a selected run is an error that names it."""
+# what every metrics file holds (the report reads these): name -> (type, lowest, highest)
+FRACTION, COUNT = (float, 0.0, 1.0), (int, 0, None)
+METRICS_SCHEMA = {"top1": FRACTION, "top5": FRACTION, "train_top1": FRACTION, "chance_top1": FRACTION,
+                  "top_class_share": FRACTION, "loss": (float, 0.0, None), "params": COUNT, "epochs": COUNT,
+                  "train_images": COUNT}
+
+
+def _rebuild(path: Path) -> str:
+    return f"rebuild it: `snakemake --cores 1 --forcerun {path}`, or `dvc repro` (which reruns a stage whose output changed)"
+
+
+def read_record(path: Path, schema: dict) -> dict:
+    """A JSON record an earlier stage wrote, checked against ``schema``; anything wrong is one line
+    naming the file, the key or the JSON error's position, and how to rebuild it."""
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: missing; {_rebuild(path)}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = f" at line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise PipelineError(f"{path}: not valid JSON{where}; {_rebuild(path)}") from None
+    if not isinstance(record, dict):
+        raise PipelineError(f"{path}: not a JSON object; {_rebuild(path)}")
+    for key, (kind, low, high) in schema.items():
+        value = record.get(key)
+        number = kind is float and isinstance(value, (int, float)) or isinstance(value, kind)
+        if key not in record or isinstance(value, bool) or not number or (
+                kind in (int, float) and not (low <= value and (high is None or value <= high))):
+            expected = kind.__name__ if kind is str else f"a number in [{low}, {high if high is not None else 'inf'}]"
+            problem = "missing" if key not in record else f"is {value!r}, not {expected}"
+            raise PipelineError(f"{path}: key {key!r} {problem}; {_rebuild(path)}")
+    return record
+
+
+def collect(metrics_dir: Path, params: dict, eval_dir: Path) -> pd.DataFrame:
+    """One row per experiment that params select (its seeds), registry order. Each row names the
+    source its runs were evaluated on, as the prepared data record it (``data.json`` in each run's
+    eval directory); where that is not the source params name, the row says both and is flagged."""
     rows = []
     for name in experiments.selected(params):
         experiment, seeds, printed = experiments.EXPERIMENTS[name], params[name]["seeds"], paper.of(name)
-        per_seed = []
-        for seed in seeds:
-            path = metrics_dir / name / f"seed{seed}.json"
-            if not path.exists():
-                raise PipelineError(f"{path}: metrics missing (run the evaluate stage)")
-            per_seed.append(json.loads(path.read_text()))
-        source = params["data"][experiment.dataset]["source"]
+        per_seed = [read_record(metrics_dir / name / f"seed{seed}.json", METRICS_SCHEMA) for seed in seeds]
+        named = params["data"][experiment.dataset]["source"]
+        used = sorted({read_record(eval_dir / name / f"seed{seed}" / "data.json", {"source": (str, None, None)})["source"]
+                       for seed in seeds})
+        source = used[0] if used == [named] else f"{', '.join(used)}; params name {named}"
         row = {"experiment": name, "dataset": experiment.dataset, "source": source, "title": printed.title,
-               "real_data": source == datasets.DATASETS[experiment.dataset].official,
+               "real_data": used == [datasets.DATASETS[experiment.dataset].official],
                "seeds": " ".join(map(str, seeds)), "n_seeds": len(seeds)}
         for key in ("top1", "top5", "loss", "train_top1"):
             row[key], row[f"{key}_std"] = _mean_std([m[key] for m in per_seed])
         first = per_seed[0]
         problems = [f"seed {seed}: {text}" if len(seeds) > 1 else text
                     for seed, m in zip(seeds, per_seed) for text in flags(m)]
+        if used != [named]:
+            problems.insert(0, f"evaluated on data prepared from {', '.join(used)}, not from {named} as params say "
+                               "(rerun the pipeline)")
         row.update({
             "chance_top1": first["chance_top1"], "top_class_share": max(m["top_class_share"] for m in per_seed),
             "flag": "; ".join(problems), "params": first["params"], "epochs": first["epochs"],
@@ -197,7 +233,7 @@ def _plots(table: pd.DataFrame, params: dict, live_dir: Path, eval_dir: Path, ou
 def run(metrics_dir: str | Path, live_dir: str | Path, eval_dir: str | Path, out_dir: str | Path,
         params: dict) -> pd.DataFrame:
     metrics_dir, live_dir, eval_dir, out_dir = map(Path, (metrics_dir, live_dir, eval_dir, out_dir))
-    table = collect(metrics_dir, params)
+    table = collect(metrics_dir, params, eval_dir)
     with atomic_dir(out_dir / "figures") as tmp:
         _plots(table, params, live_dir, eval_dir, tmp)
     write_text(out_dir / "results.csv", table.to_csv(index=False))

@@ -6,10 +6,12 @@ vars) lists the same stages per family, so both engines run the same commands.""
 from __future__ import annotations
 
 import functools
+import os
 import shlex
 from dataclasses import dataclass, field
 
 from imgclf import codedeps, datasets, experiments, paths
+from imgclf.errors import PipelineError
 from imgclf.paths import PARAMS_FILE
 
 
@@ -38,9 +40,17 @@ class Stage:
 
     @property
     def code(self) -> list[str]:
-        family = self.family.removesuffix("_upstream").removesuffix("_sample")
+        family = base_family(self.family)
         own = [self.item["module"]] if "module" in self.item else []
         return [*codedeps.family(family, own_modules().get(family, frozenset())), *own]
+
+
+VARIANTS = ("_upstream", "_sample", "_folder")  # dvc.yaml families that run another's command with other deps
+
+
+def base_family(family: str) -> str:
+    """The family whose command and code a variant runs: ``train_upstream`` -> ``train``."""
+    return next((family.removesuffix(v) for v in VARIANTS if family.endswith(v)), family)
 
 
 @functools.cache  # the registries do not change in a process; Snakemake asks once per job
@@ -74,6 +84,22 @@ def prepare_source(dataset: str, params: dict) -> str:
     _, entry = datasets.source_of(dataset, params["data"])
     suffix = datasets.LAYOUTS[entry["layout"]].suffix
     return entry["path"] if suffix is None else paths.raw_archive(dataset, suffix)
+
+
+def source_listings(params: dict, origin: str) -> dict[str, str]:
+    """Check that every selected source given by ``path`` exists, and scan each folder source
+    (``sources.tree.scan``: one line naming any entry it refuses); return each folder-sourced data
+    set's listing digest, Snakemake's rerun trigger for its prepare stage."""
+    from imgclf.sources import tree
+
+    listings = {}
+    for dataset in used_datasets(params):
+        name, entry = datasets.source_of(dataset, params["data"])
+        if "path" in entry and not os.path.exists(entry["path"]):
+            raise PipelineError(f"{origin}: data.sources.{name}.path: {entry['path']} does not exist")
+        if datasets.LAYOUTS[entry["layout"]].suffix is None:
+            listings[dataset] = tree.listing_digest(entry["path"])
+    return listings
 
 
 def upstream_dir(experiment: experiments.Experiment, seed: int, params: dict) -> str | None:
@@ -119,9 +145,12 @@ def stage_list(params: dict, overrides: dict | None = None) -> list[Stage]:
                            [item["sample"]] if sample else [], [out], item, paths.resolved_file("download", dataset)))
     for dataset in used:
         source = prepare_source(dataset, params)
-        module = codedeps.layout_module(datasets.LAYOUTS[entries[dataset]["layout"]].module)
-        table.append(Stage("prepare", dataset, ["prepare", dataset, "--source", source, "--out", paths.prepared(dataset)],
-                           [source], [paths.prepared(dataset)], {"source": source, "module": module},
+        layout = datasets.LAYOUTS[entries[dataset]["layout"]]
+        in_place = layout.suffix is None  # a folder: scanned by prepare itself, never hashed by DVC
+        table.append(Stage("prepare_folder" if in_place else "prepare", dataset,
+                           ["prepare", dataset, "--source", source, "--out", paths.prepared(dataset)],
+                           [] if in_place else [source], [paths.prepared(dataset)],
+                           {"source": source, "module": codedeps.layout_module(layout.module)},
                            paths.resolved_file("prepare", dataset)))
     for name, seed in runs(params):
         experiment, key = experiments.EXPERIMENTS[name], paths.run_key(name, seed)
@@ -200,8 +229,8 @@ def override_args(overrides: dict, keys: list[str]) -> list[str]:
 
 def runs_vars(params: dict) -> dict:
     """dvc.yaml's vars: each foreach family's stages (key -> item), every family present."""
-    families = {family: {} for family in ("sample", "download", "download_sample", "prepare", "train",
-                                          "train_upstream", "evaluate")}
+    families = {family: {} for family in ("sample", "download", "download_sample", "prepare", "prepare_folder",
+                                          "train", "train_upstream", "evaluate")}
     for stage in stage_list(params):
         if stage.key:
             families[stage.family][stage.key] = stage.item
@@ -213,15 +242,15 @@ def tidy(params: dict) -> list:
     downloads no selected source resumes from (or older than a week); return them."""
     from pathlib import Path
 
-    from imgclf.download import partial_path, stale_parts
-    from imgclf.io_utils import remove_stale_temporaries
+    from imgclf.io_utils import remove_stale_temporaries, stale_partial_downloads
 
     table = stage_list(params)
     outputs = [Path(path) for stage in table for path in stage.outs]
     removed = [path for output in outputs for path in remove_stale_temporaries(output)]
-    selected = {partial_path(Path(stage.outs[0]), datasets.source_of(stage.key, params["data"])[1]["md5"])
+    selected = {Path(paths.partial_download(stage.outs[0], datasets.source_of(stage.key, params["data"])[1]["md5"]))
                 for stage in table if stage.family.startswith("download")}
-    for part in stale_parts(paths.RAW_DIR, selected) if Path(paths.RAW_DIR).is_dir() else []:
+    raw = Path(paths.RAW_DIR)
+    for part in stale_partial_downloads(raw, selected, paths.PART_MAX_AGE_S) if raw.is_dir() else []:
         part.unlink(missing_ok=True)
         removed.append(part)
     return removed

@@ -12,6 +12,7 @@ EXPERIMENTS = list(experiments.EXPERIMENTS)
 SAMPLE_OF = {sample.filename: name for name, sample in datasets.SAMPLES.items()}
 # the archives the download stages write (data/raw/<dataset>.<suffix>) -> their stage
 DOWNLOAD_OF = {os.path.basename(s.outs[0]): s for s in STAGES.values() if s.command[0] == "download"}
+PREPARE_OF = {s.key: s for s in STAGES.values() if s.command[0] == "prepare"}  # prepare or prepare_folder
 
 
 wildcard_constraints:

@@ -38,13 +38,15 @@ rule download:
 
 rule prepare:
     input:
-        source=lambda w: stage(f"prepare@{w.dataset}").deps,
-        code=lambda w: stage(f"prepare@{w.dataset}").code,
+        source=lambda w: PREPARE_OF[w.dataset].deps,  # the downloaded archive; none for a folder source
+        code=lambda w: PREPARE_OF[w.dataset].code,
     output:
         directory("data/prepared/{dataset}"),
     params:
-        settings=lambda w: settings(stage(f"prepare@{w.dataset}")),
-        values=lambda w: values(stage(f"prepare@{w.dataset}")),
+        source=lambda w: PREPARE_OF[w.dataset].item["source"],
+        settings=lambda w: settings(PREPARE_OF[w.dataset]),
+        values=lambda w: values(PREPARE_OF[w.dataset]),
+        listing=lambda w: LISTINGS.get(w.dataset, ""),  # a folder source's files: a change reruns prepare
     log:
         "logs/prepare/{dataset}.log",
     threads: 8
@@ -53,5 +55,5 @@ rule prepare:
         runtime=60,
         **CLUSTER,
     shell:
-        "imgclf prepare {wildcards.dataset} --source {input.source} --out {output} {params.settings}"
+        "imgclf prepare {wildcards.dataset} --source {params.source} --out {output} {params.settings}"
         " --threads {threads} > {log} 2>&1"

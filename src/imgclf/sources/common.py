@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import mmap
+import os
 import posixpath
+import stat
 import struct
 import sys
 import zipfile
@@ -16,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from imgclf import arrays
-from imgclf.decode import ResizeSpec, decode_resize, trailing_bytes
+from imgclf.decode import ResizeSpec, decode_resize, trailing_bytes, what_is_wrong
 from imgclf.errors import PipelineError
 from imgclf.io_utils import atomic_dir
 from imgclf.parallel import fork_map
@@ -33,10 +35,17 @@ class FolderFiles:
         self.path, self.max_member_bytes = str(path), max_member_bytes
 
     def read(self, name: str) -> bytes:
-        path = Path(self.path, name)
-        if self.max_member_bytes is not None and (size := path.stat().st_size) > self.max_member_bytes:
-            raise MemberTooLarge(f"{size:,} bytes, over data.max_image_bytes ({self.max_member_bytes:,})")
-        return path.read_bytes()
+        """The file's bytes, read only from a regular file (never blocking on a FIFO) and never
+        more than ``max_member_bytes`` of them, whatever its size claims to be."""
+        fd = os.open(Path(self.path, name), os.O_RDONLY | os.O_NONBLOCK)
+        with open(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError("not a regular file")
+            limit = self.max_member_bytes
+            data = handle.read() if limit is None else handle.read(limit + 1)
+        if limit is not None and len(data) > limit:
+            raise MemberTooLarge(f"more than data.max_image_bytes ({limit:,})")
+        return data
 
 
 def open_zip(archive_path: str | Path, max_member_bytes: int | None = None, reader=ZipMembers):
@@ -89,7 +98,7 @@ def decode_many(members, names: list[str], spec: ResizeSpec, workers: int) -> np
             try:
                 decode_resize(data, spec, out[i])
             except Exception as exc:  # PIL raises many types for broken images
-                raise PipelineError(f"{members.path}: {names[i]}: unreadable image ({exc})") from None
+                raise PipelineError(f"{members.path}: {names[i]}: unreadable image ({what_is_wrong(data, exc)})") from None
             if extra := trailing_bytes(data):
                 trailing.append((i, extra))
         return trailing

@@ -99,6 +99,6 @@ def prepare(archive: str | Path, out_dir: str | Path, settings: dict, workers: i
     cuts = np.cumsum([len(kept), len(held)])
     parts = {split: (images[a:b], labels[a:b]) for split, a, b in
               (("train", 0, cuts[0]), ("val", cuts[0], cuts[1]), ("test", cuts[1], len(order)))}
-    meta = {"source": "tiny_imagenet", "image_size": spec.size, "resize_filter": spec.filter, "n_classes": len(classes)}
+    meta = {"source": settings["source"], "image_size": spec.size, "resize_filter": spec.filter, "n_classes": len(classes)}
     write_prepared(out_dir, parts, classes, [index.words.get(w, w) for w in classes], meta)
     return meta
