@@ -152,6 +152,35 @@ def test_the_next_run_resumes_from_the_kept_part(tmp_path):
         server.close()
 
 
+def test_a_killed_download_resumes_from_what_it_kept(tmp_path):
+    """SIGKILL in the middle of a download: the next run asks for the rest (HTTP Range) and the
+    file is whole."""
+    import signal
+    import subprocess
+    import sys
+
+    slow, fast = _Flaky(PAYLOAD, drip=0.001), _Flaky(PAYLOAD, drops=0)
+    dest = tmp_path / "archive.zip"
+    part = Path(paths.partial_download(str(dest), md5(PAYLOAD)))
+    code = (f"from imgclf import download; download.download({slow.url!r}, {str(dest)!r}, {md5(PAYLOAD)!r}, "
+            f"{len(PAYLOAD)}, progress=False)")
+    process = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 60
+        while not (part.exists() and part.stat().st_size > 100) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        kept = part.stat().st_size
+        assert 100 < kept < len(PAYLOAD) and not dest.exists()
+        download.download(fast.url, dest, md5(PAYLOAD), len(PAYLOAD), progress=False)
+        assert dest.read_bytes() == PAYLOAD and fast.requests == [f"bytes={kept}-"] and not part.exists()
+    finally:
+        process.kill()
+        slow.close()
+        fast.close()
+
+
 def test_a_stalling_server_meets_the_deadline(tmp_path):
     server = _Flaky(PAYLOAD, drip=0.2)
     try:
