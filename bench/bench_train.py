@@ -5,7 +5,7 @@ images (prepared as the pipeline prepares them), the same batch size, threads, i
 op determinism (the experiment's `cpu_isa` and `op_determinism`), and the same validation set:
 
 - ``ours``: ``imgclf train <experiment>`` as params.yaml configures it (in graph mode, as the bare
-  fit runs; ``bench/bench_dag.py`` decides ``run_eagerly``), with its fused optimizer, tf.data input, keyed shuffling, a checkpoint and the DVCLive/TensorBoard logs after every
+  fit runs; ``bench/bench_eager.py`` decides ``run_eagerly``), with its fused optimizer, tf.data input, keyed shuffling, a checkpoint and the DVCLive/TensorBoard logs after every
   epoch; per-epoch times from its ``train.json``;
 - ``bare``: ``model.fit`` on the NumPy arrays (``shuffle=True``, graph mode) with Keras' stock
   Adam built lazily (what a user writes), per-epoch times from a callback. DenseNet-121/169/201

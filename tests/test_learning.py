@@ -13,8 +13,8 @@ pytestmark = pytest.mark.slow
 
 def test_learning_signal_on_the_sample(tmp_path):
     """seed_cnn, with params.yaml's settings, reaches at least 10x chance (5 %) on the held-out
-    split, on its own training images too, and nothing looks wrong (the README's three seeds:
-    10.1 ± 3.1 %; a model that learned nothing, or whose statistics are stale, scores about 0.5 %)."""
+    split, on its own training images too, and nothing looks wrong (a model that learned nothing,
+    or whose statistics are stale, scores about 0.5 %; reports/results.md has the three seeds)."""
     project = make_project(tmp_path / "p")
     target = paths.metrics_file("seed_cnn", 0)
     run(["snakemake", "--cores", "2", target], project, timeout=900)

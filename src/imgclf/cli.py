@@ -67,7 +67,7 @@ def cmd_check_params(args) -> None:
 
 
 def cmd_params(args) -> None:
-    """Lay a profile over a params file (writing it, and dvc.yaml where it is params.yaml), or
+    """Lay a profile over a params file (writing it, and config/runs.yaml where it is params.yaml), or
     print every param with its value."""
     import yaml
 
