@@ -6,7 +6,7 @@ op determinism (the experiment's `cpu_isa` and `op_determinism`), and the same v
 
 - ``ours``: ``imgclf train <experiment>`` as params.yaml configures it (in graph mode, as the bare
   fit runs; ``bench/bench_eager.py`` decides ``run_eagerly``), with its fused optimizer, tf.data input, keyed shuffling, a checkpoint and the DVCLive/TensorBoard logs after every
-  epoch; per-epoch times from its ``train.json``;
+  epoch; per-epoch times from its timings log (``logs/timings/``);
 - ``bare``: ``model.fit`` on the NumPy arrays (``shuffle=True``, graph mode) with Keras' stock
   Adam built lazily (what a user writes), per-epoch times from a callback. DenseNet-121/169/201
   come from ``keras.applications`` (what a user writes; the pipeline builds the same architecture,
@@ -163,8 +163,11 @@ def ours(name: str, data_dir: Path, work: Path, args) -> tuple[dict, float]:
     wall = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"imgclf train {name}: failed\n{result.stderr[-3000:]}")
+    from imgclf import paths
+
     meta = json.loads((out / "train.json").read_text())
-    return {"seconds": [row["seconds"] for row in meta["history"]], "images": meta["train_images"]}, wall
+    timings = json.loads((work / paths.timings_file(name, params[name]["seeds"][0], "train")).read_text())
+    return {"seconds": timings["epoch_seconds"], "images": meta["train_images"]}, wall
 
 
 def summary(result: dict) -> dict:

@@ -90,3 +90,27 @@ def test_transfer_starts_from_experiment_4s_densenet201(ci_project):
 
 def test_nothing_to_do_after_a_run(ci_project):
     assert snakemake_jobs(ci_project) == {}
+
+
+def _tracked(project) -> dict[str, bytes]:
+    """Every file git tracks or would track in ``project`` (results files included), and dvc.lock."""
+    names = run(["git", "ls-files", "-co", "--exclude-standard"], project).stdout.split()
+    return {name: (project / name).read_bytes() for name in names if (project / name).is_file()}
+
+
+def test_a_second_clean_run_leaves_every_tracked_file_byte_for_byte(ci_project, tmp_path):
+    """Results files hold results only (timings go to logs/, models are saved without dates or
+    addresses): a second clean run of the same commit writes every tracked file, dvc.lock included,
+    byte for byte as the first, and leaves DVC with nothing to do."""
+    from conftest import load_params, make_project
+
+    second = make_project(tmp_path / "second", load_params("config/ci.yaml"))
+    run(["snakemake", "--cores", "2"], second, timeout=2400)
+    first, again = _tracked(ci_project), _tracked(second)
+    assert "dvc.lock" in first and any(name.startswith("reports/metrics/") for name in first)
+    assert sorted(again) == sorted(first)
+    assert [name for name in first if first[name] != again[name]] == []
+    for project in (ci_project, second):
+        assert "up to date" in run(["dvc", "status"], project).stdout
+    timings = second / paths.timings_file("seed_cnn", 0, "train")
+    assert json.loads(timings.read_text())["train_seconds"] > 0  # the timings are kept, outside git and DVC

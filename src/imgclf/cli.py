@@ -128,25 +128,26 @@ def _seed(value: int | None, section: dict) -> int:
 
 
 def cmd_train(args) -> None:
-    from imgclf import experiments, train
+    from imgclf import experiments, paths, train
 
     params = _params(args)
     experiment = experiments.get(args.experiment)
     section = params[args.experiment]
     meta = train.run(experiment, args.data, args.out, section, experiments.result_params(section),
                      _tf_threads(args.threads, section), _seed(args.seed, section), args.upstream, args.live,
-                     args.tensorboard)
+                     args.tensorboard, paths.timings_file(experiment.name, _seed(args.seed, section), "train"))
     print(f"{args.out}: {meta['epochs']} epochs on {meta['train_images']} images in {meta['train_seconds']:.1f} s "
           f"({meta['device']}, {meta['params']:,} parameters)")
 
 
 def cmd_evaluate(args) -> None:
-    from imgclf import evaluate, experiments
+    from imgclf import evaluate, experiments, paths
 
     experiment = experiments.get(args.experiment)
     section = _params(args)[args.experiment]
     metrics = evaluate.run(experiment, args.data, args.model, args.metrics, args.out, _tf_threads(args.threads, section),
-                           section, _seed(args.seed, section), args.confusion)
+                           section, _seed(args.seed, section), args.confusion,
+                           timings_path=paths.timings_file(experiment.name, _seed(args.seed, section), "evaluate"))
     print(f"{args.metrics}: top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f}, loss {metrics['loss']:.4f} "
           f"on {metrics['test_images']} test images; train top-1 {metrics['train_top1']:.4f}")
 

@@ -92,9 +92,11 @@ def predict(model, images: np.ndarray, batch_size: int, eager: bool) -> np.ndarr
 
 
 def run(experiment, data_dir: str | Path, model_dir: str | Path, metrics_path: str | Path, out_dir: str | Path,
-        threads: int, section: dict, seed: int, confusion_path: str | Path | None = None, batch_size: int = 256) -> dict:
+        threads: int, section: dict, seed: int, confusion_path: str | Path | None = None, batch_size: int = 256,
+        timings_path: str | Path | None = None) -> dict:
     """Score ``experiment``'s model (an ``imgclf.experiments.Experiment``) on the test split; write
-    the metrics, the details directory and, where given, the confusion pairs for ``dvc plots``."""
+    the metrics, the details directory and, where given, the confusion pairs for ``dvc plots`` and
+    how long the scoring took (``timings_path``: results files hold results only)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from sklearn.metrics import classification_report, confusion_matrix
 
@@ -126,9 +128,6 @@ def run(experiment, data_dir: str | Path, model_dir: str | Path, metrics_path: s
         "params": int(model.count_params()),
         "train_images": train_meta["train_images"],
         "epochs": train_meta["epochs"],
-        "train_seconds": train_meta["train_seconds"],
-        "train_images_per_second": train_meta["train_images_per_second"],
-        "eval_images_per_second": round(len(labels) / eval_seconds, 2),
         "mean_per_class_top1": float(np.nanmean(per_class_accuracy(confusion))),
         **{f"train_{key}": value for key, value in train_result.items()},
         "train_eval_images": int(len(train_labels)),
@@ -159,4 +158,7 @@ def run(experiment, data_dir: str | Path, model_dir: str | Path, metrics_path: s
             classification_report(labels, predicted, labels=np.arange(len(classes)), target_names=names, zero_division=0)
         )
     write_json(metrics_path, metrics)
+    if timings_path is not None:
+        write_json(timings_path, {"eval_seconds": round(eval_seconds, 3),
+                                  "eval_images_per_second": round(len(labels) / eval_seconds, 2)})
     return metrics

@@ -51,6 +51,12 @@ def tensorboard_dir(name: str, seed: int) -> str:
     return f"logs/tensorboard/{name}/seed{seed}"
 
 
+def timings_file(name: str, seed: int, stage: str) -> str:
+    """How long a run's ``stage`` (train, evaluate) took: a log, tracked by neither git nor DVC, so
+    that a rerun that gives the same results leaves every tracked file as it was."""
+    return f"logs/timings/{name}/seed{seed}.{stage}.json"
+
+
 def metrics_file(name: str, seed: int) -> str:
     return f"reports/metrics/{name}/seed{seed}.json"
 

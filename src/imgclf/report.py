@@ -107,8 +107,6 @@ def collect(metrics_dir: Path, params: dict, eval_dir: Path) -> pd.DataFrame:
             "chance_top1": first["chance_top1"], "top_class_share": max(m["top_class_share"] for m in per_seed),
             "flag": "; ".join(problems), "params": first["params"], "epochs": first["epochs"],
             "train_images": first["train_images"],
-            "train_seconds": float(np.mean([m["train_seconds"] for m in per_seed])),
-            "train_images_per_second": first.get("train_images_per_second"),
             "cv_top1_mean": first.get("cv_top1_mean"), "cv_top1_std": first.get("cv_top1_std"),
             "paper_top1": printed.top1, "paper_top5": printed.top5,
             "paper_params_m": printed.params_m, "paper_same_task": printed.same_task,
@@ -148,7 +146,7 @@ def summary_of(results_csv: str | Path) -> list[str]:
 
 def markdown(table: pd.DataFrame) -> str:
     header = ["experiment", "data", "seeds", "test top-1 %", "train top-1 %", "top-5 %", "loss", "chance %", "check",
-              "params (M)", "epochs", "train s", "img/s", "k-fold top-1 %", "paper top-1 %", "paper top-5 %",
+              "params (M)", "epochs", "k-fold top-1 %", "paper top-1 %", "paper top-5 %",
               "paper params (M)", "paper note"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table.itertuples():
@@ -158,9 +156,7 @@ def markdown(table: pd.DataFrame) -> str:
                  _pct_std(row.train_top1, row.train_top1_std, row.n_seeds),
                  _pct_std(row.top5, row.top5_std, row.n_seeds), loss, _pct(row.chance_top1),
                  f"⚠ {row.flag}" if row.flag else "ok",
-                 f"{row.params / 1e6:.3f}", str(row.epochs), f"{row.train_seconds:.0f}",
-                 "" if pd.isna(row.train_images_per_second) else f"{row.train_images_per_second:.0f}",
-                 cv, _paper(row.paper_top1, row.real_data), _paper(row.paper_top5, row.real_data),
+                 f"{row.params / 1e6:.3f}", str(row.epochs), cv, _paper(row.paper_top1, row.real_data), _paper(row.paper_top5, row.real_data),
                  "" if pd.isna(row.paper_params_m) else f"{row.paper_params_m:g}", row.paper_note]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"

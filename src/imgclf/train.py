@@ -182,10 +182,12 @@ TRAINERS: dict[str, Callable[[TrainJob], Trained]] = {
 
 def run(experiment: Experiment, data_dir: str | Path, out_dir: str | Path, section: dict, result: dict,
         threads: int, seed: int, upstream_dir: str | Path | None = None, live_dir: str | Path | None = None,
-        tensorboard_dir: str | Path | None = None) -> dict:
+        tensorboard_dir: str | Path | None = None, timings_path: str | Path | None = None) -> dict:
     """Train ``experiment`` (an ``imgclf.experiments.Experiment``, with its params ``section``, of
     which ``result`` are those its result depends on) with ``seed`` into ``out_dir``; per-epoch
-    logs go to ``live_dir`` (DVCLive) and ``tensorboard_dir`` where given."""
+    logs go to ``live_dir`` (DVCLive) and ``tensorboard_dir``, and how long it took to
+    ``timings_path``, where given (the model directory holds results only). Returns train.json's
+    record with the timings."""
     from imgclf.training_log import TrainingLog
 
     name = experiment.name
@@ -219,16 +221,51 @@ def run(experiment: Experiment, data_dir: str | Path, out_dir: str | Path, secti
     meta = {
         "experiment": name, "model": experiment.model, "kind": experiment.kind, "dataset": experiment.dataset,
         "params": model.count_params(), "train_images": int(len(splits.y_train)), "epochs": len(rows),
+        "fingerprint": key, "bn_recalibrated_layers": recalibrated, **runtime, **extra,
+        "history": [{key: row[key] for key in HISTORY_FIELDS if key in row and key != "seconds"} for row in rows],
+    }
+    timings = {
         "train_seconds": round(train_seconds, 3),
         "train_images_per_second": round(len(rows) * len(splits.y_train) / train_seconds, 2) if timed else None,
-        "wall_seconds_this_run": round(time.perf_counter() - started, 3), "fingerprint": key,
-        "bn_recalibrated_layers": recalibrated, **runtime, **extra,
-        "history": [{key: row[key] for key in HISTORY_FIELDS if key in row} for row in rows],
+        "wall_seconds_this_run": round(time.perf_counter() - started, 3),
+        "epoch_seconds": [row.get("seconds") for row in rows],
     }
     with atomic_dir(out_dir) as tmp:
-        model.save(tmp / "model.keras")
+        save_model(model, tmp / "model.keras")
         (tmp / "train.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         for extra_file in files:
             shutil.copyfile(extra_file, tmp / Path(extra_file).name)
     shutil.rmtree(work, ignore_errors=True)
-    return meta
+    if timings_path is not None:
+        write_json(timings_path, timings)
+    return {**meta, **timings}
+
+
+def save_model(model, path: Path) -> None:
+    """``model.save``, byte for byte the same for the same weights. Keras stamps the save date into
+    metadata.json and the weights' zip entry, and numbers objects shared between layers by their
+    memory address in config.json: the date is taken out, zip entries are dated 1980-01-01, and
+    shared objects are numbered in order of appearance."""
+    import zipfile
+
+    numbers: dict[int, int] = {}
+
+    def renumber(node):
+        if isinstance(node, dict):
+            return {key: numbers.setdefault(value, len(numbers) + 1) if key == "shared_object_id" else renumber(value)
+                    for key, value in node.items()}
+        return [renumber(item) for item in node] if isinstance(node, list) else node
+
+    raw = path.with_name(f".unstamped.{path.name}")  # Keras asks for the .keras suffix
+    model.save(raw)
+    with zipfile.ZipFile(raw) as source, zipfile.ZipFile(path, "w") as out:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "metadata.json":
+                data = json.dumps({k: v for k, v in json.loads(data).items() if k != "date_saved"}).encode()
+            elif info.filename == "config.json":
+                data = json.dumps(renumber(json.loads(data))).encode()
+            entry = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            entry.compress_type, entry.external_attr = info.compress_type, 0o644 << 16
+            out.writestr(entry, data)
+    raw.unlink()
