@@ -11,11 +11,15 @@ from imgclf import paths, report
 pytestmark = pytest.mark.slow
 
 
-def test_learning_signal_on_the_sample(tmp_path):
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    return make_project(tmp_path_factory.mktemp("learning") / "p")
+
+
+def test_learning_signal_on_the_sample(project):
     """seed_cnn, with params.yaml's settings, reaches at least 10x chance (5 %) on the held-out
     split, on its own training images too, and nothing looks wrong (a model that learned nothing,
     or whose statistics are stale, scores about 0.5 %; reports/results.md has the three seeds)."""
-    project = make_project(tmp_path / "p")
     target = paths.metrics_file("seed_cnn", 0)
     run(["snakemake", "--cores", "2", target], project, timeout=900)
     metrics = json.loads((project / target).read_text())
@@ -23,3 +27,18 @@ def test_learning_signal_on_the_sample(tmp_path):
     assert metrics["top1"] >= 10 * metrics["chance_top1"], metrics
     assert metrics["train_top1"] >= 10 * metrics["chance_top1"], metrics
     assert metrics["predicted_classes"] >= 50 and not report.flags(metrics), metrics
+
+
+def test_a_collapsed_run_is_flagged(project):
+    """The flag stays honest: seed_cnn_hwc sized as it must not be for 200 classes (3 epochs on 1,500
+    images) collapses onto a few classes, and its row in the table says so."""
+    from imgclf import config
+
+    target = paths.metrics_file("seed_cnn_hwc", 1)
+    run(["snakemake", "--cores", "2", target, "--config", "seed_cnn_hwc={epochs: 3, train_subset: 1500}"], project,
+        timeout=900)
+    params = config.load(project / "params.yaml", {"experiments": ["seed_cnn_hwc"], "seed_cnn_hwc.seeds": [1]})
+    table = report.collect(project / "reports/metrics", params, project / "reports/eval")
+    assert table.loc[0, "flag"].startswith("collapsed: "), table.loc[0, "flag"]
+    row = next(line for line in report.markdown(table).splitlines() if line.startswith("| seed_cnn_hwc |"))
+    assert "| ⚠ collapsed: " in row
