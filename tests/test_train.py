@@ -133,30 +133,45 @@ def _batch_statistics_top1(model, images, labels, batch_size=64):
     return float(np.mean(out.argmax(axis=1) == labels))
 
 
-def test_batchnorm_statistics_match_the_weights_after_short_training(ten_class_data, tmp_path, monkeypatch):
-    """About 100 steps of a BatchNorm CNN on 10 classes: the model has learned (its batch-statistics
-    accuracy is high), but its momentum-0.99 moving statistics have not caught up, so inference
-    mode scores near chance. With bn_recalibration (the default) the saved model's test top-1 lands
-    within 5 points of the batch-statistics figure; without it, it does not."""
-    import keras
-
-    from imgclf import arrays, evaluate, train
+@pytest.fixture(scope="module")
+def short_runs(ten_class_data, tmp_path_factory):
+    """About 100 steps of a BatchNorm CNN on 10 classes (one epoch, batch 16), without and with
+    bn_recalibration: by that setting, the params section, train.json, the model directory and
+    the DVCLive directory."""
+    from imgclf import train
 
     data_dir, params = ten_class_data
-    monkeypatch.chdir(tmp_path)
+    root = tmp_path_factory.mktemp("short")
+    runs = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)  # the resume directory
+        for recalibrate in (False, True):
+            section = {**params["cifar_base_cnn"], "epochs": 1, "batch_size": 16, "augment_flip": False,
+                       "augment_crop": 0, "bn_recalibration": recalibrate, "seeds": [0]}
+            out, live = root / f"model-{recalibrate}", root / f"live-{recalibrate}"
+            meta = train.run(experiments.get("cifar_base_cnn"), data_dir, out, section,
+                             experiments.result_params(section), 2, 0, live_dir=live)
+            runs[recalibrate] = section, meta, out, live
+    return runs
+
+
+def test_batchnorm_statistics_match_the_weights_after_short_training(ten_class_data, short_runs, tmp_path):
+    """The model has learned (its batch-statistics accuracy is high), but its momentum-0.99 moving
+    statistics have not caught up, so inference mode scores near chance. With bn_recalibration (the
+    default) the saved model's test top-1 lands within 5 points of the batch-statistics figure;
+    without it, it does not."""
+    import keras
+
+    from imgclf import arrays, evaluate
+
+    data_dir, _ = ten_class_data
     test_x, test_y = arrays.load_split(data_dir / "test.npz")
     results = {}
-    for recalibrate in (False, True):
-        params["cifar_base_cnn"].update(epochs=1, batch_size=16, augment_flip=False, augment_crop=0,
-                                        bn_recalibration=recalibrate, seeds=[0])
-        out = tmp_path / f"model-{recalibrate}"
-        section = params["cifar_base_cnn"]
-        experiment = experiments.get("cifar_base_cnn")
-        meta = train.run(experiment, data_dir, out, section, experiments.result_params(section), 2, 0)
+    for recalibrate, (section, meta, out, _) in short_runs.items():
         assert meta["epochs"] == 1 and -(-meta["train_images"] // 16) == 101
         assert meta["bn_recalibrated_layers"] == (6 if recalibrate else 0)
-        metrics = evaluate.run(experiment, data_dir, out, tmp_path / f"m-{recalibrate}.json", tmp_path / f"e-{recalibrate}",
-                               2, params["cifar_base_cnn"], 0)
+        metrics = evaluate.run(experiments.get("cifar_base_cnn"), data_dir, out, tmp_path / f"m-{recalibrate}.json",
+                               tmp_path / f"e-{recalibrate}", 2, section, 0)
         model = keras.models.load_model(out / "model.keras", compile=False)
         results[recalibrate] = (metrics, _batch_statistics_top1(model, test_x, test_y))
     stale, batch_top1 = results[False]
@@ -165,6 +180,51 @@ def test_batchnorm_statistics_match_the_weights_after_short_training(ten_class_d
     recalibrated, batch_top1 = results[True]
     assert abs(recalibrated["top1"] - batch_top1) <= 0.05, (recalibrated["top1"], batch_top1)
     assert recalibrated["train_top1"] > 0.6
+
+
+def test_logged_validation_top1_is_what_the_finished_model_scores(ten_class_data, short_runs):
+    """With bn_recalibration, each epoch's validation pass runs with BatchNorm statistics
+    recalibrated for that epoch's weights: the last epoch's logged validation top-1 is within 5
+    points of the finished model's top-1 on the same validation images, evaluated as the evaluate
+    stage evaluates (with the stale moving statistics, the log would read near chance)."""
+    from imgclf import evaluate
+    from imgclf.training_log import read_live
+
+    data_dir, _ = ten_class_data
+    section, meta, out, live = short_runs[True]
+    step, logged = read_live(live, "val_accuracy")[-1]
+    assert step == meta["epochs"] and logged == meta["history"][-1]["val_accuracy"]
+    monitored = data.load_training(data_dir, section, 0, "cifar_base_cnn")
+    model = evaluate.load_model("keras", out)
+    top1 = evaluate.scores(evaluate.predict(model, monitored.x_val, 256, section["run_eagerly"]), monitored.y_val)["top1"]
+    assert top1 > 0.6, "the model should have learned"
+    assert abs(logged - top1) <= 0.05, (logged, top1)
+
+
+def test_the_validation_pass_leaves_training_alone(tiny_splits, tmp_path):
+    """Two epochs (flips, crops, dropout) with and without the recalibrated validation pass
+    (bn_recalibration on and off, the epoch loop alone): the weights, the moving statistics and the
+    training figures are bit-identical; only the validation figures differ."""
+    from imgclf import models, resume, train
+    from imgclf.runtime import configure_runtime
+    from imgclf.training_log import TrainingLog
+
+    results = {}
+    for recalibrate in (False, True):
+        section = {**{key: param.default for key, param in experiments.COMMON.items()}, "epochs": 2, "batch_size": 8,
+                   "augment_flip": True, "augment_crop": 2, "bn_recalibration": recalibrate}
+        runtime = configure_runtime(2, section, 0)
+        model = models.build("cifar_cnn", (32, 32, 3), 10)
+        train.compile_model(model, section, runtime, 1e-3, train.steps_for(tiny_splits, section))
+        (tmp_path / str(recalibrate)).mkdir()
+        rows = resume.fit(model, tiny_splits, section, tmp_path / str(recalibrate), 0, TrainingLog(None, None))
+        results[recalibrate] = rows, [weight.numpy() for weight in model.weights]
+    (plain, plain_weights), (recalibrated, recalibrated_weights) = results[False], results[True]
+    assert len(plain_weights) == len(recalibrated_weights)
+    assert all(np.array_equal(a, b) for a, b in zip(plain_weights, recalibrated_weights))
+    for field in ("loss", "accuracy", "top5"):
+        assert [row[field] for row in plain] == [row[field] for row in recalibrated]
+    assert [row["val_loss"] for row in plain] != [row["val_loss"] for row in recalibrated]
 
 
 def test_recalibration_leaves_weights_and_frozen_batchnorm_alone():

@@ -1,59 +1,95 @@
 """BatchNorm statistics recomputed for a model's trained weights, the last step of the train stage
-where params ask for it (``bn_recalibration``)."""
+where params ask for it (``bn_recalibration``), and before each epoch's validation pass of such a
+run (``imgclf.resume.fit``), so that the logged validation figures are the ones the model would
+score if training stopped there."""
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 from imgclf.errors import PipelineError
 from imgclf.seeding import stream_seed
 
 
+class Recalibration:
+    """Sets every trainable BatchNorm layer's moving mean and variance to their average over
+    ``images``, weights untouched (``torch.optim.swa_utils.update_bn``'s cumulative average).
+    After short training, momentum-0.99 moving statistics still lag the weights, and the model
+    scores near chance in inference mode while it has learned. Dropout is off during the pass, as
+    at inference. The images go in batches of ``batch_size`` in an order drawn from ``seed`` (the
+    first ``limit`` images of that order, where given). ``eager`` calls the model batch by batch
+    (as ``run_eagerly`` does for training); otherwise one traced forward pass serves every call."""
+
+    def __init__(self, model, images, batch_size: int, seed: int, eager: bool = False, limit: int | None = None):
+        import keras
+        import numpy as np
+        import tensorflow as tf
+
+        self.model, self.images = model, images
+        self.layers = [layer for layer in model._flatten_layers(include_self=False)
+                       if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+        self.dropouts = [layer for layer in model._flatten_layers(include_self=False)
+                         if isinstance(layer, keras.layers.Dropout)]
+        order = np.random.default_rng(stream_seed(seed, "batchnorm")).permutation(len(images))[:limit]
+        batches = (order[start : start + batch_size] for start in range(0, len(order), batch_size))
+        self.batches = [chosen for chosen in batches if len(chosen) >= 2]  # one image has no variance
+
+        def forward(x):
+            return model(x, training=True)
+
+        self.forward = forward if eager else tf.function(forward, reduce_retracing=True)
+
+    def __call__(self) -> int:
+        """Recalibrate; the number of layers recalibrated."""
+        import numpy as np
+        import tensorflow as tf
+
+        if not self.layers:
+            return 0
+        if not self.batches:
+            raise PipelineError("BatchNorm recalibration needs at least 2 training images")
+        saved = ([layer.momentum for layer in self.layers], [layer.rate for layer in self.dropouts])
+        for layer in self.layers:
+            layer.momentum = 0.0  # each batch's statistics land in the moving variables as they are
+        for layer in self.dropouts:
+            layer.rate = 0.0
+        sums = [[np.zeros(layer.moving_mean.shape, np.float64), np.zeros(layer.moving_variance.shape, np.float64)]
+                for layer in self.layers]
+        try:
+            for chosen in self.batches:
+                self.forward(tf.constant(self.images[chosen], tf.float32))
+                for total, layer in zip(sums, self.layers):
+                    total[0] += layer.moving_mean.numpy()
+                    total[1] += layer.moving_variance.numpy()
+        finally:
+            for layer, momentum in zip(self.layers, saved[0]):
+                layer.momentum = momentum
+            for layer, rate in zip(self.dropouts, saved[1]):
+                layer.rate = rate
+        for (mean, variance), layer in zip(sums, self.layers):
+            layer.moving_mean.assign((mean / len(self.batches)).astype(np.float32))
+            layer.moving_variance.assign((variance / len(self.batches)).astype(np.float32))
+        return len(self.layers)
+
+    @contextmanager
+    def applied(self):
+        """Recalibrated statistics inside the block; after it, the moving statistics and the seed
+        generators' states (a random layer other than Dropout draws in training mode) as they were,
+        bit for bit."""
+        generators = [generator for layer in self.model._flatten_layers(include_self=True)
+                      for generator in getattr(layer, "_seed_generators", [])]
+        variables = [variable for layer in self.layers for variable in (layer.moving_mean, layer.moving_variance)]
+        variables += [generator.state for generator in generators]
+        saved = [variable.numpy() for variable in variables]
+        try:
+            self()
+            yield
+        finally:
+            for variable, value in zip(variables, saved):
+                variable.assign(value)
+
+
 def recalibrate_batchnorm(model, images, batch_size: int, seed: int, eager: bool = False) -> int:
-    """Set every trainable BatchNorm layer's moving mean and variance to their average over the
-    training images, weights untouched (``torch.optim.swa_utils.update_bn``'s cumulative
-    average). After short training, momentum-0.99 moving statistics still lag the weights, and
-    the model scores near chance in inference mode while it has learned. Dropout is off during
-    the pass, as at inference. ``eager`` calls the model batch by batch instead of tracing a graph
-    (as ``run_eagerly`` does for training). Returns the number of layers recalibrated."""
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    layers = [layer for layer in model._flatten_layers(include_self=False)
-              if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
-    if not layers:
-        return 0
-    dropouts = [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, keras.layers.Dropout)]
-    saved = ([layer.momentum for layer in layers], [layer.rate for layer in dropouts])
-    for layer in layers:
-        layer.momentum = 0.0  # each batch's statistics land in the moving variables as they are
-    for layer in dropouts:
-        layer.rate = 0.0
-    def forward(x):
-        return model(x, training=True)
-
-    step = forward if eager else tf.function(forward, reduce_retracing=True)
-    order = np.random.default_rng(stream_seed(seed, "batchnorm")).permutation(len(images))
-    sums = [[np.zeros(layer.moving_mean.shape, np.float64), np.zeros(layer.moving_variance.shape, np.float64)]
-            for layer in layers]
-    batches = 0
-    try:
-        for start in range(0, len(images), batch_size):
-            chosen = order[start : start + batch_size]
-            if len(chosen) < 2:  # one image has no variance
-                continue
-            step(tf.constant(images[chosen], tf.float32))
-            for total, layer in zip(sums, layers):
-                total[0] += layer.moving_mean.numpy()
-                total[1] += layer.moving_variance.numpy()
-            batches += 1
-    finally:
-        for layer, momentum in zip(layers, saved[0]):
-            layer.momentum = momentum
-        for layer, rate in zip(dropouts, saved[1]):
-            layer.rate = rate
-    if batches == 0:
-        raise PipelineError("BatchNorm recalibration needs at least 2 training images")
-    for (mean, variance), layer in zip(sums, layers):
-        layer.moving_mean.assign((mean / batches).astype(np.float32))
-        layer.moving_variance.assign((variance / batches).astype(np.float32))
-    return len(layers)
+    """Recalibrate ``model``'s BatchNorm statistics on ``images`` (``Recalibration``); the number
+    of layers recalibrated."""
+    return Recalibration(model, images, batch_size, seed, eager)()

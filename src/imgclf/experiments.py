@@ -112,7 +112,8 @@ COMMON: dict[str, Param] = {
     "bn_recalibration": Param(
         {"type": "boolean"}, True,
         "after training, set BatchNorm moving statistics to their average over the training images "
-        "(weights untouched); no effect on models without trainable BatchNorm",
+        "(weights untouched), and score each epoch's validation pass with statistics recalibrated on 512 "
+        "of them; no effect on models without trainable BatchNorm",
     ),
     "train_eval_images": Param(
         {"type": ["integer", "null"], "minimum": 10}, 1000,

@@ -2,7 +2,13 @@
 undisturbed run ends with, bit for bit. Every random stream of an epoch is a function of (seed,
 fold, epoch) (``imgclf.seeding``), and each epoch's weights and optimizer state are checkpointed
 atomically into ``.resume/<name>/seed<seed>/``, which is keyed by a fingerprint of the params, the
-data and the upstream model, so a changed experiment never resumes from a stale checkpoint."""
+data and the upstream model, so a changed experiment never resumes from a stale checkpoint.
+
+A run that recalibrates its BatchNorm statistics at the end (``bn_recalibration``) scores each
+epoch's validation pass with statistics recalibrated for that epoch's weights on a fixed
+``VALIDATION_CALIBRATION_IMAGES`` training images, and puts the moving statistics back for
+training after it: the logged figures are what the model would score if training stopped there,
+and the training itself is the same as without the pass."""
 
 from __future__ import annotations
 
@@ -10,14 +16,17 @@ import hashlib
 import json
 import shutil
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from imgclf import data as data_module
+from imgclf.batchnorm import Recalibration
 from imgclf.errors import PipelineError
 from imgclf.io_utils import atomic_path, write_json
 from imgclf.seeding import reseed
 
 RESUME_ROOT = Path(".resume")
+VALIDATION_CALIBRATION_IMAGES = 512
 HISTORY_FIELDS = ["epoch", "loss", "accuracy", "top5", "val_loss", "val_accuracy", "val_top5", "seconds"]
 
 
@@ -98,6 +107,10 @@ def fit(model, splits, section: dict, work: Path, seed: int, log, stream: tuple 
     its checkpoint is written; return the history rows of every epoch."""
     epochs = epochs or section["epochs"]
     val_ds = data_module.dataset(splits.x_val, splits.y_val, section["batch_size"]) if validation else None
+    calibration = None
+    if validation and section["bn_recalibration"]:
+        calibration = Recalibration(model, splits.x_train, section["batch_size"], seed, section["run_eagerly"],
+                                    limit=VALIDATION_CALIBRATION_IMAGES)
     done, rows = load_checkpoint(work, model)
     log.replay(rows, prefix)
     for epoch in range(done, epochs):
@@ -106,7 +119,11 @@ def fit(model, splits, section: dict, work: Path, seed: int, log, stream: tuple 
         train_ds = data_module.dataset(splits.x_train, splits.y_train, section["batch_size"], key,
                                        section["augment_flip"], section["augment_crop"])
         started = time.perf_counter()
-        logs = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1, verbose=0).history
+        logs = model.fit(train_ds, initial_epoch=epoch, epochs=epoch + 1, verbose=0).history
+        if val_ds is not None:
+            with calibration.applied() if calibration else nullcontext():
+                scores = model.evaluate(val_ds, verbose=0, return_dict=True)
+            logs.update({f"val_{name}": [value] for name, value in scores.items()})
         row = {"epoch": epoch + 1, **{k: round(float(v[-1]), 6) for k, v in logs.items() if k in HISTORY_FIELDS},
                "seconds": round(time.perf_counter() - started, 3)}
         rows.append(row)
