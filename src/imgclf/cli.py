@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from imgclf import config, datasets, overrides
+from imgclf import config, datasets, overrides, paths  # paths: where each stage writes its logs
 from imgclf.errors import PipelineError
 
 
@@ -85,7 +85,7 @@ def cmd_params(args) -> None:
     write_text(out, text)
     print(f"{out}: {args.params} with {config.profile_path(args.profile)} laid over it")
     if Path(out).resolve() == Path(config.DEFAULT_PARAMS).resolve() and Path("dvc.yaml").exists():
-        from imgclf import paths, resolved
+        from imgclf import resolved
 
         write_text(paths.RUNS_FILE, resolved.runs_text(params))
         print(f"{paths.RUNS_FILE}: written for it (`imgclf runs`)")
@@ -128,7 +128,7 @@ def _seed(value: int | None, section: dict) -> int:
 
 
 def cmd_train(args) -> None:
-    from imgclf import experiments, paths, train
+    from imgclf import experiments, train
 
     params = _params(args)
     experiment = experiments.get(args.experiment)
@@ -141,7 +141,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from imgclf import evaluate, experiments, paths
+    from imgclf import evaluate, experiments
 
     experiment = experiments.get(args.experiment)
     section = _params(args)[args.experiment]
