@@ -234,13 +234,18 @@ def ci_project(tmp_path_factory, slurm_cluster):
     cluster with ``--profile profiles/slurm``; elsewhere through the local profile.
     ``project.slurm_log`` keeps the SLURM run's output."""
     project = make_project(tmp_path_factory.mktemp("ci"), load_params("config/ci.yaml"))
-    if not slurm_cluster:
+    run_pipeline(project, slurm_cluster)
+    yield project
+
+
+def run_pipeline(project: Path, slurm: bool) -> None:
+    """The whole pipeline in ``project``: through the SLURM cluster (its output kept in
+    ``.slurm-run.log``), or with the local profile."""
+    if not slurm:
         run(["snakemake", "--cores", "2"], project, timeout=2400)
-        yield project
         return
     # status checks every 2 s at first (the profile's 10 s suit a shared cluster; here most jobs last
     # seconds, and each level of the DAG would wait for a check)
     result = run(["snakemake", "--profile", "profiles/slurm", "--slurm-status-command", "squeue", "--jobs", "4",
                   "--slurm-init-seconds-before-status-checks", "2"], project, timeout=3000)
     (project / ".slurm-run.log").write_text(result.stdout + result.stderr)
-    yield project

@@ -96,17 +96,17 @@ def _tracked(project) -> dict[str, bytes]:
     """Every file git tracks or would track in ``project`` (results files included), and dvc.lock."""
     names = run(["git", "ls-files", "-co", "--exclude-standard"], project).stdout.split()
     return {name: (project / name).read_bytes() for name in names
-            if (project / name).is_file() and name != ".slurm-run.log"}  # the fixture's SLURM log
+            if (project / name).is_file() and name != ".slurm-run.log"}  # run_pipeline's SLURM log
 
 
 def test_a_second_clean_run_leaves_every_tracked_file_byte_for_byte(ci_project, tmp_path):
     """Results files hold results only (timings go to logs/, models are saved without dates or
     addresses): a second clean run of the same commit writes every tracked file, dvc.lock included,
     byte for byte as the first, and leaves DVC with nothing to do."""
-    from conftest import load_params, make_project
+    from conftest import load_params, make_project, run_pipeline
 
     second = make_project(tmp_path / "second", load_params("config/ci.yaml"))
-    run(["snakemake", "--cores", "2"], second, timeout=2400)
+    run_pipeline(second, slurm=(ci_project / ".slurm-run.log").exists())  # the same engine as the first
     first, again = _tracked(ci_project), _tracked(second)
     assert "dvc.lock" in first and any(name.startswith("reports/metrics/") for name in first)
     assert sorted(again) == sorted(first)
