@@ -110,16 +110,13 @@ def main() -> None:
     if args.worker:
         return worker(args)
 
-    from imgclf import config, datasets, runtime, sample
-    from imgclf.sources import tiny_imagenet
+    from imgclf import runtime
+    from ten_classes import prepare_ten_classes
 
     print(json.dumps(runtime.cpu_description()))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        sample.make_tiny_imagenet(tmp / "t.zip", seed=7, classes=10, train_per_class=667, val_per_class=20, test_images=0)
-        data_params = config.load(ROOT / "params.yaml")["data"]
-        data_params["imagenet200"]["n_classes"] = 10
-        tiny_imagenet.prepare(tmp / "t.zip", tmp / "data", datasets.settings("imagenet200", data_params), 2)
+        prepare_ten_classes(tmp)
         print(f"{'case':<19} {'images':>6} {'epoch s (off/on)':>16} {'ratio':>6} {'pass s':>6} {'share':>6} "
               f"{'1st epoch s (off/on)':>20} {'1st pass s':>10} {'val top-1 (off/on)':>18} {'same weights':>12}",
               flush=True)

@@ -90,17 +90,13 @@ def main() -> None:
     if args.worker:
         return worker(args)
 
-    from imgclf import config, runtime, sample
-    from imgclf import datasets
-    from imgclf.sources import tiny_imagenet
+    from imgclf import runtime
+    from ten_classes import prepare_ten_classes
 
     print(json.dumps(runtime.cpu_description()))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        sample.make_tiny_imagenet(tmp / "t.zip", seed=7, classes=10, train_per_class=667, val_per_class=20, test_images=0)
-        data_params = config.load(Path(__file__).resolve().parents[1] / "params.yaml")["data"]
-        data_params["imagenet200"]["n_classes"] = 10
-        tiny_imagenet.prepare(tmp / "t.zip", tmp / "data", datasets.settings("imagenet200", data_params), 2)
+        prepare_ten_classes(tmp)
         print(f"{'model':<12} {'config':<22} {'img/s':>8} {'ratio':>6} {'1st epoch s':>11} {'val acc':>8} "
               f"{'val loss':>9} {'weights md5':>13}")
         for model in args.models:
