@@ -73,9 +73,21 @@ def http_server(tmp_path_factory):
     server.server_close()
 
 
+def project_files() -> list[str]:
+    """The project's files: what git tracks or would (ignored files left out). A copy that is not
+    its own git work tree (mutmut's ``mutants/``, which the project's .gitignore ignores) is walked
+    instead, leaving out caches and the project's generated outputs."""
+    top = run(["git", "rev-parse", "--show-toplevel"], ROOT, check=False).stdout.strip()
+    if top and Path(top).resolve() == ROOT:
+        return run(["git", "ls-files", "-co", "--exclude-standard"], ROOT).stdout.split()
+    skip = {"__pycache__", ".pytest_cache", ".snakemake", "mutants", ".venv", "logs", "models", "data"}
+    return sorted(str(path.relative_to(ROOT)) for path in ROOT.rglob("*")
+                  if path.is_file() and (path.name == ".gitkeep" or not skip & set(path.relative_to(ROOT).parts[:-1])))
+
+
 def make_project(dest: Path, params: dict | None = None) -> Path:
     """A copy of the project's tracked files in ``dest`` as a fresh git + DVC repository."""
-    files = run(["git", "ls-files", "-co", "--exclude-standard"], ROOT).stdout.split()
+    files = project_files()
     # not the results committed with the project: they belong to its params, not to these
     files = [name for name in files if not name.startswith("reports/") or name == "reports/.gitkeep"]
     for name in files:

@@ -232,6 +232,7 @@ def test_validation_fills_defaults_without_touching_its_input(params):
 
 def test_experiment_selection_shapes_the_stage_table(params):
     params["experiments"] = ["alexnet32", "seed_cnn"]  # any order: registry order in the table
+    params["alexnet32"]["seeds"] = [1, 2]
     table = stages.by_name(config.validate(params))
     runs = [(n, s) for n in ("seed_cnn", "alexnet32") for s in params[n]["seeds"]]
     assert stages.runs(config.validate(params)) == runs

@@ -2,8 +2,6 @@
 written byte-for-byte deterministically (fixed zip timestamps, stored, not compressed) so that
 two engines produce identical files and DVC hashes them in seconds; plus ``classes.tsv``."""
 
-from __future__ import annotations
-
 import zipfile
 from pathlib import Path
 

@@ -1,9 +1,6 @@
-"""BatchNorm statistics recomputed for a model's trained weights, the last step of the train stage
-where params ask for it (``bn_recalibration``), and before each epoch's validation pass of such a
-run (``imgclf.resume.fit``), so that the logged validation figures are the ones the model would
-score if training stopped there."""
-
-from __future__ import annotations
+"""BatchNorm statistics recomputed for a model's trained weights where params ask for it
+(``bn_recalibration``): the last step of the train stage, and before each epoch's validation pass
+(``imgclf.resume.fit``)."""
 
 from contextlib import contextmanager
 

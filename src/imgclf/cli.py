@@ -1,15 +1,13 @@
 """``imgclf``: one subcommand per pipeline stage, explicit paths in and out. Snakemake rules and
 DVC stages call exactly these commands. Heavy modules (TensorFlow) load only where needed."""
 
-from __future__ import annotations
-
 import argparse
 import errno
 import os
 import sys
 from pathlib import Path
 
-from imgclf import config, datasets, overrides, paths  # paths: where each stage writes its logs
+from imgclf import config, datasets, overrides, paths
 from imgclf.errors import PipelineError
 
 
@@ -20,15 +18,11 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _threads(value: int | None) -> int:
-    return value if value and value > 0 else available_cores()
-
-
-def _tf_threads(value: int | None, section: dict) -> int:
-    """TensorFlow threads for train/evaluate: ``--threads`` (what Snakemake passes: the rule's
-    threads, the experiment's ``threads`` param unless --cores is smaller), else that param.
-    Never "all cores": CPU results depend on the thread count, so a DVC run (no ``--threads``)
-    must use the same count as a Snakemake run of the same params."""
+def _threads(value: int | None, section: dict | None = None) -> int:
+    """``--threads``, else the ``threads`` param of ``section``, else all cores. For train/evaluate's
+    TensorFlow threads Snakemake passes the rule's threads (the experiment's ``threads`` param unless
+    --cores is smaller); without it, that param. Never "all cores" there: CPU results depend on the
+    thread count, so a DVC run (no ``--threads``) must use the same count as a Snakemake run."""
     return value if value and value > 0 else (section or {}).get("threads") or available_cores()
 
 
@@ -36,12 +30,10 @@ def _write_generated(path: str, text: str, check: bool, how: str) -> None:
     """Write a generated file, or with ``check`` fail if the committed one differs."""
     from imgclf.io_utils import write_text
 
-    if check:
-        current = Path(path).read_text() if Path(path).exists() else ""
-        if current != text:
-            raise PipelineError(f"{path}: out of date; run `{how}`")
-        return
-    write_text(path, text)
+    if not check:
+        write_text(path, text)
+    elif not Path(path).exists() or Path(path).read_text() != text:
+        raise PipelineError(f"{path}: out of date; run `{how}`")
 
 
 def _params(args) -> dict:
@@ -84,7 +76,7 @@ def cmd_params(args) -> None:
     text, params = config.apply_profile(args.params, args.profile)
     write_text(out, text)
     print(f"{out}: {args.params} with {config.profile_path(args.profile)} laid over it")
-    if Path(out).resolve() == Path(config.DEFAULT_PARAMS).resolve() and Path("dvc.yaml").exists():
+    if Path(out).resolve() == Path(paths.PARAMS_FILE).resolve() and Path("dvc.yaml").exists():
         from imgclf import resolved
 
         write_text(paths.RUNS_FILE, resolved.runs_text(params))
@@ -98,7 +90,7 @@ def cmd_make_sample(args) -> None:
 
 
 def cmd_download(args) -> None:
-    from imgclf import datasets, download
+    from imgclf import download
 
     params = _params(args)
     name, entry = datasets.source_of(args.dataset, params["data"])
@@ -111,8 +103,6 @@ def cmd_download(args) -> None:
 
 
 def cmd_prepare(args) -> None:
-    from imgclf import datasets
-
     data = _params(args)["data"]
     layout = datasets.source_of(args.dataset, data)[1]["layout"]
     meta = datasets.layout_module(layout).prepare(Path(args.source), args.out, datasets.settings(args.dataset, data),
@@ -133,9 +123,10 @@ def cmd_train(args) -> None:
     params = _params(args)
     experiment = experiments.get(args.experiment)
     section = params[args.experiment]
+    seed = _seed(args.seed, section)
     meta = train.run(experiment, args.data, args.out, section, experiments.result_params(section),
-                     _tf_threads(args.threads, section), _seed(args.seed, section), args.upstream, args.live,
-                     args.tensorboard, paths.timings_file(experiment.name, _seed(args.seed, section), "train"))
+                     _threads(args.threads, section), seed, args.upstream, args.live, args.tensorboard,
+                     paths.timings_file(experiment.name, seed, "train"))
     print(f"{args.out}: {meta['epochs']} epochs on {meta['train_images']} images in {meta['train_seconds']:.1f} s "
           f"({meta['device']}, {meta['params']:,} parameters)")
 
@@ -145,9 +136,10 @@ def cmd_evaluate(args) -> None:
 
     experiment = experiments.get(args.experiment)
     section = _params(args)[args.experiment]
-    metrics = evaluate.run(experiment, args.data, args.model, args.metrics, args.out, _tf_threads(args.threads, section),
-                           section, _seed(args.seed, section), args.confusion,
-                           timings_path=paths.timings_file(experiment.name, _seed(args.seed, section), "evaluate"))
+    seed = _seed(args.seed, section)
+    metrics = evaluate.run(experiment, args.data, args.model, args.metrics, args.out, _threads(args.threads, section),
+                           section, seed, args.confusion,
+                           timings_path=paths.timings_file(experiment.name, seed, "evaluate"))
     print(f"{args.metrics}: top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f}, loss {metrics['loss']:.4f} "
           f"on {metrics['test_images']} test images; train top-1 {metrics['train_top1']:.4f}")
 
@@ -155,8 +147,7 @@ def cmd_evaluate(args) -> None:
 def cmd_report(args) -> None:
     from imgclf import report
 
-    params = _params(args)
-    table = report.run(args.metrics_dir, args.live_dir, args.eval_dir, args.out, params)
+    table = report.run(args.metrics_dir, args.live_dir, args.eval_dir, args.out, _params(args))
     print("\n".join(report.summary(table, args.out)))
 
 
@@ -183,47 +174,45 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imgclf", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name, func, help_text):
+    def add(name, func, help_text, params=True):
         p = sub.add_parser(name, help=help_text)
         p.set_defaults(func=func)
+        if params:
+            p.add_argument("--params", default=paths.PARAMS_FILE, help="params file (default: params.yaml)")
+            p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                           help="override one param (dotted key, YAML value), checked like the file; repeatable")
         return p
 
-    def with_params(p):
-        p.add_argument("--params", default=config.DEFAULT_PARAMS, help="params file (default: params.yaml)")
-        p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                       help="override one param (dotted key, YAML value), checked like the file; repeatable")
-        return p
-
-    p = add("schema", cmd_schema, "write the JSON Schema of params.yaml")
+    p = add("schema", cmd_schema, "write the JSON Schema of params.yaml", params=False)
     p.add_argument("--out", default="workflow/schemas/params.schema.json")
     p.add_argument("--check", action="store_true", help="fail if the file is out of date")
 
-    p = with_params(add("check-params", cmd_check_params, "validate a params file"))
+    p = add("check-params", cmd_check_params, "validate a params file")
     p.add_argument("--resolved", help="on success, write each stage's params with their values (defaults filled in), "
                                       "one JSON file per stage, in this directory (dvc.yaml's check_params stage)")
 
-    p = with_params(add("params", cmd_params, "lay a profile (config/NAME.yaml: what differs from params.yaml) over "
-                                              "the params file, or show every param with its value"))
+    p = add("params", cmd_params, "lay a profile (config/NAME.yaml: what differs from params.yaml) over "
+                                  "the params file, or show every param with its value")
     p.add_argument("--profile", help="NAME (config/NAME.yaml, e.g. full, ci) or a path to an overlay file")
     p.add_argument("--out", help="file to write (default: the --params file itself)")
     p.add_argument("--show", action="store_true", help="print every param with its value (defaults filled in), as YAML")
 
-    p = add("make-sample", cmd_make_sample, "generate an embedded sample archive")
+    p = add("make-sample", cmd_make_sample, "generate an embedded sample archive", params=False)
     p.add_argument("dataset", choices=list(datasets.SAMPLES))
     p.add_argument("--out", required=True)
 
-    p = with_params(add("download", cmd_download, "download and verify the archive of a data set's source"))
+    p = add("download", cmd_download, "download and verify the archive of a data set's source")
     p.add_argument("dataset", choices=list(datasets.DATASETS))
     p.add_argument("--out", required=True)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = with_params(add("prepare", cmd_prepare, "archive or image folder -> resized, subset arrays"))
+    p = add("prepare", cmd_prepare, "archive or image folder -> resized, subset arrays")
     p.add_argument("dataset", choices=list(datasets.DATASETS))
     p.add_argument("--source", required=True, help="archive (zip / tar.gz) or, for imagenet200, an image folder")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--threads", type=int, default=0, help="worker processes (default: all cores)")
 
-    p = with_params(add("train", cmd_train, "train one registered experiment"))
+    p = add("train", cmd_train, "train one registered experiment")
     p.add_argument("experiment")
     p.add_argument("--data", required=True, help="prepared data directory")
     p.add_argument("--out", required=True, help="model directory to write")
@@ -233,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="run seed (default: the experiment's first seed)")
     p.add_argument("--threads", type=int, default=0, help="TensorFlow threads (default: the experiment's threads param)")
 
-    p = with_params(add("evaluate", cmd_evaluate, "evaluate a trained model on the test split"))
+    p = add("evaluate", cmd_evaluate, "evaluate a trained model on the test split")
     p.add_argument("experiment")
     p.add_argument("--data", required=True)
     p.add_argument("--model", required=True, help="model directory")
@@ -243,20 +232,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--confusion", help="CSV of (actual, predicted) pairs to write, for `dvc plots`")
     p.add_argument("--threads", type=int, default=0, help="TensorFlow threads (default: the experiment's threads param)")
 
-    p = with_params(add("report", cmd_report, "gather every experiment's metrics into reports/"))
+    p = add("report", cmd_report, "gather every experiment's metrics into reports/")
     p.add_argument("--metrics-dir", required=True)
     p.add_argument("--live-dir", required=True, help="DVCLive directories of the training runs")
     p.add_argument("--eval-dir", required=True)
     p.add_argument("--out", required=True)
 
-    with_params(add("tidy", cmd_tidy, "remove the temporaries killed runs left beside the stage outputs "
-                                      "(each stage also removes its own when it runs)"))
+    add("tidy", cmd_tidy, "remove the temporaries killed runs left beside the stage outputs "
+                          "(each stage also removes its own when it runs)")
 
-    p = with_params(add("runs", cmd_runs, "write config/runs.yaml (dvc.yaml's vars: the stages params.yaml asks for)"))
+    p = add("runs", cmd_runs, "write config/runs.yaml (dvc.yaml's vars: the stages params.yaml asks for)")
     p.add_argument("--out", default="config/runs.yaml")
     p.add_argument("--check", action="store_true", help="fail if the file is out of date")
 
-    p = with_params(add("record", cmd_record, "record the stages a Snakemake run ran in dvc.lock (dvc commit)"))
+    p = add("record", cmd_record, "record the stages a Snakemake run ran in dvc.lock (dvc commit)")
     p.add_argument("stages", nargs="*", help="DVC stage names (train@seed_cnn-s0, ...)")
     return parser
 
@@ -277,7 +266,3 @@ def main(argv: list[str] | None = None) -> int:
         print("error: interrupted", file=sys.stderr)
         return 130
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

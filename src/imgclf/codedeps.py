@@ -5,8 +5,6 @@ module. Editing any of them reruns the stage; editing any other file does not.
 dvc.yaml spells these lists out per family (tests/test_stages.py checks them against
 ``stages.families()``); the Snakemake rules take them from here."""
 
-from __future__ import annotations
-
 import ast
 import functools
 from pathlib import Path
@@ -21,10 +19,7 @@ ENTRIES = {"check_params": ("config.py", "resolved.py"), "sample": ("sample.py",
 
 def _module_file(dotted: str) -> str | None:
     base = Path(PACKAGE).parent / dotted.replace(".", "/")
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate.as_posix()
-    return None
+    return next((file.as_posix() for file in (base.with_suffix(".py"), base / "__init__.py") if file.is_file()), None)
 
 
 @functools.cache
@@ -35,7 +30,7 @@ def imports(path: str) -> tuple[str, ...]:
     typing_only = {id(inner) for node in ast.walk(tree)
                    if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
                    for stmt in node.body for inner in ast.walk(stmt)}
-    found = []
+    found = set()
     for node in ast.walk(tree):
         if id(node) in typing_only:
             continue
@@ -47,22 +42,19 @@ def imports(path: str) -> tuple[str, ...]:
         else:
             continue
         for dotted in modules:
-            if dotted.split(".")[0] == "imgclf":
-                parts = dotted.split(".")
-                for i in range(1, len(parts) + 1):  # importing a.b.c imports a and a.b first
-                    if (file := _module_file(".".join(parts[:i]))) and file != path:
-                        found.append(file)
-    return tuple(sorted(set(found)))
+            parts = dotted.split(".")
+            if parts[0] == "imgclf":  # importing a.b.c imports a and a.b first
+                found.update(_module_file(".".join(parts[:i])) for i in range(1, len(parts) + 1))
+    return tuple(sorted(found - {None, path}))
 
 
 def closure(roots: list[str]) -> list[str]:
     """``roots`` and every package file they import, directly or through others."""
     seen, todo = set(roots), list(roots)
     while todo:
-        for file in imports(todo.pop()):
-            if file not in seen:
-                seen.add(file)
-                todo.append(file)
+        new = set(imports(todo.pop())) - seen
+        seen |= new
+        todo.extend(new)
     return sorted(seen)
 
 

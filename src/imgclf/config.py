@@ -1,9 +1,8 @@
 """params.yaml: one JSON Schema (built here, dumped to workflow/schemas/) validates it for the
 CLI and for Snakemake alike, fills defaults, and names the offending key on error."""
 
-from __future__ import annotations
-
 import copy
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -11,11 +10,10 @@ from typing import Any
 import jsonschema
 import yaml
 
-from imgclf import datasets, experiments
+from imgclf import datasets, experiments, paths
 from imgclf.errors import PipelineError
 from imgclf.overrides import apply_overrides, format_override
 
-DEFAULT_PARAMS = "params.yaml"
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml where PyYAML has it: parsed on every stage start
 RESIZE_FILTERS = ["nearest", "box", "bilinear", "hamming", "bicubic", "lanczos"]
 
@@ -31,13 +29,11 @@ NAME_PATTERN = "^[a-z][a-z0-9_]*$"
 
 
 def source_schema() -> dict:
-    """One named source: where its data are (an archive's URL, or a local path) and its layout."""
     return {
         "type": "object",
         "description": "a named source of images: an archive at a URL (http(s):// or file:) or a local path, with "
                        "its MD5 and size, or a class-per-folder image tree at a local path; and its layout",
-        "additionalProperties": False,
-        "required": ["layout"],
+        "additionalProperties": False, "required": ["layout"],
         "properties": {
             "url": _prop("string", "http(s):// or file: URL of the archive", pattern="^(https?|file):"),
             "path": _prop("string", "local path of the archive (or of the folder, for layout 'folder')", minLength=1),
@@ -57,10 +53,7 @@ def dataset_schema(dataset: datasets.DataSet) -> dict:
                    else _prop(kind, text, default, **more))
              for key, (kind, text, default, more) in dataset.params.items()}
     return {
-        "type": "object",
-        "description": f"the {dataset.name} data set",
-        "additionalProperties": False,
-        "default": {},
+        "type": "object", "description": f"the {dataset.name} data set", "additionalProperties": False, "default": {},
         "properties": {
             "source": _prop("string", "the name in data.sources it is prepared from "
                             f"(layout: {' or '.join(dataset.layouts)})", dataset.default_source, pattern=NAME_PATTERN),
@@ -71,10 +64,8 @@ def dataset_schema(dataset: datasets.DataSet) -> dict:
 
 def data_schema() -> dict:
     return {
-        "type": "object",
-        "description": "Data sets: where they come from and how they are prepared.",
-        "additionalProperties": False,
-        "default": {},
+        "type": "object", "description": "Data sets: where they come from and how they are prepared.",
+        "additionalProperties": False, "default": {},
         "properties": {
             "sources": {
                 "type": "object",
@@ -86,15 +77,10 @@ def data_schema() -> dict:
             },
             "image_size": _prop("integer", "side of the square images the prepare stages write", 32, minimum=8, maximum=512),
             "resize_filter": _prop("string", "PIL filter used to resize", "box", enum=RESIZE_FILTERS),
-            "jpeg_draft": _prop(
-                "boolean",
-                "let the JPEG decoder scale down by 1/2, 1/4 or 1/8 (DCT scaling) before the filter: much faster",
-                True,
-            ),
-            "val_fraction": _prop(
-                "number", "fraction of the training split carved out (stratified) as validation", 0.1,
-                exclusiveMinimum=0, exclusiveMaximum=0.5,
-            ),
+            "jpeg_draft": _prop("boolean", "let the JPEG decoder scale down by 1/2, 1/4 or 1/8 (DCT scaling) "
+                                "before the filter: much faster", True),
+            "val_fraction": _prop("number", "fraction of the training split carved out (stratified) as validation",
+                                  0.1, exclusiveMinimum=0, exclusiveMaximum=0.5),
             "split_seed": _prop("integer", "seed of the stratified validation carve", 0, minimum=0),
             "max_image_bytes": _prop("integer", "largest image file prepare reads (a zip member is checked by the "
                                      "size it declares, before it is inflated)", 64 << 20, minimum=1024),
@@ -113,18 +99,14 @@ def params_schema() -> dict:
             "type": "array",
             "description": "the experiments to run, train, evaluate and report (any order; run in registry order). "
                            "An experiment that starts from another's model needs that one selected too",
-            "items": {"enum": names},
-            "minItems": 1,
-            "uniqueItems": True,
-            "default": names,
+            "items": {"enum": names}, "minItems": 1, "uniqueItems": True, "default": names,
         },
         "data": data_schema(),
     }
     # the keys every experiment has are defined once, in $defs; each experiment's section refers to
     # them and gives its own default
-    defs = {"source": source_schema()}
-    for key, param in experiments.COMMON.items():
-        defs[key] = {**param.schema, "description": param.description}
+    defs = {"source": source_schema(),
+            **{key: {**param.schema, "description": param.description} for key, param in experiments.COMMON.items()}}
     for name, experiment in experiments.EXPERIMENTS.items():
         section = experiments.experiment_schema(experiment)
         for key, prop in section["properties"].items():
@@ -132,13 +114,9 @@ def params_schema() -> dict:
                 section["properties"][key] = {"$ref": f"#/$defs/{key}", "default": prop["default"]}
         properties[name] = section
     return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "imgclf params.yaml",
+        "$schema": "https://json-schema.org/draft/2020-12/schema", "title": "imgclf params.yaml",
         "description": "Every knob of the pipeline. Generated by `imgclf schema`; do not edit by hand.",
-        "type": "object",
-        "additionalProperties": False,
-        "properties": properties,
-        "$defs": defs,
+        "type": "object", "additionalProperties": False, "properties": properties, "$defs": defs,
     }
 
 
@@ -154,36 +132,35 @@ def _fill_defaults(instance: dict, schema: dict) -> None:
             _fill_defaults(instance[key], sub)
 
 
-def _error_line(error: jsonschema.ValidationError, origin: str) -> str:
+def _check_schema(validator: jsonschema.Draft202012Validator, params: dict, origin: str) -> None:
+    error = jsonschema.exceptions.best_match(validator.iter_errors(params))
+    if error is None:
+        return
     where = ".".join(str(part) for part in error.absolute_path) or "(top level)"
     if error.validator == "additionalProperties":
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        return f"{origin}: {where}: unknown key {', '.join(map(repr, extra))}"
-    return f"{origin}: {where}: {error.message}"
+        raise PipelineError(f"{origin}: {where}: unknown key {', '.join(map(repr, extra))}")
+    raise PipelineError(f"{origin}: {where}: {error.message}")
 
 
-def validate(params: Any, origin: str = DEFAULT_PARAMS) -> dict:
+def validate(params: Any, origin: str = paths.PARAMS_FILE) -> dict:
     """Validate a params mapping, fill defaults, and return the completed copy."""
     if not isinstance(params, dict):
         raise PipelineError(f"{origin}: expected a mapping at the top level")
     schema = params_schema()
     validator = jsonschema.Draft202012Validator(schema)
-    for phase in ("given", "filled"):
-        error = jsonschema.exceptions.best_match(validator.iter_errors(params))
-        if error is not None:
-            raise PipelineError(_error_line(error, origin))
-        if phase == "given":
-            params = copy.deepcopy(params)
-            data = params.setdefault("data", {})
-            data["sources"] = {**copy.deepcopy(BUILTIN_SOURCES), **data.get("sources", {})}
-            _fill_defaults(params, schema)
+    _check_schema(validator, params, origin)
+    params = copy.deepcopy(params)
+    data = params.setdefault("data", {})
+    data["sources"] = {**copy.deepcopy(BUILTIN_SOURCES), **data.get("sources", {})}
+    _fill_defaults(params, schema)
+    _check_schema(validator, params, origin)  # the filled-in defaults too
     _check_consistency(params, origin)
     return params
 
 
 def _check_sources(data: dict, used: set, origin: str) -> None:
-    """Each source is complete, and each data set the selected experiments use names one of a
-    layout it reads."""
+    """Each source is complete, and each data set the selected experiments use names one of a layout it reads."""
     for name, entry in data["sources"].items():
         where = f"{origin}: data.sources.{name}"
         if ("url" in entry) == ("path" in entry):
@@ -193,11 +170,8 @@ def _check_sources(data: dict, used: set, origin: str) -> None:
                 raise PipelineError(f"{where}: a folder source has a path, and no md5 or size")
         elif "md5" not in entry or "size" not in entry:
             raise PipelineError(f"{where}: an archive source needs md5 and size (to verify what is downloaded)")
-    for dataset, record in datasets.DATASETS.items():
-        layouts = record.layouts
-        if dataset not in used:
-            continue
-        name = data[dataset]["source"]
+    for dataset in [key for key in datasets.DATASETS if key in used]:
+        name, layouts = data[dataset]["source"], datasets.DATASETS[dataset].layouts
         if name not in data["sources"]:
             raise PipelineError(f"{origin}: data.{dataset}.source: {name!r} is not in data.sources "
                                 f"(known: {', '.join(sorted(data['sources']))})")
@@ -210,12 +184,9 @@ def _check_consistency(params: dict, origin: str) -> None:
     used = {experiments.EXPERIMENTS[name].dataset for name in params["experiments"]}
     _check_sources(params["data"], used, origin)
     subset = params["data"]["imagenet200"]
-    if subset["class_selection"] == "list":
-        if len(subset["wnids"]) != subset["n_classes"]:
-            raise PipelineError(
-                f"{origin}: data.imagenet200.wnids: lists {len(subset['wnids'])} classes but "
-                f"n_classes is {subset['n_classes']}"
-            )
+    if subset["class_selection"] == "list" and len(subset["wnids"]) != subset["n_classes"]:
+        raise PipelineError(f"{origin}: data.imagenet200.wnids: lists {len(subset['wnids'])} classes but "
+                            f"n_classes is {subset['n_classes']}")
     for name, experiment in experiments.EXPERIMENTS.items():
         experiments.check_params(experiment, params[name], f"{origin}: {name}")
     chosen = params["experiments"]
@@ -237,7 +208,7 @@ def read_raw(path: str | Path) -> Any:
         raise PipelineError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
 
 
-def load(path: str | Path = DEFAULT_PARAMS, overrides: dict | None = None) -> dict:
+def load(path: str | Path = paths.PARAMS_FILE, overrides: dict | None = None) -> dict:
     """Read, complete and validate a params file, with ``overrides`` (dotted key -> value: the
     CLI's ``--set``, Snakemake's ``--config``) applied first, so they pass the same checks."""
     return load_raw(read_raw(path), path, overrides)
@@ -272,7 +243,7 @@ def merge(base: Any, overlay: Any) -> Any:
         return copy.deepcopy(overlay)
     merged = copy.deepcopy(base)
     for key, value in overlay.items():
-        merged[key] = merge(base[key], value) if key in base else copy.deepcopy(value)
+        merged[key] = merge(base.get(key), value)
     return merged
 
 
@@ -282,10 +253,7 @@ def _lay_over(node, overlay: dict) -> None:
 
     def plain(value):
         if isinstance(value, dict):
-            block = CommentedMap()
-            for key, item in value.items():
-                block[key] = plain(item)
-            return block
+            return CommentedMap((key, plain(item)) for key, item in value.items())
         if isinstance(value, list):
             seq = CommentedSeq(plain(item) for item in value)
             seq.fa.set_flow_style()
@@ -306,8 +274,6 @@ def _lay_over(node, overlay: dict) -> None:
 def apply_profile(params_path: str | Path, name: str) -> tuple[str, dict]:
     """The text of ``params_path`` with profile ``name`` laid over it, and its params checked and
     completed like any params file's."""
-    import io
-
     from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedMap
 

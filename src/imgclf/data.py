@@ -1,7 +1,5 @@
 """Training input: prepared arrays -> ``tf.data`` (shuffle, optional flip/crop, batch, prefetch)."""
 
-from __future__ import annotations
-
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,9 +54,6 @@ def dataset(images, labels, batch_size: int, key: tuple | None = None, flip: boo
         images, labels = images[order], labels[order]
     ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
 
-    def to_float(x, y):
-        return tf.cast(x, tf.float32), y
-
     def augment(batch, key):
         # stateless ops keyed per batch by a seeded random stream that differs each epoch: the
         # same augmentation on every run, whatever order the parallel map finishes batches in
@@ -77,5 +72,5 @@ def dataset(images, labels, batch_size: int, key: tuple | None = None, flip: boo
         draws = np.random.default_rng(stream_seed(*key, "augment")).integers(0, 2**31 - 1, (batches, 2, 2), dtype=np.int64)
         ds = tf.data.Dataset.zip((ds, tf.data.Dataset.from_tensor_slices(draws))).map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     else:
-        ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)

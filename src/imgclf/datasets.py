@@ -10,10 +10,7 @@ directory atomically.
 Adding a layout: its module under ``src/imgclf/sources/`` and a ``Layout`` record here. Adding a
 data set: a ``DataSet`` record here (its params appear in the schema by themselves)."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
-
 
 
 @dataclass(frozen=True)

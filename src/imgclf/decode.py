@@ -4,8 +4,6 @@ JPEGs in YCbCr or grayscale go through libjpeg-turbo (simplejpeg) with the DCT s
 ``draft`` would pick, so the pixels equal PIL's path without its per-image overhead; anything
 else (PNG, CMYK, palette...) goes through PIL."""
 
-from __future__ import annotations
-
 import io
 import re
 from dataclasses import dataclass
@@ -14,14 +12,8 @@ import numpy as np
 import simplejpeg
 from PIL import Image
 
-FILTERS = {
-    "nearest": Image.Resampling.NEAREST,
-    "box": Image.Resampling.BOX,
-    "bilinear": Image.Resampling.BILINEAR,
-    "hamming": Image.Resampling.HAMMING,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-}
+FILTERS = {name: Image.Resampling[name.upper()]
+           for name in ("nearest", "box", "bilinear", "hamming", "bicubic", "lanczos")}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -41,9 +33,8 @@ def _draft_shape(width: int, height: int, size: int) -> tuple[int, int]:
 
 def _decode_turbo(data: bytes, spec: ResizeSpec, out: np.ndarray | None) -> np.ndarray | None:
     """libjpeg-turbo's DCT-scaled decode of a YCbCr or grayscale JPEG, exactly as PIL's draft path
-    would decode it (same scale, same upsampling, same DCT), or None when that path must be used.
-
-    Straight into ``out`` when the scaled image already has the target size."""
+    would decode it (same scale, same upsampling, same DCT), or None when that path must be used;
+    straight into ``out`` when the scaled image already has the target size."""
     if not data.startswith(b"\xff\xd8"):
         return None
     try:
@@ -55,24 +46,19 @@ def _decode_turbo(data: bytes, spec: ResizeSpec, out: np.ndarray | None) -> np.n
     shape = _draft_shape(width, height, spec.size) if spec.draft else (height, width)
     exact = shape == (spec.size, spec.size)
     try:
-        image = simplejpeg.decode_jpeg(
-            data, "RGB", min_height=shape[0], min_width=shape[1], buffer=out if exact and out is not None else None
-        )
+        image = simplejpeg.decode_jpeg(data, "RGB", min_height=shape[0], min_width=shape[1],
+                                       buffer=out if exact else None)
     except ValueError:  # truncated or corrupt: PIL gives the error message
         return None
     if image.shape[:2] != shape:
         return None
-    if exact:
-        return image
-    return np.asarray(Image.fromarray(image).resize((spec.size, spec.size), FILTERS[spec.filter]), dtype=np.uint8)
+    return image if exact else np.asarray(
+        Image.fromarray(image).resize((spec.size, spec.size), FILTERS[spec.filter]), dtype=np.uint8)
 
 
 def decode_resize(data: bytes, spec: ResizeSpec, out: np.ndarray | None = None) -> np.ndarray:
     """Decode any PIL-readable image (grayscale, CMYK, palette, PNG...) to RGB ``size``x``size`` uint8,
-    written into ``out`` (and returned) when given.
-
-    JPEGs in YCbCr or grayscale go through libjpeg-turbo directly (simplejpeg): the same pixels
-    as PIL's path, without its per-image overhead; everything else goes through PIL."""
+    written into ``out`` (and returned) when given."""
     image = _decode_turbo(data, spec, out)
     if image is None:
         image = _decode_pil(data, spec)

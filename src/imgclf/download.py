@@ -1,8 +1,6 @@
 """The download stage: stream an http(s):// or file: URL to disk with a progress bar, resume a
 dropped connection with HTTP Range, verify size and MD5, and rename into place only when both match."""
 
-from __future__ import annotations
-
 import hashlib
 import http.client
 import os
@@ -23,26 +21,20 @@ from imgclf.paths import partial_download
 CHUNK = 1 << 20
 
 
-def local_path(url: str) -> Path:
-    """Path named by a ``file:`` URL; ``file:relative/path`` is taken relative to the working directory."""
-    parsed = urllib.parse.urlparse(url)
-    path = urllib.request.url2pathname(parsed.netloc + parsed.path) if parsed.netloc else urllib.parse.unquote(parsed.path)
-    return Path(path)
-
-
 def _open(url: str, timeout: float, start: int = 0) -> tuple[BinaryIO, int | None, int]:
     """The stream, its length, and the offset it starts at: ``start`` where the server honours a
     Range request for the rest of the file, else 0 (the whole file again)."""
-    scheme = urllib.parse.urlparse(url).scheme
-    if scheme == "file":
-        path = local_path(url)
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme == "file":  # file:relative/path is taken relative to the working directory
+        path = parsed.netloc + parsed.path
+        path = urllib.request.url2pathname(path) if parsed.netloc else urllib.parse.unquote(path)
         try:
             handle = open(path, "rb")
         except OSError as exc:
             raise PipelineError(f"{url}: cannot open ({exc.strerror})") from None
         handle.seek(start)
         return handle, os.fstat(handle.fileno()).st_size - start, start
-    if scheme in ("http", "https"):
+    if parsed.scheme in ("http", "https"):
         request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
         try:
             response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (scheme checked)
@@ -57,7 +49,7 @@ def _open(url: str, timeout: float, start: int = 0) -> tuple[BinaryIO, int | Non
         if start and response.status == 206:
             offset = int(response.headers.get("Content-Range", "bytes 0-").split()[1].split("-")[0])
         return response, int(length) if length and length.isdigit() else None, offset
-    raise PipelineError(f"{url}: unsupported URL scheme {scheme!r} (use http, https or file)")
+    raise PipelineError(f"{url}: unsupported URL scheme {parsed.scheme!r} (use http, https or file)")
 
 
 def _cut_timeout(stream, seconds: float) -> None:
@@ -82,39 +74,34 @@ def download(url: str, dest: str | Path, md5: str, size: int, progress: bool = T
     def left() -> float:
         return deadline - (time.monotonic() - started)
 
-    def past_deadline(received: int) -> PipelineError:
-        return PipelineError(f"{url}: not complete after the deadline of {deadline:g} s (data.download_deadline_s); "
-                             f"{received:,} of {size:,} bytes kept in {part} to resume from")
+    def stop_past_deadline(received: int) -> None:
+        if left() <= 0:
+            raise PipelineError(f"{url}: not complete after the deadline of {deadline:g} s (data.download_deadline_s); "
+                                f"{received:,} of {size:,} bytes kept in {part} to resume from") from None
 
-    bar = tqdm(total=size, unit="B", unit_scale=True, desc=dest.name, disable=not progress, file=sys.stderr,
-               mininterval=1.0)
     received = 0
-    with bar:
+    with tqdm(total=size, unit="B", unit_scale=True, desc=dest.name, disable=not progress, file=sys.stderr,
+              mininterval=1.0) as bar:
         for attempt in range(1, attempts + 1):
             have = part.stat().st_size if part.exists() else 0
-            if have >= size:
-                have = 0  # as long as the whole file or longer, yet not renamed: not to be trusted
-            if left() <= 0:
-                raise past_deadline(have)
+            have = have if have < size else 0  # as long as the whole file or longer, yet not renamed: not to be trusted
+            stop_past_deadline(have)
             stream, announced, offset = _open(url, min(timeout, left()), have)
-            have = offset  # where the server starts: the kept bytes, or 0 where it ignores ranges
             bar.reset(total=size)
-            bar.update(have)
+            bar.update(offset)
             try:
-                with stream, open(part, "r+b" if have else "wb") as out:
-                    out.seek(have)
+                with stream, open(part, "r+b" if offset else "wb") as out:
+                    out.seek(offset)
                     out.truncate()
-                    received = have
+                    received = offset
                     read = getattr(stream, "read1", stream.read)  # what has arrived: the deadline is checked often
                     while True:
-                        if left() <= 0:
-                            raise past_deadline(received)
+                        stop_past_deadline(received)
                         _cut_timeout(stream, min(timeout, left()))
                         try:
                             chunk = read(CHUNK)
                         except TimeoutError:
-                            if left() <= 0:
-                                raise past_deadline(received) from None
+                            stop_past_deadline(received)
                             raise PipelineError(f"{url}: no data for {timeout:g} s after {received:,} bytes; "
                                                 f"rerun to resume") from None
                         except (OSError, http.client.HTTPException) as exc:
@@ -129,8 +116,7 @@ def download(url: str, dest: str | Path, md5: str, size: int, progress: bool = T
                     if announced is not None and received - offset < announced and received <= size:
                         raise ConnectionError(f"{received:,} bytes (the server closed it early)")
             except ConnectionError as exc:
-                if left() <= 0:
-                    raise past_deadline(received) from None
+                stop_past_deadline(received)
                 if attempt == attempts:
                     raise PipelineError(f"{url}: connection broken after {exc}; rerun to resume") from None
                 continue  # ask for the rest (or, where the server ignores ranges, for all of it again)

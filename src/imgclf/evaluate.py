@@ -1,19 +1,16 @@
 """The evaluate stage: a trained model on the held-out test split -> one flat metrics JSON
 (declared as DVC metrics) and a details directory (the prepared data's own record, data.json; the
-confusion matrix, per-class accuracy,
-classification report).
+confusion matrix, per-class accuracy, classification report).
 
 As a sanity check it also scores, in inference mode, a stratified subset of the very images the
 model trained on (``train_top1``), and measures how far its test predictions collapse onto one
 class (``top_class_share``): a model that learned but scores chance on the test split (stale
 BatchNorm statistics, a preprocessing mismatch) shows as train top-1 far above test top-1."""
 
-from __future__ import annotations
-
 import csv
 import json
-import shutil
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -37,11 +34,9 @@ def scores(probabilities: np.ndarray, labels: np.ndarray) -> dict:
     if not np.all(np.isfinite(probabilities)):
         raise PipelineError("the model predicts NaN or infinite values")
     picked = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)
-    return {
-        "top1": top_k_accuracy(probabilities, labels, 1),
-        "top5": top_k_accuracy(probabilities, labels, min(5, probabilities.shape[1])),
-        "loss": float(-np.mean(np.log(picked))),
-    }
+    return {"top1": top_k_accuracy(probabilities, labels, 1),
+            "top5": top_k_accuracy(probabilities, labels, min(5, probabilities.shape[1])),
+            "loss": float(-np.mean(np.log(picked)))}
 
 
 def prediction_spread(predicted: np.ndarray, num_classes: int) -> dict:
@@ -86,9 +81,8 @@ def predict(model, images: np.ndarray, batch_size: int, eager: bool) -> np.ndarr
     """Class probabilities; ``eager`` calls the model batch by batch instead of building a graph."""
     if not eager:
         return np.asarray(model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0), np.float64)
-    parts = [np.asarray(model(images[i : i + batch_size].astype(np.float32), training=False), np.float64)
-             for i in range(0, len(images), batch_size)]
-    return np.concatenate(parts)
+    return np.concatenate([np.asarray(model(images[i : i + batch_size].astype(np.float32), training=False), np.float64)
+                           for i in range(0, len(images), batch_size)])
 
 
 def run(experiment, data_dir: str | Path, model_dir: str | Path, metrics_path: str | Path, out_dir: str | Path,
@@ -108,7 +102,6 @@ def run(experiment, data_dir: str | Path, model_dir: str | Path, metrics_path: s
     data_dir, model_dir = Path(data_dir), Path(model_dir)
     images, labels = arrays.load_split(data_dir / "test.npz")
     classes = arrays.read_classes(data_dir / "classes.tsv")
-    name = experiment.name
     model = load_model(experiment.kind, model_dir)
     started = time.perf_counter()
     probabilities = predict(model, images, batch_size, eager)
@@ -117,35 +110,27 @@ def run(experiment, data_dir: str | Path, model_dir: str | Path, metrics_path: s
         raise PipelineError(f"{model_dir}: model has {probabilities.shape[1]} outputs but the data has {len(classes)} classes")
     result = scores(probabilities, labels)
     predicted = probabilities.argmax(axis=1)
-    train_images, train_labels = train_sample(data_dir, section, seed, name)
+    train_images, train_labels = train_sample(data_dir, section, seed, experiment.name)
     train_result = scores(predict(model, train_images, batch_size, eager), train_labels)
     confusion = confusion_matrix(labels, predicted, labels=np.arange(len(classes)))
     train_meta = json.loads((model_dir / "train.json").read_text())
     metrics = {
-        **result,
-        "chance_top1": 1.0 / len(classes),
-        "test_images": int(len(labels)),
-        "params": int(model.count_params()),
-        "train_images": train_meta["train_images"],
-        "epochs": train_meta["epochs"],
+        **result, "chance_top1": 1.0 / len(classes), "test_images": int(len(labels)),
+        "params": int(model.count_params()), "train_images": train_meta["train_images"], "epochs": train_meta["epochs"],
         "mean_per_class_top1": float(np.nanmean(per_class_accuracy(confusion))),
-        **{f"train_{key}": value for key, value in train_result.items()},
-        "train_eval_images": int(len(train_labels)),
-        **prediction_spread(predicted, len(classes)),
-        "seed": seed,
+        **{f"train_{key}": value for key, value in train_result.items()}, "train_eval_images": int(len(train_labels)),
+        **prediction_spread(predicted, len(classes)), "seed": seed,
         "bn_recalibrated_layers": train_meta.get("bn_recalibrated_layers", 0),
     }
-    for key in ("cv_top1_mean", "cv_top1_std", "cv_folds", "trials", "best_trial_val_accuracy", "trainable_params"):
-        if key in train_meta:
-            metrics[key] = train_meta[key]
+    optional = ("cv_top1_mean", "cv_top1_std", "cv_folds", "trials", "best_trial_val_accuracy", "trainable_params")
+    metrics.update({key: train_meta[key] for key in optional if key in train_meta})
     metrics = {key: value for key, value in metrics.items() if value is not None}  # flat numbers only
     names = [wnid for wnid, _ in classes]
     if confusion_path is not None:
-        with atomic_path(confusion_path) as tmp:  # one row per image: DVC's confusion template
-            with open(tmp, "w", newline="") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(["actual", "predicted"])
-                writer.writerows((names[a], names[p]) for a, p in zip(labels, predicted))
+        with atomic_path(confusion_path) as tmp, open(tmp, "w", newline="") as handle:  # DVC's confusion template
+            writer = csv.writer(handle)
+            writer.writerow(["actual", "predicted"])
+            writer.writerows((names[a], names[p]) for a, p in zip(labels, predicted))  # one row per image
     with atomic_dir(out_dir) as tmp:
         shutil.copyfile(data_dir / "meta.json", tmp / "data.json")  # what the test split was prepared from
         np.savetxt(tmp / "confusion_matrix.csv", confusion, fmt="%d", delimiter=",")
@@ -154,9 +139,8 @@ def run(experiment, data_dir: str | Path, model_dir: str | Path, metrics_path: s
             writer.writerow(["index", "wnid", "words", "support", "accuracy"])
             for i, ((wnid, words), accuracy) in enumerate(zip(classes, per_class_accuracy(confusion))):
                 writer.writerow([i, wnid, words, int(confusion[i].sum()), "" if np.isnan(accuracy) else round(accuracy, 6)])
-        (tmp / "classification_report.txt").write_text(
-            classification_report(labels, predicted, labels=np.arange(len(classes)), target_names=names, zero_division=0)
-        )
+        (tmp / "classification_report.txt").write_text(classification_report(
+            labels, predicted, labels=np.arange(len(classes)), target_names=names, zero_division=0))
     write_json(metrics_path, metrics)
     if timings_path is not None:
         write_json(timings_path, {"eval_seconds": round(eval_seconds, 3),

@@ -7,8 +7,6 @@ builder under ``imgclf.models``); the schema, both engines' stages and the repor
 registry. Training and evaluation take the record from the CLI and never import this module, so
 editing it reruns only the experiments whose values change (their ``config/resolved`` files)."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 
 from imgclf.datasets import DATASETS
@@ -32,11 +30,9 @@ class Experiment:
     @property
     def module(self) -> str:
         """The model module training builds this experiment from (``imgclf.models.<module>``)."""
-        if self.kind in KIND_MODULE:
-            return KIND_MODULE[self.kind]
         from imgclf.models import module_of
 
-        return module_of(self.model)
+        return KIND_MODULE.get(self.kind) or module_of(self.model)
 
     def record(self) -> dict:
         """What a run's result depends on in this record (its resolved train file holds it)."""
@@ -95,26 +91,19 @@ COMMON: dict[str, Param] = {
     "augment_flip": Param({"type": "boolean"}, False, "random horizontal flips"),
     "augment_crop": Param({"type": "integer", "minimum": 0, "maximum": 16}, 0, "pad by N pixels and randomly crop back (0: off)"),
     "train_subset": Param(
-        SUBSET,
-        None,
-        "train on a stratified subset of this many training images, or this fraction of them (0 < f < 1, "
+        SUBSET, None, "train on a stratified subset of this many training images, or this fraction of them (0 < f < 1, "
         "rounded to whole images; one params file fits data of any size) (null: all)", evaluated=True),
     "val_subset": Param(
-        SUBSET,
-        None,
-        "monitor each epoch on a stratified subset of this many validation images, or this fraction of them "
-        "(null: all)",
-    ),
+        SUBSET, None, "monitor each epoch on a stratified subset of this many validation images, or this fraction of "
+        "them (null: all)"),
     "seeds": Param(
         {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1, "uniqueItems": True}, [0],
         "one training run per seed (weights, subsets, order, augmentation, dropout), each its own stage; "
         "the report gives mean and std over them", role="runs"),
     "bn_recalibration": Param(
-        {"type": "boolean"}, True,
-        "after training, set BatchNorm moving statistics to their average over the training images "
-        "(weights untouched), and score each epoch's validation pass with statistics recalibrated on 512 "
-        "of them; no effect on models without trainable BatchNorm",
-    ),
+        {"type": "boolean"}, True, "after training, set BatchNorm moving statistics to their average over the training "
+        "images (weights untouched), and score each epoch's validation pass with statistics recalibrated on 512 "
+        "of them; no effect on models without trainable BatchNorm"),
     "train_eval_images": Param(
         {"type": ["integer", "null"], "minimum": 10}, 1000,
         "evaluate also scores a stratified subset of this many of the images the model trained on, in "
@@ -125,16 +114,14 @@ COMMON: dict[str, Param] = {
         "highest instruction set oneDNN's CPU kernels may use (ONEDNN_MAX_CPU_ISA): a fixed set makes "
         "different x86-64 CPUs run the same kernels; 'native' uses the best the CPU has", evaluated=True),
     "op_determinism": Param(
-        {"type": "boolean"}, True, "tf.config.experimental.enable_op_determinism: deterministic kernels only",
-    ),
+        {"type": "boolean"}, True, "tf.config.experimental.enable_op_determinism: deterministic kernels only"),
     "threads": Param(
         {"type": "integer", "minimum": 1}, 4,
         "CPU threads of the train and evaluate jobs (Snakemake caps them at --cores). Graph building is "
         "single-threaded, so on few cores 1 lets two DenseNet jobs overlap", evaluated=True),
     "run_eagerly": Param(
-        {"type": "boolean"}, False,
-        "skip TensorFlow graph building (about a minute for a DenseNet): faster for a handful of steps, "
-        "as on the embedded sample; far slower for real training", evaluated=True),
+        {"type": "boolean"}, False, "skip TensorFlow graph building (about a minute for a DenseNet): faster for a "
+        "handful of steps, as on the embedded sample; far slower for real training", evaluated=True),
     "mixed_precision": Param({"type": "boolean"}, False, "mixed_float16 on a GPU (ignored on CPU)"),
     "xla": Param({"type": "boolean"}, False, "XLA-compile the training step on a GPU (ignored on CPU)"),
     "runtime_min": Param({"type": "integer", "minimum": 1}, 60, "cluster wall-time request of training, minutes", role="scheduling"),
@@ -144,19 +131,13 @@ COMMON: dict[str, Param] = {
 
 
 def experiment_schema(experiment: Experiment) -> dict:
-    properties = {}
-    for key, param in COMMON.items():
-        properties[key] = {**param.schema, "default": experiment.defaults.get(key, param.default),
-                           "description": param.description}
-    for key, prop in experiment.extra.items():
-        properties[key] = {**prop, "default": experiment.defaults.get(key, prop["default"])}
-    return {
-        "type": "object",
-        "description": f"experiment {experiment.name}: {experiment.model} ({experiment.kind}) on {experiment.dataset}",
-        "additionalProperties": False,
-        "default": {},
-        "properties": properties,
-    }
+    common = {key: {**param.schema, "default": param.default, "description": param.description}
+              for key, param in COMMON.items()}
+    properties = {key: {**prop, "default": experiment.defaults.get(key, prop["default"])}
+                  for key, prop in {**common, **experiment.extra}.items()}
+    description = f"experiment {experiment.name}: {experiment.model} ({experiment.kind}) on {experiment.dataset}"
+    return {"type": "object", "description": description, "additionalProperties": False, "default": {},
+            "properties": properties}
 
 
 def check_params(experiment: Experiment, section: dict, where: str) -> None:
@@ -166,28 +147,26 @@ def check_params(experiment: Experiment, section: dict, where: str) -> None:
         raise PipelineError(f"{where}.train_subset: {section['train_subset']} is too few for {section['kfold']} folds")
 
 
-def section_keys(experiment: Experiment) -> list[str]:
-    return [*COMMON, *experiment.extra]
-
-
 def keys_with(role: str) -> tuple[str, ...]:
     return tuple(key for key, param in COMMON.items() if param.role == role)
 
 
+def _decides_result(key: str) -> bool:
+    """A section's own keys, and the common ones whose role is ``result``, decide a training run's result."""
+    return key not in COMMON or COMMON[key].role == "result"
+
+
 def result_keys(experiment: Experiment) -> list[str]:
-    """The keys of a section a training run's result depends on: its own keys, and the common
-    ones whose role is ``result``."""
-    return [key for key in section_keys(experiment) if key not in COMMON or COMMON[key].role == "result"]
+    return [key for key in [*COMMON, *experiment.extra] if _decides_result(key)]
+
+
+def result_params(section: dict) -> dict:
+    return {key: value for key, value in section.items() if _decides_result(key)}
 
 
 def evaluation_keys() -> list[str]:
     """The keys of a section the evaluate stage reads."""
     return [key for key, param in COMMON.items() if param.evaluated]
-
-
-def result_params(section: dict) -> dict:
-    """The values of a section a training run's result depends on."""
-    return {key: value for key, value in section.items() if key not in COMMON or COMMON[key].role == "result"}
 
 
 # --- the paper's experiments (their figures and titles: imgclf.paper) -------------------------
@@ -196,89 +175,54 @@ def result_params(section: dict) -> dict:
 # 5x5 convolutions 35-40 % of their speed (DenseNet-121: 1 %, the CIFAR CNN: 14 %), more than the
 # 15 % a machine-independent default may cost, so the seed CNNs use the CPU's best kernels
 _SEED_CNN_ISA = {"cpu_isa": "native"}
-_STEM = {
-    "stem": {
-        "type": "string",
-        "enum": ["imagenet", "small"],
-        "default": "imagenet",
-        "description": "'imagenet': 7x7/2 conv + 3x3/2 pool; 'small': 3x3/1 conv, no pooling (suited to 32x32)",
-    }
-}
+_STEM = {"stem": {
+    "type": "string", "enum": ["imagenet", "small"], "default": "imagenet",
+    "description": "'imagenet': 7x7/2 conv + 3x3/2 pool; 'small': 3x3/1 conv, no pooling (suited to 32x32)"}}
 
+for _name in ("seed_cnn", "seed_cnn_hwc"):
+    register(Experiment(_name, _name, "imagenet200",
+                        defaults={"epochs": 30, "learning_rate": 5e-4, "runtime_min": 30, **_SEED_CNN_ISA}))
 register(Experiment(
-    "seed_cnn", "seed_cnn", "imagenet200",
-    defaults={"epochs": 30, "learning_rate": 5e-4, "runtime_min": 30, **_SEED_CNN_ISA},
-))
-register(Experiment(
-    "seed_cnn_hwc", "seed_cnn_hwc", "imagenet200",
-    defaults={"epochs": 30, "learning_rate": 5e-4, "runtime_min": 30, **_SEED_CNN_ISA},
-))
-register(Experiment(
-    "autokeras", "autokeras", "imagenet200",
-    kind="autokeras",
+    "autokeras", "autokeras", "imagenet200", kind="autokeras",
     defaults={"train_subset": 10000, "epochs": 10, "runtime_min": 240},
     extra={
         "max_trials": {"type": "integer", "minimum": 1, "default": 5, "description": "AutoKeras trials (paper: 5)"},
         "block_type": {
-            "type": ["string", "null"],
-            "enum": ["vanilla", "resnet", "xception", "efficient", None],
+            "type": ["string", "null"], "enum": ["vanilla", "resnet", "xception", "efficient", None],
             "default": "vanilla",
             "description": "restrict the search to one ImageBlock type; null searches all (ResNet50/EfficientNetB7 "
-            "at 224x224: impractical on CPU)",
-        },
-        "tuner": {
-            "type": "string", "enum": ["greedy", "random", "bayesian", "hyperband"], "default": "greedy",
-            "description": "keras-tuner search algorithm",
-        },
+            "at 224x224: impractical on CPU)"},
+        "tuner": {"type": "string", "enum": ["greedy", "random", "bayesian", "hyperband"], "default": "greedy",
+                  "description": "keras-tuner search algorithm"},
     },
 ))
+register(Experiment("alexnet32", "alexnet32", "imagenet200", defaults={"epochs": 30, "runtime_min": 30}))
+for _depth, _runtime in {121: 240, 169: 300, 201: 360, 161: 600}.items():
+    register(Experiment(f"densenet{_depth}", f"densenet{_depth}", "imagenet200", extra=_STEM,
+                        defaults={"epochs": 30, "runtime_min": _runtime, "mem_mb": 16000}))
+register(Experiment("densenet121_small_stem", "densenet121", "imagenet200", extra=_STEM,
+                    defaults={"epochs": 30, "stem": "small", "runtime_min": 900, "mem_mb": 16000}))
+register(Experiment("cifar_base_cnn", "cifar_cnn", "cifar10",
+                    defaults={"epochs": 30, "augment_flip": True, "augment_crop": 4, "runtime_min": 30}))
 register(Experiment(
-    "alexnet32", "alexnet32", "imagenet200",
-    defaults={"epochs": 30, "runtime_min": 30},
-))
-for _depth in (121, 169, 201, 161):
-    register(Experiment(
-        f"densenet{_depth}", f"densenet{_depth}", "imagenet200",
-        defaults={"epochs": 30, "runtime_min": {121: 240, 169: 300, 201: 360, 161: 600}[_depth], "mem_mb": 16000},
-        extra=_STEM,
-    ))
-register(Experiment(
-    "densenet121_small_stem", "densenet121", "imagenet200",
-    defaults={"epochs": 30, "stem": "small", "runtime_min": 900, "mem_mb": 16000},
-    extra=_STEM,
-))
-register(Experiment(
-    "cifar_base_cnn", "cifar_cnn", "cifar10",
-    defaults={"epochs": 30, "augment_flip": True, "augment_crop": 4, "runtime_min": 30},
-))
-register(Experiment(
-    "cifar_densenet201_transfer", "densenet201",
-    "cifar10", kind="transfer",
-    upstream="densenet201",
+    "cifar_densenet201_transfer", "densenet201", "cifar10", kind="transfer", upstream="densenet201",
     defaults={"epochs": 10, "runtime_min": 60},
-    extra={
-        "weights": {
-            "type": "string", "default": "pipeline",
-            "description": "'pipeline': the DenseNet-201 trained in experiment densenet201; 'imagenet': Keras' "
-            "download and cache; or a path to a local DenseNet-201 no-top weights file",
-        },
-    },
+    extra={"weights": {
+        "type": "string", "default": "pipeline",
+        "description": "'pipeline': the DenseNet-201 trained in experiment densenet201; 'imagenet': Keras' "
+        "download and cache; or a path to a local DenseNet-201 no-top weights file"}},
 ))
 register(Experiment(
-    "cifar_densenet201_finetune", "densenet201",
-    "cifar10", kind="finetune",
-    upstream="cifar_densenet201_transfer",
+    "cifar_densenet201_finetune", "densenet201", "cifar10", kind="finetune", upstream="cifar_densenet201_transfer",
     defaults={"epochs": 5, "runtime_min": 120},
     extra={
         "lr_factor": {
             "type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.1,
-            "description": "fine-tuning learning rate = learning_rate (the from-scratch rate) x lr_factor",
-        },
+            "description": "fine-tuning learning rate = learning_rate (the from-scratch rate) x lr_factor"},
         "unfreeze_from": {
             "type": "string", "default": "conv5_block1_",
             "description": "layers from the first whose name starts with this prefix on are trainable "
-            "(BatchNormalization stays frozen)",
-        },
+            "(BatchNormalization stays frozen)"},
         "kfold": {"type": "integer", "minimum": 2, "default": 5, "description": "k of the k-fold cross-validation"},
     },
 ))

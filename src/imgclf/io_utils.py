@@ -4,8 +4,6 @@ Temporaries are hidden siblings of the output named after it and the writing pro
 (``.<name>.<pid>.<random>``): a run removes those of its own output that a killed run left behind
 (their process is gone), and a full disk ends in one line naming the output, not a traceback."""
 
-from __future__ import annotations
-
 import contextlib
 import errno
 import json
@@ -93,9 +91,6 @@ def write_json(path: str | os.PathLike, data) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-_RENAME_EXCHANGE = 2  # linux/fs.h
-
-
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
     import ctypes
@@ -104,8 +99,8 @@ def _exchange(a: Path, b: Path) -> bool:
         renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):
         return False
-    at_fdcwd = -100
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+    at_fdcwd, rename_exchange = -100, 2  # linux/fcntl.h, linux/fs.h
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
         return True
     err = ctypes.get_errno()
     if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):

@@ -17,8 +17,6 @@ a non-float32 variable, gradient accumulation) the Keras update runs unchanged. 
 difference: the kernels form ``1 - b1`` in float32 where Keras forms it in float64 and rounds, a
 difference in the last bit of each step's factors."""
 
-from __future__ import annotations
-
 import keras
 
 
@@ -63,8 +61,7 @@ class FusedAdamW(_FusedAdamUpdate, keras.optimizers.AdamW):
 
 @keras.saving.register_keras_serializable(package="imgclf")
 class FusedSGD(keras.optimizers.SGD):
-    """``keras.optimizers.SGD``; with momentum, each variable updated by one
-    ``ResourceApplyKerasMomentum``."""
+    """``keras.optimizers.SGD``; with momentum, each variable updated by one ``ResourceApplyKerasMomentum``."""
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         import tensorflow as tf

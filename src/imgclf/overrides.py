@@ -2,8 +2,6 @@
 ``--configfile``/``--config`` (what its ``config`` holds that differs from params.yaml), as
 {dotted key: value}; ``config.load`` applies them before validating."""
 
-from __future__ import annotations
-
 import copy
 import json
 from typing import Any
@@ -12,12 +10,12 @@ import yaml
 
 from imgclf.errors import PipelineError
 
+
 def apply_overrides(raw: Any, overrides: dict, origin: str) -> Any:
     """A copy of ``raw`` with each dotted key set to its value (sections created as needed)."""
     result = copy.deepcopy(raw)
     for key, value in overrides.items():
-        node = result
-        parts = key.split(".")
+        node, parts = result, key.split(".")
         for part in parts[:-1]:
             if not isinstance(node, dict):
                 break
@@ -55,9 +53,7 @@ def config_overrides(config: dict, raw_file: Any) -> dict:
     params.yaml's value there is a string too (``optimizer=sgd`` stays "sgd", ``epochs=3`` is 3)."""
 
     def typed(value, current):
-        if isinstance(value, str):
-            if isinstance(current, str):
-                return value
+        if isinstance(value, str) and not isinstance(current, str):
             return yaml.safe_load(value) if value.strip() else None
         if isinstance(value, list):
             return [typed(item, None) for item in value]

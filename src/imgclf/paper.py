@@ -2,8 +2,6 @@
 (fractions, not percent; None where it is silent). Only the report reads this module, so editing a
 note or a title reruns the report alone."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 
 

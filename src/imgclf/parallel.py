@@ -4,8 +4,6 @@ The function may close over anything (an open archive's memory map, a shared out
 forked workers inherit it and the items; only item indices go to them and only results (or an
 exception) come back through a queue."""
 
-from __future__ import annotations
-
 import multiprocessing
 import queue
 from collections.abc import Callable, Sequence

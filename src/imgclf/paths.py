@@ -1,8 +1,6 @@
 """Where every stage reads and writes: one function per kind of path, used by the stage table,
 the Snakemake rules, the report and the tests (dvc.yaml spells the same patterns out)."""
 
-from __future__ import annotations
-
 import os
 
 PARAMS_FILE = "params.yaml"
@@ -10,8 +8,6 @@ PACKAGE = "src/imgclf"
 RESOLVED_DIR = "config/resolved"  # check_params' output: each stage's params, defaults filled in
 RUNS_FILE = "config/runs.yaml"  # dvc.yaml's vars: the stages of each family that params.yaml asks for
 REPORT_OUTS = ["reports/results.md", "reports/results.csv", "reports/figures"]
-
-
 RAW_DIR = "data/raw"
 PART_MAX_AGE_S = 7 * 24 * 3600  # `imgclf tidy` removes a partial download this old, even of a selected source
 

@@ -2,8 +2,6 @@
 paper's figures (markdown + CSV), with a sanity flag per row, and PNG plots: learning curves,
 accuracy against the paper (same-task figures only), confusion matrices."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 
@@ -103,16 +101,12 @@ def collect(metrics_dir: Path, params: dict, eval_dir: Path) -> pd.DataFrame:
         if used != [named]:
             problems.insert(0, f"evaluated on data prepared from {', '.join(used)}, not from {named} as params say "
                                "(rerun the pipeline)")
-        row.update({
+        rows.append(row | {
             "chance_top1": first["chance_top1"], "top_class_share": max(m["top_class_share"] for m in per_seed),
             "flag": "; ".join(problems), "params": first["params"], "epochs": first["epochs"],
-            "train_images": first["train_images"],
-            "cv_top1_mean": first.get("cv_top1_mean"), "cv_top1_std": first.get("cv_top1_std"),
-            "paper_top1": printed.top1, "paper_top5": printed.top5,
-            "paper_params_m": printed.params_m, "paper_same_task": printed.same_task,
-            "paper_note": printed.note,
-        })
-        rows.append(row)
+            "train_images": first["train_images"], "cv_top1_mean": first.get("cv_top1_mean"),
+            "cv_top1_std": first.get("cv_top1_std"), "paper_top1": printed.top1, "paper_top5": printed.top5,
+            "paper_params_m": printed.params_m, "paper_same_task": printed.same_task, "paper_note": printed.note})
     return pd.DataFrame(rows)
 
 
@@ -170,6 +164,11 @@ def _plots(table: pd.DataFrame, params: dict, live_dir: Path, eval_dir: Path, ou
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def save(fig, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=80)
+        plt.close(fig)
+
     names = list(table["experiment"])
     columns = min(4, max(1, len(names)))
     grid_rows = -(-len(names) // columns)
@@ -182,11 +181,9 @@ def _plots(table: pd.DataFrame, params: dict, live_dir: Path, eval_dir: Path, ou
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("epoch")
         ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in axes.flat[len(names):]:
         ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(out / "learning_curves.png", dpi=80)
-    plt.close(fig)
+    save(fig, "learning_curves.png")
 
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(names)), 4.5))
     x = np.arange(len(names))
@@ -201,15 +198,12 @@ def _plots(table: pd.DataFrame, params: dict, live_dir: Path, eval_dir: Path, ou
         if row.flag:
             ax.annotate("⚠", (index - 0.27, 100 * row.top1), ha="center", va="bottom", color="red", fontsize=14)
     ax.set_xticks(x, names, rotation=45, ha="right", fontsize=8)
-    ax.set_ylabel("top-1 accuracy %")
-    ax.set_ylim(0, max(10.0, 1.15 * top))
+    ax.set(ylabel="top-1 accuracy %", ylim=(0, max(10.0, 1.15 * top)))
     flagged = [row.experiment for row in table.itertuples() if row.flag]
     ax.set_title("⚠ = check column of results.md: " + ", ".join(flagged) if flagged else "no run flagged", fontsize=8,
                  color="red" if flagged else "black")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "accuracy.png", dpi=80)
-    plt.close(fig)
+    save(fig, "accuracy.png")
 
     for name in names:
         seed = params[name]["seeds"][0]
@@ -218,12 +212,9 @@ def _plots(table: pd.DataFrame, params: dict, live_dir: Path, eval_dir: Path, ou
         fig, ax = plt.subplots(figsize=(5, 4.5))
         image = ax.imshow(rates, cmap="viridis", vmin=0, vmax=1)
         ax.set_title(f"{name} seed {seed}: confusion (row-normalised)", fontsize=9)
-        ax.set_xlabel("predicted class")
-        ax.set_ylabel("actual class")
+        ax.set(xlabel="predicted class", ylabel="actual class")
         fig.colorbar(image, ax=ax)
-        fig.tight_layout()
-        fig.savefig(out / f"confusion_{name}.png", dpi=80)
-        plt.close(fig)
+        save(fig, f"confusion_{name}.png")
 
 
 def run(metrics_dir: str | Path, live_dir: str | Path, eval_dir: str | Path, out_dir: str | Path,

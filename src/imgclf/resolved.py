@@ -3,13 +3,11 @@ params are written out with their values, defaults filled in, one JSON file per 
 (``config/resolved/<kind>/<name>.json``) holding exactly what changes its result. Each stage of
 dvc.yaml depends on its own file; the Snakemake rules track the same values as params. So a
 changed value, stated in params.yaml or left to a default in the registry, reruns exactly the
-stages that read it, and editing a registry entry reruns only the experiments whose values change.
+stages that read it.
 
 The run list (``config/runs.yaml``, dvc.yaml's vars) is written by ``imgclf runs``; both engines
 refuse to start while it is out of date with params.yaml. ``imgclf record STAGE...`` records the
 stages a Snakemake run ran in dvc.lock, these files included (Snakemake's ``onsuccess``)."""
-
-from __future__ import annotations
 
 import json
 import os
@@ -19,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from imgclf import datasets, experiments, paths, stages
+from imgclf import experiments, paths, stages
 from imgclf.errors import PipelineError
 from imgclf.io_utils import write_text
 
@@ -33,15 +31,12 @@ def stage_values(params: dict) -> dict[str, dict]:
     return values
 
 
-def texts(params: dict) -> dict[str, str]:
-    return {path: json.dumps(value, indent=2, sort_keys=True) + "\n" for path, value in stage_values(params).items()}
-
-
 def write_checked(params: dict, resolved_dir: str = paths.RESOLVED_DIR) -> None:
     """check_params' output: each stage's resolved file, written only where its bytes differ (no
     needless new file time); files of stages no longer asked for are removed."""
     root = Path(resolved_dir)
-    wanted = {root / Path(path).relative_to(paths.RESOLVED_DIR): text for path, text in texts(params).items()}
+    wanted = {root / Path(path).relative_to(paths.RESOLVED_DIR): json.dumps(value, indent=2, sort_keys=True) + "\n"
+              for path, value in stage_values(params).items()}
     for path, text in wanted.items():
         if not path.exists() or path.read_text() != text:
             write_text(path, text)
@@ -85,12 +80,10 @@ def record(params: dict, names: list[str]) -> str:
     # dvc commit moves outputs into its cache and links or copies them back: new file times. Put the
     # old ones back, or Snakemake would see inputs newer than outputs next time.
     times = {}
-    for name in names:
-        for out in table[name].outs:
-            top = Path(out)
-            for path in [top, *(top.rglob("*") if top.is_dir() else [])]:
-                if path.exists():
-                    times[path] = path.stat()
+    for top in (Path(out) for name in names for out in table[name].outs):
+        for path in [top, *(top.rglob("*") if top.is_dir() else [])]:
+            if path.exists():
+                times[path] = path.stat()
     result = subprocess.run(["dvc", "commit", "--force", "check_params", *names], capture_output=True, text=True)
     for path, stat in sorted(times.items(), key=lambda item: -len(item[0].parts)):  # files before their dirs
         if path.exists():

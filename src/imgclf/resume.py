@@ -10,14 +10,14 @@ epoch's validation pass with statistics recalibrated for that epoch's weights on
 training after it: the logged figures are what the model would score if training stopped there,
 and the training itself is the same as without the pass."""
 
-from __future__ import annotations
-
 import hashlib
 import json
 import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
+
+import numpy as np
 
 from imgclf import data as data_module
 from imgclf.batchnorm import Recalibration
@@ -31,19 +31,15 @@ HISTORY_FIELDS = ["epoch", "loss", "accuracy", "top5", "val_loss", "val_accuracy
 
 
 def _file_digest(path: Path) -> str:
-    digest = hashlib.md5()
     with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "md5").hexdigest()
 
 
 def fingerprint(name: str, result: dict, seed: int, data_dir: Path, upstream_dir: Path | None) -> str:
     """What a checkpoint belongs to: the experiment, its result params, the seed, the training and
     validation arrays and the upstream model, hashed."""
-    parts = {"experiment": name, "section": result, "seed": seed}
-    for split in ("train.npz", "val.npz"):
-        parts[split] = _file_digest(data_dir / split)
+    parts = {"experiment": name, "section": result, "seed": seed,
+             **{split: _file_digest(data_dir / split) for split in ("train.npz", "val.npz")}}
     if upstream_dir is not None:
         parts["upstream"] = _file_digest(upstream_dir / "model.keras")
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
@@ -64,14 +60,11 @@ def save_checkpoint(work: Path, epoch: int, model, rows: list[dict]) -> None:
     """Weights and optimizer state after ``epoch`` epochs (``epoch<NNNN>.npz``), then the state file
     that points at them (``state.json``), each written atomically: a kill at any moment leaves the
     last complete checkpoint."""
-    import numpy as np
-
     path = work / f"epoch{epoch:04d}.npz"
     arrays_ = {f"w{i}": v.numpy() for i, v in enumerate(model.weights)}
     arrays_.update({f"o{i}": v.numpy() for i, v in enumerate(model.optimizer.variables)})
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays_)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays_)
     write_json(work / "state.json", {"epoch": epoch, "checkpoint": path.name, "rows": rows})
     for old in work.glob("epoch*.npz"):
         if old != path:
@@ -80,15 +73,11 @@ def save_checkpoint(work: Path, epoch: int, model, rows: list[dict]) -> None:
 
 def load_checkpoint(work: Path, model) -> tuple[int, list[dict]]:
     """Restore the last complete checkpoint in ``work``; (0, []) when there is none."""
-    import numpy as np
-
     state_path = work / "state.json"
     if not state_path.exists():
         return 0, []
     state = json.loads(state_path.read_text())
     with np.load(work / state["checkpoint"]) as saved:
-        if not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
         weights, optimizer = model.weights, model.optimizer.variables
         if len(saved.files) != len(weights) + len(optimizer):
             raise PipelineError(f"{work}: checkpoint does not match the model (delete {work} to start over)")
@@ -100,17 +89,14 @@ def load_checkpoint(work: Path, model) -> tuple[int, list[dict]]:
     return state["epoch"], state["rows"]
 
 
-def fit(model, splits, section: dict, work: Path, seed: int, log, stream: tuple = (), prefix: str = "",
-        epochs: int | None = None, validation=True) -> list[dict]:
+def fit(model, splits, section: dict, work: Path, seed: int, log, stream: tuple = (), prefix: str = "") -> list[dict]:
     """Fit epoch by epoch, each epoch's randomness keyed by (seed, *stream, epoch), with a
     checkpoint after every epoch in ``work``, each epoch logged (``log``, under ``prefix``) once
     its checkpoint is written; return the history rows of every epoch."""
-    epochs = epochs or section["epochs"]
-    val_ds = data_module.dataset(splits.x_val, splits.y_val, section["batch_size"]) if validation else None
-    calibration = None
-    if validation and section["bn_recalibration"]:
-        calibration = Recalibration(model, splits.x_train, section["batch_size"], seed, section["run_eagerly"],
-                                    limit=VALIDATION_CALIBRATION_IMAGES)
+    epochs = section["epochs"]
+    val_ds = data_module.dataset(splits.x_val, splits.y_val, section["batch_size"])
+    calibration = Recalibration(model, splits.x_train, section["batch_size"], seed, section["run_eagerly"],
+                                limit=VALIDATION_CALIBRATION_IMAGES) if section["bn_recalibration"] else None
     done, rows = load_checkpoint(work, model)
     log.replay(rows, prefix)
     for epoch in range(done, epochs):
@@ -120,10 +106,9 @@ def fit(model, splits, section: dict, work: Path, seed: int, log, stream: tuple 
                                        section["augment_flip"], section["augment_crop"])
         started = time.perf_counter()
         logs = model.fit(train_ds, initial_epoch=epoch, epochs=epoch + 1, verbose=0).history
-        if val_ds is not None:
-            with calibration.applied() if calibration else nullcontext():
-                scores = model.evaluate(val_ds, verbose=0, return_dict=True)
-            logs.update({f"val_{name}": [value] for name, value in scores.items()})
+        with calibration.applied() if calibration else nullcontext():
+            scores = model.evaluate(val_ds, verbose=0, return_dict=True)
+        logs.update({f"val_{name}": [value] for name, value in scores.items()})
         row = {"epoch": epoch + 1, **{k: round(float(v[-1]), 6) for k, v in logs.items() if k in HISTORY_FIELDS},
                "seconds": round(time.perf_counter() - started, 3)}
         rows.append(row)

@@ -4,11 +4,10 @@ of the runtime (op determinism, seeds, GPU memory growth, mixed precision, XLA) 
 model is trained on. TensorFlow is imported inside the functions, after the instruction set is
 pinned."""
 
-from __future__ import annotations
-
 import os
 import platform
 import sys
+from contextlib import nullcontext, suppress
 from pathlib import Path
 
 from imgclf.errors import PipelineError
@@ -33,15 +32,13 @@ def pin_cpu_isa(isa: str) -> str | None:
 def cpu_description() -> dict:
     """CPU model and the instruction-set flags that decide which kernels oneDNN can pick."""
     model, flags = platform.processor() or platform.machine(), []
-    try:
+    with suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
                 model = line.split(":", 1)[1].strip()
             elif line.startswith("flags"):
                 flags = line.split(":", 1)[1].split()
                 break
-    except OSError:
-        pass
     wanted = ("sse4_1", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
               "avx512_bf16", "amx_tile", "avx_vnni")
     return {"cpu_model": model, "cpu_flags": " ".join(f for f in wanted if f in flags)}
@@ -51,11 +48,9 @@ def set_threads(threads: int) -> None:
     """TensorFlow's thread pools, sized to what Snakemake gave the job (no oversubscription)."""
     import tensorflow as tf
 
-    try:
+    with suppress(RuntimeError):  # TensorFlow already started in this process (tests): keep its pools
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
-    except RuntimeError:  # TensorFlow already started in this process (tests): keep its pools
-        pass
 
 
 def configure_runtime(threads: int, section: dict, seed: int) -> dict:
@@ -66,8 +61,6 @@ def configure_runtime(threads: int, section: dict, seed: int) -> dict:
     import keras
     import tensorflow as tf
 
-    from imgclf.seeding import seed_everything
-
     set_threads(threads)
     if section["op_determinism"]:
         tf.config.experimental.enable_op_determinism()
@@ -76,7 +69,9 @@ def configure_runtime(threads: int, section: dict, seed: int) -> dict:
         tf.config.experimental.set_memory_growth(gpu, True)
     mixed = bool(gpus) and section["mixed_precision"]
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
-    seed_everything(seed)
+    # Python's, NumPy's, TensorFlow's and Keras' seeds, before the first model is built: its initial
+    # weights depend on nothing else
+    keras.utils.set_random_seed(seed)
     return {"device": "GPU" if gpus else "CPU", "gpus": len(gpus), "mixed_precision": mixed,
             "xla": bool(gpus) and section["xla"], "threads": threads, "seed": seed,
             # what TensorFlow's pools really are (tests import TF first: then they are TF's defaults)
@@ -94,9 +89,7 @@ def distribution(section: dict):
     one GPU and more than one device is there (its GPUs where there are two or more, else the
     process's logical CPU devices where it has two or more), else None. ``batch_size`` stays the
     global batch, split evenly across the replicas, and the learning rate stays as set: the
-    numbers do not depend on how many GPUs a job got (``gpus`` is a scheduling key, not a result
-    one); to train with a larger global batch, raise ``batch_size`` and ``learning_rate``
-    together (the linear scaling rule)."""
+    numbers do not depend on how many GPUs a job got (docs/design.md, "GPUs")."""
     import tensorflow as tf
 
     if section["gpus"] <= 1:
@@ -119,6 +112,4 @@ def replicas(strategy) -> int:
 
 def model_scope(strategy):
     """Where a model and its optimizer are built: the strategy's scope, or nowhere special."""
-    import contextlib
-
-    return strategy.scope() if strategy is not None else contextlib.nullcontext()
+    return strategy.scope() if strategy is not None else nullcontext()

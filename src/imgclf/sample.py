@@ -6,8 +6,7 @@ phase, brightness and noise per image, so a CNN learns it but not from a single 
 at fixed positions: grayscale, CMYK and progressive JPEGs, an image that is not 64x64, and a PNG
 saved under a .JPEG name (ImageNet has one)."""
 
-from __future__ import annotations
-
+import functools
 import gzip
 import io
 import tarfile
@@ -20,18 +19,12 @@ from PIL import Image
 from imgclf.io_utils import atomic_path
 
 ROOT = "tiny-imagenet-200"
-TINY_CLASSES = 200
-TINY_TRAIN_PER_CLASS = 40
-TINY_VAL_PER_CLASS = 5
-TINY_TEST_IMAGES = 200
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR_TRAIN_PER_BATCH = 300  # x 5 batches
 CIFAR_TEST_IMAGES = 500
 _DATE = (2015, 1, 1, 0, 0, 0)
-_HUES = np.array(
-    [[230, 40, 40], [40, 200, 40], [40, 60, 230], [230, 210, 30], [210, 40, 210],
-     [30, 210, 210], [240, 130, 20], [120, 60, 20], [150, 150, 150], [110, 30, 200]], dtype=np.float32
-)
+_HUES = np.array([[230, 40, 40], [40, 200, 40], [40, 60, 230], [230, 210, 30], [210, 40, 210], [30, 210, 210],
+                  [240, 130, 20], [120, 60, 20], [150, 150, 150], [110, 30, 200]], dtype=np.float32)
 _PERIODS = (40.0, 24.0, 16.0, 12.0, 9.0)
 
 
@@ -55,28 +48,20 @@ def class_image(label: int, rng: np.random.Generator, size: int = 64, noise: flo
 
 def _encode(array: np.ndarray, odd: str | None) -> bytes:
     image = Image.fromarray(array)
-    buffer = io.BytesIO()
-    if odd == "gray":
-        image.convert("L").save(buffer, "JPEG", quality=90)
-    elif odd == "cmyk":
-        image.convert("CMYK").save(buffer, "JPEG", quality=90)
-    elif odd == "progressive":
-        image.save(buffer, "JPEG", quality=90, progressive=True)
+    if odd in ("gray", "cmyk"):
+        image = image.convert("L" if odd == "gray" else "CMYK")
     elif odd == "odd_size":
-        image.resize((72, 56), Image.Resampling.BILINEAR).save(buffer, "JPEG", quality=90)
-    elif odd == "png":
+        image = image.resize((72, 56), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    if odd == "png":
         image.save(buffer, "PNG")
     else:
-        image.save(buffer, "JPEG", quality=90)
+        image.save(buffer, "JPEG", quality=90, progressive=odd == "progressive")
     return buffer.getvalue()
 
 
+# the odd image of class ``label % 13`` (its first training image)
 _ODD = {0: "gray", 3: "cmyk", 5: "progressive", 7: "odd_size", 11: "png"}
-
-
-def _odd_case(label: int, index: int) -> str | None:
-    """The fixed positions of odd images: the first image of some classes."""
-    return _ODD.get(label % 13) if index == 0 else None
 
 
 def _add(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
@@ -85,16 +70,12 @@ def _add(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
     archive.writestr(info, data, compress_type=zipfile.ZIP_STORED)
 
 
-def make_tiny_imagenet(path: str | Path, seed: int = 0, classes: int = TINY_CLASSES,
-                       train_per_class: int = TINY_TRAIN_PER_CLASS, val_per_class: int = TINY_VAL_PER_CLASS,
-                       test_images: int = TINY_TEST_IMAGES, noise: float = 18.0) -> None:
+def make_tiny_imagenet(path: str | Path, seed: int = 0, classes: int = 200, train_per_class: int = 40,
+                       val_per_class: int = 5, test_images: int = 200, noise: float = 18.0) -> None:
     """Write a Tiny ImageNet-layout zip to ``path`` (atomically); the defaults make the embedded sample."""
     rng = np.random.default_rng(seed)
     wnids = [wnid(c) for c in range(classes)]
-
-    def image(label: int) -> np.ndarray:
-        return class_image(label, rng, noise=noise)
-
+    image = functools.partial(class_image, rng=rng, noise=noise)
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w") as archive:
         _add(archive, "wnids.txt", "".join(f"{w}\n" for w in wnids).encode())
         extra = [f"n{9000000 + i:08d}\tunused class {i}\n" for i in range(5)]
@@ -104,7 +85,8 @@ def make_tiny_imagenet(path: str | Path, seed: int = 0, classes: int = TINY_CLAS
             boxes = []
             for i in range(train_per_class):
                 name = f"{w}_{i}.JPEG"
-                _add(archive, f"train/{w}/images/{name}", _encode(image(label), _odd_case(label, i)))
+                odd = _ODD.get(label % 13) if i == 0 else None
+                _add(archive, f"train/{w}/images/{name}", _encode(image(label), odd))
                 boxes.append(f"{name}\t0\t0\t63\t63\n")
             _add(archive, f"train/{w}/{w}_boxes.txt", "".join(boxes).encode())
         annotations = []
@@ -132,22 +114,20 @@ def make_cifar10(path: str | Path, seed: int = 0) -> None:
     """Write a cifar-10-binary.tar.gz-layout tarball to ``path`` (atomically)."""
     rng = np.random.default_rng(seed + 1)
     members = {}
-    for batch in range(1, 6):
-        labels = np.arange(CIFAR_TRAIN_PER_BATCH) % 10
+    for name, images in [*((f"data_batch_{b}.bin", CIFAR_TRAIN_PER_BATCH) for b in range(1, 6)),
+                         ("test_batch.bin", CIFAR_TEST_IMAGES)]:
+        labels = np.arange(images) % 10
         rng.shuffle(labels)
-        members[f"data_batch_{batch}.bin"] = cifar_records(labels, rng)
-    test_labels = np.arange(CIFAR_TEST_IMAGES) % 10
-    rng.shuffle(test_labels)
-    members["test_batch.bin"] = cifar_records(test_labels, rng)
+        members[name] = cifar_records(labels, rng)
     members["batches.meta.txt"] = ("\n".join(CIFAR_CLASSES) + "\n\n").encode()
     members["readme.html"] = b"<meta HTTP-EQUIV=\"REFRESH\" content=\"0; url=http://www.cs.toronto.edu/~kriz/cifar.html\">\n"
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="", compresslevel=6) as gz:
-            with tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-                for name in ["batches.meta.txt", *[f"data_batch_{b}.bin" for b in range(1, 6)], "readme.html", "test_batch.bin"]:
-                    info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
-                    info.size, info.mtime, info.mode = len(members[name]), 1245000000, 0o644
-                    tar.addfile(info, io.BytesIO(members[name]))
+    with (atomic_path(path) as tmp, open(tmp, "wb") as raw,
+          gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="", compresslevel=6) as gz,
+          tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar):
+        for name in sorted(members):
+            info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
+            info.size, info.mtime, info.mode = len(members[name]), 1245000000, 0o644
+            tar.addfile(info, io.BytesIO(members[name]))
 
 
 # sample name (imgclf.datasets.SAMPLES) -> the function that writes its archive

@@ -2,27 +2,16 @@
 of a key (run seed, fold, epoch, ...), not of how long the process has run, so a resumed run
 draws what an undisturbed one would have drawn."""
 
-from __future__ import annotations
-
+import random
 import zlib
 
 import numpy as np
 
 
 def stream_seed(*key) -> int:
-    """A 31-bit seed for one random stream, a pure function of its key (e.g. run seed, fold, epoch):
-    the same key gives the same numbers in any process, so a resumed run draws what an undisturbed
-    one would have drawn."""
+    """A 31-bit seed for one random stream, a pure function of its key (e.g. run seed, fold, epoch)."""
     parts = [part if isinstance(part, int) else zlib.crc32(str(part).encode()) for part in key]
     return int(np.random.SeedSequence(parts).generate_state(1)[0] >> 1)
-
-
-def seed_everything(seed: int) -> None:
-    """The process-wide seeds (Python's, NumPy's, TensorFlow's and Keras'), from
-    the run seed, before the first model is built: its initial weights depend on nothing else."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
 
 
 def reseed(model, *key) -> None:
@@ -32,8 +21,6 @@ def reseed(model, *key) -> None:
     a resumed epoch would drop other units than the undisturbed one. TensorFlow's global seed is
     left alone: it is part of every traced function's cache key, and a new one each epoch would
     trace the train and test steps again (a minute for a DenseNet)."""
-    import random
-
     from keras.src.backend.common import global_state
 
     random.seed(stream_seed(*key, "python"))

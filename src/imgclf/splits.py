@@ -2,8 +2,6 @@
 subsets of a run. Pure functions of labels and seeds (images are only indexed, no I/O): the
 numbers of every experiment depend on them, so they are property-tested and mutation-tested."""
 
-from __future__ import annotations
-
 import numpy as np
 from sklearn.model_selection import train_test_split
 
@@ -14,14 +12,12 @@ def select_classes(available: list[str], n_classes: int, method: str, seed: int,
     """The sorted class subset: a seeded draw of ``n_classes`` or exactly ``wnids``."""
     available = sorted(available)
     if method == "list":
-        missing = sorted(set(wnids) - set(available))
-        if missing:
+        if missing := sorted(set(wnids) - set(available)):
             raise PipelineError(f"data.imagenet200.wnids: not in the source: {', '.join(missing[:5])}")
         return sorted(wnids)
     if n_classes > len(available):
-        raise PipelineError(
-            f"data.imagenet200.n_classes: {n_classes} requested but the source has only {len(available)} classes"
-        )
+        raise PipelineError(f"data.imagenet200.n_classes: {n_classes} requested but the source has only "
+                            f"{len(available)} classes")
     if n_classes == len(available):
         return available
     chosen = np.random.default_rng(seed).choice(len(available), size=n_classes, replace=False)
@@ -31,8 +27,7 @@ def select_classes(available: list[str], n_classes: int, method: str, seed: int,
 def stratified_split(labels: np.ndarray, fraction: float | int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (kept, held out), each sorted, with ``fraction`` of every class held out (an int:
     that many images in all, spread over the classes in proportion)."""
-    indices = np.arange(len(labels))
-    kept, held = train_test_split(indices, test_size=fraction, stratify=labels, random_state=seed)
+    kept, held = train_test_split(np.arange(len(labels)), test_size=fraction, stratify=labels, random_state=seed)
     return np.sort(kept), np.sort(held)
 
 
@@ -54,10 +49,8 @@ def check_classes(labels: np.ndarray, classes: list[str], what: str) -> None:
 def check_carve(labels: np.ndarray, fraction: float, what: str) -> None:
     counts = np.bincount(labels)
     if counts.min() * fraction < 1:
-        raise PipelineError(
-            f"data.val_fraction: {fraction} leaves class {int(counts.argmin())} of {what} "
-            f"({int(counts.min())} images) with no held-out image"
-        )
+        raise PipelineError(f"data.val_fraction: {fraction} leaves class {int(counts.argmin())} of {what} "
+                            f"({int(counts.min())} images) with no held-out image")
 
 
 def subset_size(size: int | float | None, available: int) -> int | None:
@@ -104,9 +97,8 @@ def _subset_indices(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     # scikit-learn rounds a small class's share down to none (e.g. 2 of 8 images, one class of 2):
     # one image of every class, the rest drawn in proportion to what each class has left
     rng = np.random.default_rng(seed)
-    quota = np.ones(len(classes), int)
     share = (counts - 1) * (size - len(classes)) / (len(labels) - len(classes))
-    quota += np.floor(share).astype(int)
+    quota = 1 + np.floor(share).astype(int)
     quota[np.argsort(-(share - np.floor(share)), kind="stable")[: size - quota.sum()]] += 1
     picks = [rng.choice(np.flatnonzero(labels == c), q, replace=False) for c, q in zip(classes, quota)]
     return np.sort(np.concatenate(picks))

@@ -3,8 +3,6 @@ stage), the command with its explicit paths, what it reads and writes, and the p
 depends on. The Snakemake rules run these commands on these files; ``config/runs.yaml`` (dvc.yaml's
 vars) lists the same stages per family, so both engines run the same commands."""
 
-from __future__ import annotations
-
 import functools
 import os
 import shlex
@@ -79,13 +77,6 @@ def used_datasets(params: dict) -> list[str]:
     return [dataset for dataset in datasets.DATASETS if dataset in used]
 
 
-def prepare_source(dataset: str, params: dict) -> str:
-    """What a data set's prepare stage reads: the downloaded archive, or a folder source's path."""
-    _, entry = datasets.source_of(dataset, params["data"])
-    suffix = datasets.LAYOUTS[entry["layout"]].suffix
-    return entry["path"] if suffix is None else paths.raw_archive(dataset, suffix)
-
-
 def source_listings(params: dict, origin: str) -> dict[str, str]:
     """Check that every selected source given by ``path`` exists, and scan each folder source
     (``sources.tree.scan``: one line naming any entry it refuses); return each folder-sourced data
@@ -143,10 +134,10 @@ def stage_list(params: dict, overrides: dict | None = None) -> list[Stage]:
         item = {"out": out, **({"sample": datasets.sample_archive(sample)} if sample else {})}
         table.append(Stage("download_sample" if sample else "download", dataset, ["download", dataset, "--out", out],
                            [item["sample"]] if sample else [], [out], item, paths.resolved_file("download", dataset)))
-    for dataset in used:
-        source = prepare_source(dataset, params)
-        layout = datasets.LAYOUTS[entries[dataset]["layout"]]
+    for dataset, entry in entries.items():
+        layout = datasets.LAYOUTS[entry["layout"]]
         in_place = layout.suffix is None  # a folder: scanned by prepare itself, never hashed by DVC
+        source = entry["path"] if in_place else paths.raw_archive(dataset, layout.suffix)  # or the downloaded archive
         table.append(Stage("prepare_folder" if in_place else "prepare", dataset,
                            ["prepare", dataset, "--source", source, "--out", paths.prepared(dataset)],
                            [] if in_place else [source], [paths.prepared(dataset)],

@@ -1,17 +1,14 @@
-"""The train stage: one registered experiment -> ``models/<name>/seed<N>/`` (model.keras,
-train.json), written atomically, and its per-epoch logs as it trains (DVCLive files and
-TensorBoard events, ``imgclf.training_log``). A killed run resumes from its last completed epoch
-(``imgclf.resume``).
+"""The train stage: one registered experiment -> ``models/<name>/seed<N>/`` (model.keras, train.json),
+written atomically, and its per-epoch logs as it trains (DVCLive files and TensorBoard events,
+``imgclf.training_log``). A killed run resumes from its last completed epoch (``imgclf.resume``).
 
-Each experiment kind has a trainer: it takes a ``TrainJob`` and returns what it trained as a
-``Trained``; ``run`` does what every kind shares (runtime, data, resume directory, BatchNorm
-statistics, the output)."""
-
-from __future__ import annotations
+Each experiment kind has a trainer (``TRAINERS``): a ``TrainJob`` in, what it trained out (``Trained``);
+``run`` does what every kind shares (runtime, data, resume directory, BatchNorm statistics, the output)."""
 
 import json
 import shutil
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -22,19 +19,18 @@ from imgclf.errors import PipelineError
 from imgclf.io_utils import atomic_dir, write_json
 from imgclf.resume import HISTORY_FIELDS, fingerprint, fit, resume_dir
 from imgclf.runtime import configure_runtime, distribution, model_scope, replicas
+from imgclf.training_log import TrainingLog
 
 if TYPE_CHECKING:
     from imgclf.experiments import Experiment
-    from imgclf.training_log import TrainingLog
 
 
 @dataclass(frozen=True)
 class TrainJob:
-    """What a trainer trains: the experiment and its params section, the data, the runtime
-    (``configure_runtime``'s facts: ``seed``, ``xla``, ...), the distribution strategy (None: one
-    device), the resume directory, the upstream model's directory and the per-epoch log."""
+    """What a trainer trains. ``runtime`` holds ``configure_runtime``'s facts (``seed``, ``xla``, ...);
+    ``strategy`` is the distribution strategy (None: one device); ``work`` the resume directory."""
 
-    experiment: Experiment
+    experiment: "Experiment"
     section: dict
     splits: data_module.Splits
     runtime: dict
@@ -56,8 +52,7 @@ class Trained:
 
 
 def make_optimizer(section: dict, learning_rate: float, steps: int):
-    """The experiment's optimizer: Keras' Adam, AdamW and SGD with fused per-variable updates
-    (``imgclf.optimizers``), Keras' RMSprop as it is."""
+    """Adam, AdamW or SGD with fused per-variable updates (``imgclf.optimizers``), or Keras' RMSprop."""
     import keras
 
     from imgclf import optimizers
@@ -79,22 +74,14 @@ def compile_model(model, section: dict, runtime: dict, learning_rate: float, ste
     (15 s of tracing)."""
     import keras
 
-    model.compile(
-        optimizer=make_optimizer(section, learning_rate, steps),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")],
-        jit_compile=runtime["xla"],
-        run_eagerly=section.get("run_eagerly", False),
-    )
+    model.compile(optimizer=make_optimizer(section, learning_rate, steps), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")],
+                  jit_compile=runtime["xla"], run_eagerly=section.get("run_eagerly", False))
     model.optimizer.build(model.trainable_variables)
 
 
-def steps_for(splits, section: dict, epochs: int | None = None) -> int:
-    return -(-len(splits.y_train) // section["batch_size"]) * (epochs or section["epochs"])
-
-
-
-# --- trainers, one per experiment kind -----------------------------------------------------
+def steps_for(splits, section: dict) -> int:
+    return -(-len(splits.y_train) // section["batch_size"]) * section["epochs"]
 
 
 def train_keras(job: TrainJob) -> Trained:
@@ -133,8 +120,7 @@ def train_finetune(job: TrainJob) -> Trained:
 
     from imgclf.models import transfer
 
-    section, splits, work, log = job.section, job.splits, job.work, job.log
-    seed = job.runtime["seed"]
+    section, splits, work, log, seed = job.section, job.splits, job.work, job.log, job.runtime["seed"]
     rate = section["learning_rate"] * section["lr_factor"]
     # one model, compiled (and so traced) once: every fold and the final fit restart from the
     # transfer model's weights with a fresh optimizer state, instead of paying the graph build again
@@ -180,7 +166,7 @@ TRAINERS: dict[str, Callable[[TrainJob], Trained]] = {
 }
 
 
-def run(experiment: Experiment, data_dir: str | Path, out_dir: str | Path, section: dict, result: dict,
+def run(experiment: "Experiment", data_dir: str | Path, out_dir: str | Path, section: dict, result: dict,
         threads: int, seed: int, upstream_dir: str | Path | None = None, live_dir: str | Path | None = None,
         tensorboard_dir: str | Path | None = None, timings_path: str | Path | None = None) -> dict:
     """Train ``experiment`` (an ``imgclf.experiments.Experiment``, with its params ``section``, of
@@ -188,8 +174,6 @@ def run(experiment: Experiment, data_dir: str | Path, out_dir: str | Path, secti
     logs go to ``live_dir`` (DVCLive) and ``tensorboard_dir``, and how long it took to
     ``timings_path``, where given (the model directory holds results only). Returns train.json's
     record with the timings."""
-    from imgclf.training_log import TrainingLog
-
     name = experiment.name
     data_dir = Path(data_dir)
     upstream_dir = Path(upstream_dir) if upstream_dir else None
@@ -246,8 +230,6 @@ def save_model(model, path: Path) -> None:
     metadata.json and the weights' zip entry, and numbers objects shared between layers by their
     memory address in config.json: the date is taken out, zip entries are dated 1980-01-01, and
     shared objects are numbered in order of appearance."""
-    import zipfile
-
     numbers: dict[int, int] = {}
 
     def renumber(node):

@@ -10,8 +10,7 @@ resumed hold the same steps and values as an undisturbed run's: no epoch twice, 
 per-epoch wall time is left out of these logs (it is in ``train.json``), so the DVCLive files are
 byte-identical too."""
 
-from __future__ import annotations
-
+import csv
 import os
 import shutil
 from pathlib import Path
@@ -50,13 +49,6 @@ class TrainingLog:
             self.tensorboard_dir = Path(tensorboard_dir)
             shutil.rmtree(self.tensorboard_dir, ignore_errors=True)
 
-    def _writer(self, subdir: str):
-        import tensorflow as tf
-
-        if subdir not in self.writers:
-            self.writers[subdir] = tf.summary.create_file_writer(str(self.tensorboard_dir / subdir))
-        return self.writers[subdir]
-
     def epoch(self, row: dict, prefix: str = "") -> None:
         """Log one finished epoch (``row["epoch"]`` counts from 1, and is the step in both logs);
         ``prefix`` names the fit it belongs to (``fold1/``: a cross-validation fold)."""
@@ -71,8 +63,10 @@ class TrainingLog:
 
             for name, value in values.items():
                 split, metric = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
-                writer = self._writer(f"{prefix}{split}")
-                with writer.as_default():
+                subdir = f"{prefix}{split}"
+                if subdir not in self.writers:
+                    self.writers[subdir] = tf.summary.create_file_writer(str(self.tensorboard_dir / subdir))
+                with self.writers[subdir].as_default():
                     tf.summary.scalar(f"epoch_{metric}", value, step=int(row["epoch"]))
             for writer in self.writers.values():
                 writer.flush()
@@ -90,8 +84,6 @@ class TrainingLog:
 
 def read_live(live_dir: str | Path, name: str) -> list[tuple[int, float]]:
     """(step, value) of one metric from a DVCLive directory; [] when it was never logged."""
-    import csv
-
     path = Path(live_dir) / "plots" / "metrics" / f"{name}.tsv"
     if not path.exists():
         return []

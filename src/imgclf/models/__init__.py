@@ -6,8 +6,6 @@ evaluation treat all models alike.
 Which module registers a name is read from the sources (``module_of``), so building a model
 imports exactly its own family's module, and a training stage depends on exactly that file."""
 
-from __future__ import annotations
-
 import functools
 from pathlib import Path
 from typing import Callable

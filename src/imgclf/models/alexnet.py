@@ -1,8 +1,6 @@
 """Experiment 3: AlexNet adapted to 32x32 inputs: 5 convolutional and 3 fully connected layers,
 about 0.8 M parameters (the paper's figure): smaller kernels and strides, fewer filters."""
 
-from __future__ import annotations
-
 import keras
 
 from imgclf.models import register_model

@@ -8,9 +8,9 @@ run again from its start. Each trial and the final fit of the best model begin b
 random stream from (seed, trial), so a trial run again draws what it drew the first time, and the
 exported model equals an undisturbed search's."""
 
-from __future__ import annotations
-
 import csv
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +23,9 @@ def custom_objects() -> dict:
 
 
 def trials_table(tuner) -> list[dict]:
-    rows = []
-    for trial in sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id):
-        values = {f"hp:{k}": v for k, v in sorted(trial.hyperparameters.values.items())}
-        rows.append({"trial_id": trial.trial_id, "status": str(trial.status), "val_accuracy": trial.score,
-                     "best_step": trial.best_step, **values})
-    return rows
+    return [{"trial_id": trial.trial_id, "status": str(trial.status), "val_accuracy": trial.score,
+             "best_step": trial.best_step, **{f"hp:{k}": v for k, v in sorted(trial.hyperparameters.values.items())}}
+            for trial in sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id)]
 
 
 def _keyed(method, seed: int, key):
@@ -45,9 +42,6 @@ def _keyed(method, seed: int, key):
 
 
 def search(splits, section: dict, work: Path, seed: int):
-    import json
-    import shutil
-
     try:
         return _search(splits, section, work, seed)
     except (json.JSONDecodeError, EOFError, OSError) as exc:  # a kill while the tuner wrote its state
@@ -62,27 +56,20 @@ def _search(splits, section: dict, work: Path, seed: int):
     input_node = ak.ImageInput()
     block = ak.ImageBlock(block_type=section["block_type"], normalize=True, augment=False)
     output = ak.ClassificationHead(num_classes=splits.num_classes)(block(input_node))
-    auto = ak.AutoModel(
-        inputs=input_node, outputs=output, tuner=section["tuner"], max_trials=section["max_trials"],
-        directory=str(work), project_name="search", overwrite=False, seed=seed,
-        objective="val_accuracy",
-    )
+    auto = ak.AutoModel(inputs=input_node, outputs=output, objective="val_accuracy", seed=seed,
+                        tuner=section["tuner"], max_trials=section["max_trials"],
+                        directory=str(work), project_name="search", overwrite=False)
     tuner = auto.tuner
     tuner._build_and_fit_model = _keyed(tuner._build_and_fit_model, seed, lambda trial, *a, **k: trial.trial_id)
     tuner.final_fit = _keyed(tuner.final_fit, seed, lambda *a, **k: "final")
-    history = auto.fit(
-        splits.x_train.astype(np.float32), splits.y_train,
-        validation_data=(splits.x_val.astype(np.float32), splits.y_val),
-        epochs=section["epochs"], batch_size=section["batch_size"], verbose=2,
-    )
+    history = auto.fit(splits.x_train.astype(np.float32), splits.y_train,
+                       validation_data=(splits.x_val.astype(np.float32), splits.y_val),
+                       epochs=section["epochs"], batch_size=section["batch_size"], verbose=2)
     model = auto.export_model()
     trials = trials_table(auto.tuner)
-    rows = []  # the exported best model's own final fit, when AutoKeras returns it
-    if history is not None:
-        logs = history.history
-        for epoch in range(len(next(iter(logs.values()), []))):
-            rows.append({"epoch": epoch + 1, **{k: round(float(v[epoch]), 6) for k, v in logs.items()}})
-
+    logs = history.history if history is not None else {}  # the exported best model's own final fit, if returned
+    rows = [{"epoch": epoch + 1, **{k: round(float(v[epoch]), 6) for k, v in logs.items()}}
+            for epoch in range(len(next(iter(logs.values()), [])))]
     with open(work / "trials.csv", "w", newline="") as handle:
         fields = sorted({k for row in trials for k in row}, key=lambda k: (k.startswith("hp:"), k))
         writer = csv.DictWriter(handle, fieldnames=fields)

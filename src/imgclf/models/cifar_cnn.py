@@ -1,7 +1,5 @@
 """Experiment 5's baseline: a VGG-style CNN trained from scratch on CIFAR-10 (paper: 82%)."""
 
-from __future__ import annotations
-
 import keras
 
 from imgclf.models import register_model

@@ -10,8 +10,6 @@ leaves a 1x1 map at 32x32) for a 3x3/1 conv with no pooling.
 
 The backbone is a nested model named ``densenet<depth>`` so transfer learning can lift it out."""
 
-from __future__ import annotations
-
 import keras
 
 from imgclf.models import register_model

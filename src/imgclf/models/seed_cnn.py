@@ -1,7 +1,5 @@
 """Experiment 1: the paper's custom CNN with large kernels, and a corrected variant."""
 
-from __future__ import annotations
-
 import keras
 
 from imgclf.models import register_model

@@ -5,8 +5,6 @@ ImageNet's (Keras' download, or a local weights file) or the pipeline's own Dens
 experiment 4. ``unfreeze`` opens the top of the backbone for fine-tuning and keeps every
 BatchNormalization layer frozen (in inference mode), as Keras' transfer-learning guide advises."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import keras
@@ -24,9 +22,8 @@ def _backbone(input_shape, weights: str, upstream_dir: Path | None) -> keras.Mod
         upstream = keras.models.load_model(Path(upstream_dir) / "model.keras", compile=False)
         base = upstream.get_layer(BACKBONE)
         if tuple(base.input.shape[1:]) != tuple(input_shape):
-            raise PipelineError(
-                f"{upstream_dir}: backbone input {tuple(base.input.shape[1:])} != CIFAR-10 images {tuple(input_shape)}"
-            )
+            raise PipelineError(f"{upstream_dir}: backbone input {tuple(base.input.shape[1:])} != CIFAR-10 images "
+                                f"{tuple(input_shape)}")
         return base
     source = "imagenet" if weights == "imagenet" else Path(weights)
     if source != "imagenet" and not source.exists():
@@ -49,8 +46,7 @@ def transfer_model(input_shape, num_classes: int, weights: str, upstream_dir: Pa
 
 def unfreeze(backbone: keras.Model, prefix: str) -> int:
     """Make layers from the first named ``prefix*`` on trainable, BatchNorm excepted; return how many."""
-    names = [layer.name for layer in backbone.layers]
-    start = next((i for i, n in enumerate(names) if n.startswith(prefix)), None)
+    start = next((i for i, layer in enumerate(backbone.layers) if layer.name.startswith(prefix)), None)
     if start is None:
         raise PipelineError(f"unfreeze_from: no layer of {backbone.name} starts with {prefix!r}")
     backbone.trainable = True

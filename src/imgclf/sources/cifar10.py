@@ -1,8 +1,6 @@
 """The CIFAR-10 binary layout (Toronto's tarball): ``data_batch_1..5.bin`` and ``test_batch.bin``
 of 3,073-byte records (label, then 32x32 planes R, G, B) and ``batches.meta.txt``; no pickle."""
 
-from __future__ import annotations
-
 import posixpath
 import tarfile
 from pathlib import Path
@@ -44,8 +42,7 @@ def read_cifar_archive(archive: str | Path) -> dict[str, bytes]:
         raise PipelineError(f"{archive}: archive not found") from None
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise PipelineError(f"{archive}: not a valid CIFAR-10 tarball ({exc})") from None
-    missing = sorted(wanted - set(found))
-    if missing:
+    if missing := sorted(wanted - set(found)):
         raise PipelineError(f"{archive}: missing {', '.join(missing)}: not the CIFAR-10 binary version")
     return found
 

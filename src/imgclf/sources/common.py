@@ -2,8 +2,6 @@
 in parallel into one array, path checks, and writing a prepared directory atomically
 (train.npz, val.npz, test.npz, classes.tsv, meta.json)."""
 
-from __future__ import annotations
-
 import json
 import mmap
 import os
@@ -58,25 +56,13 @@ def open_zip(archive_path: str | Path, max_member_bytes: int | None = None, read
 
 
 def safe_member(name: str, archive: str) -> None:
-    normalised = posixpath.normpath(name)
-    if name.startswith(("/", "\\")) or normalised.startswith("..") or ":" in name.split("/")[0]:
+    if name.startswith(("/", "\\")) or posixpath.normpath(name).startswith("..") or ":" in name.split("/")[0]:
         raise PipelineError(f"{archive}: unsafe path in archive: {name!r}")
-
-
-def warn_trailing(where, names: list[str], trailing: list[tuple[int, int]]) -> None:
-    if not trailing:
-        return
-    index, extra = max(trailing, key=lambda item: item[1])
-    print(f"warning: {where}: {len(trailing):,} JPEG(s) carry data after the end-of-image marker (ignored; "
-          f"each image stays under data.max_image_bytes); the most: {names[index]}, {extra:,} bytes", file=sys.stderr)
 
 
 def _shared_array(shape: tuple[int, ...]) -> np.ndarray:
     """A uint8 array in anonymous shared memory: what forked workers write, the parent sees."""
-    size = int(np.prod(shape))
-    if size == 0:
-        return np.empty(shape, np.uint8)
-    return np.frombuffer(mmap.mmap(-1, size), np.uint8).reshape(shape)
+    return np.frombuffer(mmap.mmap(-1, int(np.prod(shape))), np.uint8).reshape(shape)
 
 
 def decode_many(members, names: list[str], spec: ResizeSpec, workers: int) -> np.ndarray:
@@ -103,8 +89,12 @@ def decode_many(members, names: list[str], spec: ResizeSpec, workers: int) -> np
                 trailing.append((i, extra))
         return trailing
 
-    found = fork_map(decode_range, ranges, workers if parallel else 1)
-    warn_trailing(members.path, names, [item for part in found for item in part])
+    trailing = [item for part in fork_map(decode_range, ranges, workers if parallel else 1) for item in part]
+    if trailing:
+        index, extra = max(trailing, key=lambda item: item[1])
+        print(f"warning: {members.path}: {len(trailing):,} JPEG(s) carry data after the end-of-image marker "
+              f"(ignored; each image stays under data.max_image_bytes); the most: {names[index]}, {extra:,} bytes",
+              file=sys.stderr)
     return out
 
 

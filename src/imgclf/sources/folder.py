@@ -2,8 +2,6 @@
 split carved out, stratified), or ``folder/train/<class>/*`` with ``folder/val/<class>/*`` as the
 test split (as ImageNet's own train/ and val/ are laid out)."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,7 @@ from imgclf.decode import IMAGE_SUFFIXES, ResizeSpec
 from imgclf.errors import PipelineError
 from imgclf.sources.common import FolderFiles, decode_many, write_prepared
 from imgclf.sources.tree import scan
+
 
 def _classes(files: list[str], prefix: str = "") -> dict[str, list[str]]:
     """``<prefix><class>/.../<image>`` -> class -> its images, in name order."""
@@ -25,8 +24,6 @@ def _classes(files: list[str], prefix: str = "") -> dict[str, list[str]]:
 
 
 def prepare(folder: str | Path, out_dir: str | Path, settings: dict, workers: int) -> dict:
-    """A class-per-folder tree of any image sizes: ``folder/<class>/*`` (test carved out), or
-    ``folder/train/<class>/*`` with ``folder/val/<class>/*`` as the test split."""
     folder = Path(folder)
     files = [name for name, _, _ in scan(folder)]
     has_splits = (folder / "train").is_dir() and (folder / "val").is_dir()

@@ -3,8 +3,6 @@
 test split; the archive's own test/ has no labels). The class subset is drawn from ``wnids.txt``;
 the validation split is carved from train/, stratified."""
 
-from __future__ import annotations
-
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,9 +94,8 @@ def prepare(archive: str | Path, out_dir: str | Path, settings: dict, workers: i
     order = [train[i] for i in kept] + [train[i] for i in held] + test
     images = decode_many(members, [m for m, _ in order], spec, workers)
     labels = np.array([label for _, label in order], np.int32)
-    cuts = np.cumsum([len(kept), len(held)])
-    parts = {split: (images[a:b], labels[a:b]) for split, a, b in
-              (("train", 0, cuts[0]), ("val", cuts[0], cuts[1]), ("test", cuts[1], len(order)))}
+    a, b = len(kept), len(kept) + len(held)
+    parts = {"train": (images[:a], labels[:a]), "val": (images[a:b], labels[a:b]), "test": (images[b:], labels[b:])}
     meta = {"source": settings["source"], "image_size": spec.size, "resize_filter": spec.filter, "n_classes": len(classes)}
     write_prepared(out_dir, parts, classes, [index.words.get(w, w) for w in classes], meta)
     return meta

@@ -1,8 +1,6 @@
 """A folder source's tree, read safely: its regular files and nothing else (no link out of it, no
 device, FIFO or socket, no name that is not UTF-8), and a digest of what it holds."""
 
-from __future__ import annotations
-
 import hashlib
 import os
 import stat

@@ -4,8 +4,6 @@ member, and each member read as a slice, inflated and CRC-checked, instead of ``
 per-member objects, file positions and header reads. ``bench/bench_prepare.py`` measures what it
 earns against ``zipfile``."""
 
-from __future__ import annotations
-
 import mmap
 import os
 import struct
@@ -41,9 +39,7 @@ def _central_directory(view: mmap.mmap) -> dict[str, Entry] | None:
     if disk or cd_disk or cd_offset + cd_size != cd_end:
         return None
     entries = {}
-    directory = view[cd_offset:cd_end]
-    if len(directory) != cd_size:
-        raise zipfile.BadZipFile("central directory truncated")
+    directory = view[cd_offset:cd_end]  # cd_size bytes: checked above
     unpack, size, position = _CENTRAL.unpack_from, _CENTRAL.size, 0
     for _ in range(count):
         if position + size > cd_size:
@@ -73,26 +69,21 @@ class MemberTooLarge(zipfile.BadZipFile):
 
 
 class ZipMembers:
-    """Random access to a zip's members through one read-only memory map: a slice and a CRC check
-    per member instead of zipfile's per-member file object, seeks and header reads. Stored and
-    deflated members are read here; any other method (or encryption), and archives this parser
-    leaves to zipfile (zip64...), go through zipfile. Safe to share with forked workers."""
+    """A zip's members (see the module's docstring). Stored and deflated members are read here; any
+    other method (or encryption), and archives this parser leaves to zipfile (zip64...), go through
+    zipfile. Safe to share with forked workers."""
 
     def __init__(self, path: str | Path, max_member_bytes: int | None = None):
-        self.path = str(path)
-        self.max_member_bytes = max_member_bytes
+        self.path, self.max_member_bytes = str(path), max_member_bytes
         with open(self.path, "rb") as handle:
             if os.fstat(handle.fileno()).st_size == 0:
                 raise zipfile.BadZipFile("empty file")
             self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         self._zip: zipfile.ZipFile | None = None
-        entries = _central_directory(self._map)
-        if entries is None:
-            entries = {
-                info.filename: (info.header_offset, info.compress_size, info.file_size, info.CRC, info.compress_type, info.flag_bits)
-                for info in self._zipfile().infolist()
-            }
-        self.entries = entries
+        self.entries = _central_directory(self._map)
+        if self.entries is None:
+            self.entries = {info.filename: (info.header_offset, info.compress_size, info.file_size, info.CRC,
+                                            info.compress_type, info.flag_bits) for info in self._zipfile().infolist()}
 
     def _zipfile(self) -> zipfile.ZipFile:
         if self._zip is None or self._zip_pid != os.getpid():  # forked workers: own file position
@@ -122,4 +113,3 @@ class ZipMembers:
         if len(data) != file_size or zlib.crc32(data) != crc:
             raise zipfile.BadZipFile("bad CRC-32 or size")
         return data
-
