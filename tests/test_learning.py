@@ -19,7 +19,7 @@ def project(tmp_path_factory):
 def test_learning_signal_on_the_sample(project):
     """seed_cnn, with params.yaml's settings, reaches at least 10x chance (5 %) on the held-out
     split, on its own training images too, and nothing looks wrong (a model that learned nothing,
-    or whose statistics are stale, scores about 0.5 %; reports/results.md has the three seeds)."""
+    or whose statistics are stale, scores about 0.5 %; reports/results.md has both seeds)."""
     target = paths.metrics_file("seed_cnn", 0)
     run(["snakemake", "--cores", "2", target], project, timeout=900)
     metrics = json.loads((project / target).read_text())

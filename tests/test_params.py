@@ -347,13 +347,16 @@ def test_profile_cli_lays_the_overlay_over_params_yaml(tmp_path):
     assert yaml.safe_load(text) == merged
     assert config.load(project / "params.yaml") == config.validate(merged)
     assert config.load(project / "params.yaml")["data"]["imagenet200"]["n_classes"] == 20
-    run(["imgclf", "runs", "--check"], project)  # the run list follows: CI's seeds
-    committed = run(["git", "show", "HEAD:config/runs.yaml"], project).stdout
-    assert "seed_cnn-s2" in committed and "seed_cnn-s2" not in (project / "config/runs.yaml").read_text()
+    run(["imgclf", "runs", "--check"], project)
     run(["imgclf", "params", "--profile", "ci"], project)
     assert (project / "params.yaml").read_text() == text
     shown = yaml.safe_load(run(["imgclf", "params", "--show"], project).stdout)
     assert shown == config.load(project / "params.yaml") and shown["seed_cnn"]["cpu_isa"] == "native"
+    (tmp_path / "seeds.yaml").write_text("seed_cnn: {seeds: [0, 1, 2]}\n")  # an overlay given by path
+    run(["imgclf", "params", "--profile", str(tmp_path / "seeds.yaml")], project)
+    run(["imgclf", "runs", "--check"], project)  # the run list follows the seeds
+    committed = run(["git", "show", "HEAD:config/runs.yaml"], project).stdout
+    assert "seed_cnn-s2" not in committed and "seed_cnn-s2" in (project / "config/runs.yaml").read_text()
 
 
 @pytest.mark.parametrize(("profile", "overlay", "message"), [
