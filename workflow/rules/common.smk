@@ -9,6 +9,7 @@ import subprocess
 from imgclf import datasets, experiments
 
 EXPERIMENTS = list(experiments.EXPERIMENTS)
+UPSTREAMS = {experiments.EXPERIMENTS[name].upstream for name in PARAMS["experiments"]}
 SAMPLE_OF = {sample.filename: name for name, sample in datasets.SAMPLES.items()}
 # the archives the download stages write (data/raw/<dataset>.<suffix>) -> their stage
 DOWNLOAD_OF = {os.path.basename(s.outs[0]): s for s in STAGES.values() if s.command[0] == "download"}

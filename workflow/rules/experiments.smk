@@ -30,6 +30,8 @@ rule train:
     benchmark:
         "logs/train/{experiment}/seed{seed}.benchmark.tsv"
     threads: lambda w: PARAMS[w.experiment]["threads"]
+    # a run that another starts from (transfer, fine-tuning) trains first: its chain is the longest
+    priority: lambda w: int(w.experiment in UPSTREAMS)
     resources:
         mem_mb=lambda w: train_resources(w.experiment)["mem_mb"],
         runtime=lambda w: train_resources(w.experiment)["runtime"],
