@@ -47,12 +47,15 @@ test-fast: $(STAMP)
 	pytest -q -ra -m "not slow"
 
 # Mutation testing of the cores that decide numbers and reruns ([tool.mutmut] in pyproject.toml):
-# about 6 min on 2 cores; prints the score and every surviving mutant.
+# prints mutmut's last lines, the score and every surviving mutant, records them in
+# bench/records/mutation-<date>.log, and fails when mutmut fails or the score is under the target.
 mutate: $(STAMP)
 	$(VENV)/bin/pip install --quiet -c requirements.lock -e '.[mutate]'
 	rm -rf mutants
-	IMGCLF_SLURM=off mutmut run --max-children $(or $(JOBS),2) > /dev/null 2>&1 || true
-	python bench/mutation_score.py
+	mkdir -p logs
+	IMGCLF_SLURM=off mutmut run --max-children $(or $(JOBS),2) > logs/mutmut.log 2>&1; \
+	  status=$$?; tr '\r' '\n' < logs/mutmut.log | grep -v '^\s*$$' | tail -n 5; exit $$status
+	python bench/mutation_score.py --record bench/records/mutation-$$(date +%F).log
 
 clean:
 	rm -rf mutants .snakemake logs .resume data/sample data/raw data/prepared models/*/ reports/*/ reports/results.*

@@ -202,3 +202,20 @@ def test_every_rule_runs_the_command_dvc_runs(tmp_path, override):
     assert any(" --upstream models/densenet201/seed0 " in stage.cmd for stage in table)
     if override:
         assert sum("--set seed_cnn.epochs=3" in command for command in _job_commands(out)) == len(params["seed_cnn"]["seeds"])
+
+
+def test_a_run_another_starts_from_trains_first(tmp_path):
+    """Snakemake gives the training of a run that another starts from (densenet201 for the transfer,
+    the transfer for the fine-tuning) priority, so the chain does not run alone at the end."""
+    import re
+
+    from conftest import make_project, run
+
+    project = make_project(tmp_path / "p")
+    out = run(["snakemake", "--dry-run", "--forceall", "--cores", "2"], project).stdout
+    prioritized = set()
+    for job in out.split("\n\n"):
+        found = re.search(r"rule train:.*?wildcards: experiment=(\w+), seed=\d+", job, re.S)
+        if found and re.search(r"^\s+priority: 1$", job, re.M):
+            prioritized.add(found[1])
+    assert prioritized == {"densenet201", "cifar_densenet201_transfer"}
