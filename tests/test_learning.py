@@ -35,8 +35,8 @@ def test_a_collapsed_run_is_flagged(project):
     from imgclf import config
 
     target = paths.metrics_file("seed_cnn_hwc", 1)
-    run(["snakemake", "--cores", "2", target, "--config", "seed_cnn_hwc={epochs: 3, train_subset: 1500}"], project,
-        timeout=900)
+    run(["snakemake", "--cores", "2", target, "--config", "seed_cnn_hwc={epochs: 3, train_subset: 1500, seeds: [1]}"],
+        project, timeout=900)
     params = config.load(project / "params.yaml", {"experiments": ["seed_cnn_hwc"], "seed_cnn_hwc.seeds": [1]})
     table = report.collect(project / "reports/metrics", params, project / "reports/eval")
     assert table.loc[0, "flag"].startswith("collapsed: "), table.loc[0, "flag"]

@@ -34,6 +34,8 @@ CLUSTER = {
 
 
 def stage(name):
+    if name not in STAGES:  # a target params do not ask for, e.g. a seed not in the experiment's seeds
+        raise WorkflowError(f"{name}: not a stage of these params (`imgclf params --show` lists experiments and seeds)")
     return STAGES[name]
 
 
