@@ -9,11 +9,23 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import settings as hypothesis_settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ['PATH']}"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Hypothesis: where CI is set, the same examples on every run, no deadline, and a failure printed
+# with the blob that reproduces it; elsewhere new examples each run, failures replayed from .hypothesis/
+# (both over Hypothesis' own defaults, which it swaps for its CI profile wherever CI is set at all)
+_HYPOTHESIS_DEFAULT = hypothesis_settings.get_profile("default")
+hypothesis_settings.register_profile("ci", _HYPOTHESIS_DEFAULT, derandomize=True, database=None, deadline=None,
+                                     print_blob=True)
+hypothesis_settings.register_profile("dev", _HYPOTHESIS_DEFAULT,
+                                     database=DirectoryBasedExampleDatabase(ROOT / ".hypothesis" / "examples"))
+hypothesis_settings.load_profile("ci" if os.environ.get("CI", "").lower() not in ("", "0", "false") else "dev")
 
 
 FAULTS = ROOT / "tests" / "faults"
@@ -215,6 +227,7 @@ def pytest_collection_modifyitems(config, items):
 SPLIT_MODULES = ("test_recovery.py",)
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: `-p no:xdist` runs without it
 def pytest_xdist_make_scheduler(config, log):
     """pytest-xdist: the pipeline modules go to one worker as one unit (one ``ci_project``), every
     other module to whichever worker is free (module fixtures built once)."""

@@ -58,7 +58,12 @@ def test_user_source_trains_seed_cnn_in_both_engines(projects):
     run(["dvc", "repro"], dvc)
     metrics = [yaml.safe_load((project / "reports/metrics/seed_cnn/seed0.json").read_text()) for project in projects]
     assert metrics[0]["test_images"] > 40 and metrics[0]["epochs"] == 2
-    assert [m["top1"] for m in metrics] == [metrics[0]["top1"]] * 2  # the same run in either engine
+    # the same run in either engine: every figure, the weights (the saved model, byte for byte),
+    # the evaluation details, the per-epoch logs and the results table
+    outputs = [file_hashes(project, "models", "reports/metrics", "reports/eval", "reports/live") for project in projects]
+    assert {"models/seed_cnn/seed0/model.keras", "reports/metrics/seed_cnn/seed0.json"} <= set(outputs[0])
+    assert outputs[0] == outputs[1]
+    assert (smk / "reports/results.md").read_text() == (dvc / "reports/results.md").read_text()
     for project in projects:
         assert "| seed_cnn | imagenet200 (mydata) |" in (project / "reports/results.md").read_text()
         assert not (project / "data/sample").exists()

@@ -40,7 +40,7 @@ def test_seed_cnn_layer_shapes_match_the_paper_summary():
     assert model.get_layer("conv1").count_params() == 12_816
 
 
-@pytest.mark.parametrize("depth", [121])
+@pytest.mark.parametrize("depth", [121, 169, 201])
 def test_own_densenet_builder_matches_keras_applications(depth):
     """With keras.applications' weights loaded into ours (same order, same shapes), both networks
     compute the same features on the same images: same layers, wiring, padding and BatchNorm

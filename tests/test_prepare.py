@@ -6,10 +6,10 @@ import zipfile
 import numpy as np
 import pytest
 import yaml
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from conftest import ROOT, run
-from imgclf import arrays, datasets, decode, sample, splits
+from imgclf import arrays, config, datasets, decode, sample, splits
 from imgclf.sources import cifar10, common, tiny_imagenet, zipread
 from imgclf.sources import folder as folder_source
 from imgclf.errors import PipelineError
@@ -44,6 +44,45 @@ def test_decode_resize_matches_plain_pil_closely():
     fast = decode.decode_resize(data, decode.ResizeSpec(32, "box", True)).astype(int)
     plain = np.asarray(Image.open(io.BytesIO(data)).convert("RGB").resize((32, 32), Image.Resampling.BOX)).astype(int)
     assert np.abs(fast - plain).mean() < 5  # DCT scaling vs. full decode + box: same picture
+
+
+# PIL's filter for each resize_filter name, written out here (not decode.FILTERS): the reference
+PIL_FILTERS = {"nearest": Image.Resampling.NEAREST, "box": Image.Resampling.BOX, "bilinear": Image.Resampling.BILINEAR,
+               "hamming": Image.Resampling.HAMMING, "bicubic": Image.Resampling.BICUBIC,
+               "lanczos": Image.Resampling.LANCZOS}
+
+
+@pytest.mark.parametrize("name", config.RESIZE_FILTERS)
+def test_each_resize_filter_gives_exactly_pils_pixels(name):
+    """Each resize_filter the params accept resizes exactly as PIL's filter of that name: a JPEG
+    through libjpeg-turbo (with and without draft), a PNG through PIL, and CIFAR-10's arrays."""
+    assert sorted(PIL_FILTERS) == sorted(config.RESIZE_FILTERS)
+    image = sample.class_image(4, np.random.default_rng(3))  # 64x64: drafts to 32x32, then resized to 24x24
+    png = sample._encode(image, "png")
+    expected = np.asarray(Image.fromarray(image).resize((24, 24), PIL_FILTERS[name]))
+    assert np.array_equal(decode.decode_resize(png, decode.ResizeSpec(24, name, False)), expected)
+    assert np.array_equal(decode.resize_array(image[None], decode.ResizeSpec(24, name))[0], expected)
+    data = jpeg(image, quality=90)
+    for draft in (False, True):
+        spec = decode.ResizeSpec(24, name, draft)
+        assert decode._decode_turbo(data, spec, None) is not None
+        reference = Image.open(io.BytesIO(data))
+        if draft:
+            reference.draft("RGB", (24, 24))
+        assert reference.size == ((32, 32) if draft else (64, 64))
+        expected = np.asarray(reference.convert("RGB").resize((24, 24), PIL_FILTERS[name]))
+        assert np.array_equal(decode.decode_resize(data, spec), expected), draft
+
+
+def test_the_resize_filter_changes_the_pixels():
+    """No two resize filters give the same image from the same source, on either decode path."""
+    image = sample.class_image(4, np.random.default_rng(3))
+    for data in (jpeg(image, quality=90), sample._encode(image, "png")):
+        out = {name: decode.decode_resize(data, decode.ResizeSpec(24, name, False)).tobytes()
+               for name in config.RESIZE_FILTERS}
+        assert len(set(out.values())) == len(config.RESIZE_FILTERS)
+    out = {name: decode.resize_array(image[None], decode.ResizeSpec(24, name)).tobytes() for name in config.RESIZE_FILTERS}
+    assert len(set(out.values())) == len(config.RESIZE_FILTERS)
 
 
 def test_odd_sizes_png_and_progressive_decode():
@@ -98,11 +137,20 @@ def test_turbo_decoder_writes_into_the_given_row():
     assert np.shares_memory(result, out) and out[1].any() and not out[0].any()
 
 
-def test_truncated_jpeg_is_an_error_not_a_grey_image():
+@pytest.mark.parametrize("cut, message", [
+    (lambda size: size // 2, r"^image file is truncated \(\d+ bytes not processed\)$"),
+    (lambda size: size - 10, r"^image file is truncated \(\d+ bytes not processed\)$"),
+    (lambda size: 40, r"^Truncated File Read$"),  # inside the headers
+], ids=["half", "end", "headers"])
+def test_truncated_jpeg_is_an_error_not_a_grey_image(cut, message):
+    """A cut JPEG raises PIL's OSError saying it is truncated (libjpeg-turbo's own error is not
+    let through): what prepare's one-line "truncated JPEG" reads."""
     data = jpeg(sample.class_image(1, np.random.default_rng(0)))
-    for cut in (len(data) // 2, len(data) - 10, 40):
-        with pytest.raises(OSError):
-            decode.decode_resize(data[:cut], decode.ResizeSpec(32))
+    data = data[:cut(len(data))]
+    with pytest.raises(OSError, match=message) as error:
+        decode.decode_resize(data, decode.ResizeSpec(32))
+    assert type(error.value) is OSError
+    assert decode.what_is_wrong(data, error.value) == "truncated JPEG"
 
 
 def _zip_with(path, members, compression=zipfile.ZIP_STORED):
@@ -161,8 +209,13 @@ def test_zip_members_read_in_forked_workers(tmp_path, small_tiny_zip):
 
 
 def test_unreadable_image_raises():
-    with pytest.raises(Exception):
+    """Bytes that start as a JPEG but are none raise PIL's OSError, not libjpeg-turbo's ValueError;
+    bytes of no image format raise PIL's UnidentifiedImageError."""
+    with pytest.raises(OSError, match=r"^Truncated File Read$") as error:
         decode.decode_resize(b"\xff\xd8\xff\xe0 not really a jpeg", decode.ResizeSpec(32))
+    assert type(error.value) is OSError
+    with pytest.raises(UnidentifiedImageError, match=r"^cannot identify image file "):
+        decode.decode_resize(b"not an image at all", decode.ResizeSpec(32))
 
 
 def test_select_classes_is_deterministic_and_sorted():
@@ -215,9 +268,15 @@ def test_prepare_is_byte_identical_and_worker_independent(small_tiny_zip, tmp_pa
 
 
 def test_image_size_and_filter_apply(small_tiny_zip, tmp_path, data_params):
-    data = small_data(data_params, image_size=16, resize_filter="lanczos")
-    tiny_imagenet.prepare(small_tiny_zip, tmp_path / "out", data, workers=1)
-    assert arrays.load_split(tmp_path / "out" / "train.npz")[0].shape[1:] == (16, 16, 3)
+    """prepare resizes to image_size with resize_filter: at 24x24 every sample image is resized
+    (a 64x64 JPEG drafts to 32x32), and lanczos and box give different pixels for each one."""
+    images = {}
+    for name in ("lanczos", "box"):
+        data = small_data(data_params, image_size=24, resize_filter=name)
+        meta = tiny_imagenet.prepare(small_tiny_zip, tmp_path / name, data, workers=1)
+        images[name] = arrays.load_split(tmp_path / name / "train.npz")[0]
+        assert meta["resize_filter"] == name and images[name].shape[1:] == (24, 24, 3)
+    assert all(not np.array_equal(a, b) for a, b in zip(images["lanczos"], images["box"]))
 
 
 def _rewrite_zip(source, dest, drop=(), replace=None):

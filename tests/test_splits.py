@@ -63,8 +63,9 @@ def test_subset_errors_name_the_param():
         splits.subset(np.arange(35), labels, 36, 0, "x.train_subset")
     with pytest.raises(PipelineError, match=r"^x.val_subset: 4 is fewer than the 5 classes$"):
         splits.subset(np.arange(35), labels, 4, 0, "x.val_subset")
-    everything = splits.subset(np.arange(35), labels, 35, 0, "x")
-    assert np.array_equal(everything[0], np.arange(35)) and splits.subset(np.arange(35), labels, None, 0, "x")[0] is not None
+    for size in (35, None):  # all of them, in their stored order
+        images, kept = splits.subset(np.arange(35), labels, size, 0, "x")
+        assert np.array_equal(images, np.arange(35)) and np.array_equal(kept, labels), size
 
 
 def test_class_selection_and_split_are_pinned():

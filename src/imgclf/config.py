@@ -288,6 +288,9 @@ def apply_profile(params_path: str | Path, name: str) -> tuple[str, dict]:
     round_trip.width = 110
     round_trip.representer.add_representer(
         type(None), lambda representer, _: representer.represent_scalar("tag:yaml.org,2002:null", "null"))
+    round_trip.representer.add_representer(  # 1.0e-05, not ruamel's 1e-05 (a string to YAML 1.1 readers)
+        float, lambda representer, value: representer.represent_scalar("tag:yaml.org,2002:float",
+                                                                       yaml.safe_dump(value).split("\n")[0]))
     document = round_trip.load(Path(params_path).read_text()) or CommentedMap()
     _lay_over(document, overlay)
     out = io.StringIO()

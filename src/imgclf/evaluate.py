@@ -1,6 +1,7 @@
 """The evaluate stage: a trained model on the held-out test split -> one flat metrics JSON
 (declared as DVC metrics) and a details directory (the prepared data's own record, data.json; the
-confusion matrix, per-class accuracy, classification report).
+machine and stack that trained the model, environment.json; the confusion matrix, per-class
+accuracy, classification report).
 
 As a sanity check it also scores, in inference mode, a stratified subset of the very images the
 model trained on (``train_top1``), and measures how far its test predictions collapse onto one
@@ -19,6 +20,10 @@ import numpy as np
 from imgclf import arrays, splits
 from imgclf.errors import PipelineError
 from imgclf.io_utils import atomic_dir, atomic_path, write_json
+
+# What a result depends on beyond code, params and data (train.json's record of it), kept beside
+# the figures: the same figures bit for bit are promised on the same CPU model and stack
+ENVIRONMENT = ("cpu_model", "cpu_flags", "device", "threads", "cpu_isa", "op_determinism", "tensorflow", "keras")
 
 
 def top_k_accuracy(probabilities: np.ndarray, labels: np.ndarray, k: int) -> float:
@@ -133,6 +138,7 @@ def run(experiment, data_dir: str | Path, model_dir: str | Path, metrics_path: s
             writer.writerows((names[a], names[p]) for a, p in zip(labels, predicted))  # one row per image
     with atomic_dir(out_dir) as tmp:
         shutil.copyfile(data_dir / "meta.json", tmp / "data.json")  # what the test split was prepared from
+        write_json(tmp / "environment.json", {key: train_meta[key] for key in ENVIRONMENT if key in train_meta})
         np.savetxt(tmp / "confusion_matrix.csv", confusion, fmt="%d", delimiter=",")
         with open(tmp / "per_class.csv", "w", newline="") as handle:
             writer = csv.writer(handle)

@@ -3,7 +3,6 @@
 {dotted key: value}; ``config.load`` applies them before validating."""
 
 import copy
-import json
 from typing import Any
 
 import yaml
@@ -34,7 +33,7 @@ def parse_sets(items: list[str] | None) -> dict:
         if not sep or not key:
             raise PipelineError(f"--set {item}: expected KEY=VALUE, e.g. --set seed_cnn.epochs=3")
         try:
-            overrides[key.strip()] = yaml.safe_load(text) if text.strip() else None
+            overrides[key.strip()] = yaml.safe_load(text)  # empty: null
         except yaml.YAMLError:
             raise PipelineError(f"--set {item}: the value is not valid YAML") from None
     return overrides
@@ -42,8 +41,8 @@ def parse_sets(items: list[str] | None) -> dict:
 
 def format_override(key: str, value: Any) -> str:
     """``key=value`` that parse_sets reads back to the same value (YAML flow style)."""
-    text = value if isinstance(value, str) and yaml.safe_load(value) == value else json.dumps(value)
-    return f"{key}={text}"
+    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=float("inf"))
+    return f"{key}={text.removesuffix(chr(10)).removesuffix(chr(10) + '...')}"
 
 
 def config_overrides(config: dict, raw_file: Any) -> dict:
@@ -54,7 +53,7 @@ def config_overrides(config: dict, raw_file: Any) -> dict:
 
     def typed(value, current):
         if isinstance(value, str) and not isinstance(current, str):
-            return yaml.safe_load(value) if value.strip() else None
+            return yaml.safe_load(value)  # empty: null
         if isinstance(value, list):
             return [typed(item, None) for item in value]
         return value

@@ -89,7 +89,7 @@ def distribution(section: dict):
     one GPU and more than one device is there (its GPUs where there are two or more, else the
     process's logical CPU devices where it has two or more), else None. ``batch_size`` stays the
     global batch, split evenly across the replicas, and the learning rate stays as set: the
-    numbers do not depend on how many GPUs a job got (docs/design.md, "GPUs")."""
+    recipe does not depend on how many GPUs a job got (docs/design.md, "GPUs")."""
     import tensorflow as tf
 
     if section["gpus"] <= 1:

@@ -1,0 +1,37 @@
+"""The committed results rerun bit for bit: two runs of the committed sample run (seed_cnn seed 0,
+cifar_base_cnn seed 0), rerun in a fresh copy of the project with params.yaml as committed, give
+every file under reports/ that git holds for them byte for byte (timings are not among them), on
+the CPU model that made them."""
+
+import json
+
+import pytest
+
+from conftest import ROOT, file_hashes, make_project, run
+from imgclf import paths, runtime
+
+pytestmark = pytest.mark.slow
+
+RUNS = (("seed_cnn", 0), ("cifar_base_cnn", 0))
+
+
+def committed_cpu_model() -> str:
+    models = {json.loads((ROOT / paths.eval_dir(name, seed) / "environment.json").read_text())["cpu_model"]
+              for name, seed in RUNS}
+    assert len(models) == 1, models  # one run made the committed table
+    return models.pop()
+
+
+def test_committed_results_rerun_bit_for_bit(tmp_path):
+    recorded, here = committed_cpu_model(), runtime.cpu_description()["cpu_model"]
+    if recorded != here:
+        pytest.skip(f"the committed results were made on {recorded!r}; this machine is {here!r}")
+    project = make_project(tmp_path)  # reports/ left out: every file compared is made here
+    assert not (project / "reports/metrics").exists()
+    run(["snakemake", "--cores", "2", *(paths.metrics_file(name, seed) for name, seed in RUNS)], project, timeout=1800)
+    for name, seed in RUNS:
+        for directory in (paths.eval_dir(name, seed), paths.live_dir(name, seed)):
+            committed = file_hashes(ROOT, directory)
+            assert len(committed) >= 4 and file_hashes(project, directory) == committed, directory
+        for file in (paths.metrics_file(name, seed), paths.confusion_file(name, seed)):
+            assert (project / file).read_bytes() == (ROOT / file).read_bytes(), file
