@@ -1,8 +1,9 @@
 """Mutation score of the cores that decide numbers and reruns, after `mutmut run` (`make mutate`).
 
 Prints killed / all mutants (a mutant no fast test reaches counts as not killed), the score per
-function, and every survivor with its changed line, so each can be read and either killed by a
-new test or explained. Exit status 1 when the score is under the target (85 %).
+function, and every survivor with its changed line and its reason from bench/mutation-survivors.tsv
+(``<mutant name><TAB><one line: equivalent, or the test it needs>``; "no reason recorded" for a new
+one). Exit status 1 when the score is under the target (85 %).
 
     python bench/mutation_score.py [--record bench/records/mutation-<date>.log]
 
@@ -14,8 +15,17 @@ import collections
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 TARGET = 0.85
+REASONS = Path(__file__).with_name("mutation-survivors.tsv")
+
+
+def reasons() -> dict[str, str]:
+    if not REASONS.exists():
+        return {}
+    rows = (line.split("\t", 1) for line in REASONS.read_text().splitlines() if line.strip() and not line.startswith("#"))
+    return {name.strip(): reason.strip() for name, reason in rows}
 
 
 def results() -> dict[str, str]:
@@ -68,8 +78,9 @@ def report(out) -> int:
         out(f"{function:45s} {counter['killed']:7d} {counter['survived']:9d} {counter['no tests']:8d} {other:6d}")
     survivors = [name for name, state in status.items() if state != "killed"]
     out(f"\n{len(survivors)} not killed:")
+    why = reasons()
     for name in survivors:
-        out(f"  {name} [{status[name]}]: {changed_line(name)}")
+        out(f"  {name} [{status[name]}]: {changed_line(name)}\n      why: {why.get(name, 'no reason recorded')}")
     return 0 if killed / total >= TARGET else 1
 
 
