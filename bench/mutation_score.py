@@ -5,13 +5,15 @@ function, and every survivor with its changed line and its reason from bench/mut
 (``<mutant name><TAB><one line: equivalent, or the test it needs>``; "no reason recorded" for a new
 one). Exit status 1 when the score is under the target (85 %).
 
-    python bench/mutation_score.py [--record bench/records/mutation-<date>.log]
+    python bench/mutation_score.py [--record bench/records/mutation-<date>.log | --only PATTERN]
 
-``--record`` also writes what it prints, headed by the commit, to that file."""
+``--record`` also writes what it prints, headed by the commit, to that file; ``--only`` scores the
+mutants whose names match PATTERN (fnmatch, as ``mutmut run PATTERN`` took them) and no others."""
 
 from __future__ import annotations
 
 import collections
+import fnmatch
 import re
 import subprocess
 import sys
@@ -47,7 +49,8 @@ def changed_line(name: str) -> str:
 
 def main(argv: list[str]) -> int:
     lines: list[str] = []
-    code = report(lines.append)
+    only = argv[1] if argv[:1] == ["--only"] and len(argv) == 2 else None
+    code = report(lines.append, only)
     text = "\n".join(lines) + "\n"
     print(text, end="")
     if argv[:1] == ["--record"] and len(argv) == 2:
@@ -60,8 +63,8 @@ def main(argv: list[str]) -> int:
     return code
 
 
-def report(out) -> int:
-    status = results()
+def report(out, only: str | None = None) -> int:
+    status = {name: state for name, state in results().items() if only is None or fnmatch.fnmatch(name, only)}
     if not status:
         out("no mutants: run `mutmut run` first (make mutate)")
         return 1

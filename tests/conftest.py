@@ -92,9 +92,15 @@ def project_files() -> list[str]:
     top = run(["git", "rev-parse", "--show-toplevel"], ROOT, check=False).stdout.strip()
     if top and Path(top).resolve() == ROOT:
         return run(["git", "ls-files", "-co", "--exclude-standard"], ROOT).stdout.split()
-    skip = {"__pycache__", ".pytest_cache", ".snakemake", "mutants", ".venv", "logs", "models", "data"}
+    outputs = {".snakemake", "mutants", ".venv", "logs", "models", "data", ".hypothesis"}  # at the top only
+    caches = {"__pycache__", ".pytest_cache"}
+
+    def kept(parts: tuple[str, ...]) -> bool:
+        generated = parts[0] in outputs and len(parts) > 1 or "/".join(parts[:2]) in (".dvc/cache", ".dvc/tmp")
+        return parts[-1] == ".gitkeep" or not (generated or caches & set(parts[:-1]))
+
     return sorted(str(path.relative_to(ROOT)) for path in ROOT.rglob("*")
-                  if path.is_file() and (path.name == ".gitkeep" or not skip & set(path.relative_to(ROOT).parts[:-1])))
+                  if path.is_file() and kept(path.relative_to(ROOT).parts))
 
 
 def make_project(dest: Path, params: dict | None = None) -> Path:
