@@ -85,12 +85,18 @@ def http_server(tmp_path_factory):
     server.server_close()
 
 
+@functools.cache
+def own_work_tree() -> bool:
+    """Whether the project is its own git work tree (not mutmut's ``mutants/`` copy inside one)."""
+    top = run(["git", "rev-parse", "--show-toplevel"], ROOT, check=False).stdout.strip()
+    return bool(top) and Path(top).resolve() == ROOT
+
+
 def project_files() -> list[str]:
     """The project's files: what git tracks or would (ignored files left out). A copy that is not
     its own git work tree (mutmut's ``mutants/``, which the project's .gitignore ignores) is walked
     instead, leaving out caches and the project's generated outputs."""
-    top = run(["git", "rev-parse", "--show-toplevel"], ROOT, check=False).stdout.strip()
-    if top and Path(top).resolve() == ROOT:
+    if own_work_tree():
         return run(["git", "ls-files", "-co", "--exclude-standard"], ROOT).stdout.split()
     outputs = {".snakemake", "mutants", ".venv", "logs", "models", "data", ".hypothesis"}  # at the top only
     caches = {"__pycache__", ".pytest_cache"}
