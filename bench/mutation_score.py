@@ -2,8 +2,8 @@
 
 Prints killed / all mutants (a mutant no fast test reaches counts as not killed), the score per
 function, and every survivor with its changed line and its reason from bench/mutation-survivors.tsv
-(``<mutant name><TAB><one line: equivalent, or the test it needs>``; "no reason recorded" for a new
-one). Exit status 1 when the score is under the target (85 %).
+(``<mutant name or fnmatch pattern><TAB><one line: equivalent, or the test it needs>``; "no reason
+recorded" for a new one). Exit status 1 when the score is under the target (85 %).
 
     python bench/mutation_score.py [--record bench/records/mutation-<date>.log | --only PATTERN]
 
@@ -83,7 +83,8 @@ def report(out, only: str | None = None) -> int:
     out(f"\n{len(survivors)} not killed:")
     why = reasons()
     for name in survivors:
-        out(f"  {name} [{status[name]}]: {changed_line(name)}\n      why: {why.get(name, 'no reason recorded')}")
+        reason = why.get(name) or next((text for key, text in why.items() if fnmatch.fnmatch(name, key)), None)
+        out(f"  {name} [{status[name]}]: {changed_line(name)}\n      why: {reason or 'no reason recorded'}")
     return 0 if killed / total >= TARGET else 1
 
 
