@@ -49,7 +49,7 @@ test-fast: $(STAMP)
 # Mutation testing of the cores that decide numbers and reruns ([tool.mutmut] in pyproject.toml):
 # prints mutmut's last lines, the score and every surviving mutant with its reason, records them in
 # bench/records/mutation-<date>.log, and fails when mutmut fails or the score is under the target.
-# MUTANTS='imgclf.overrides.*' runs and scores only the mutants it matches, and records nothing
+# MUTANTS='imgclf.evaluate.*' runs and scores only the mutants it matches, and records nothing
 # (CI's check that mutmut's stats run works at every commit).
 mutate: $(STAMP)
 	$(VENV)/bin/pip install --quiet -c requirements.lock -e '.[mutate]'
