@@ -24,13 +24,6 @@ class ResizeSpec:
     draft: bool = True
 
 
-def _draft_shape(width: int, height: int, size: int) -> tuple[int, int]:
-    """(height, width) after PIL's ``draft``: the largest DCT scale 1/8, 1/4, 1/2 keeping both sides >= size."""
-    scale = min(width // size, height // size)
-    factor = next((f for f in (8, 4, 2) if scale >= f), 1)
-    return -(-height // factor), -(-width // factor)
-
-
 def _decode_turbo(data: bytes, spec: ResizeSpec, out: np.ndarray | None) -> np.ndarray | None:
     """libjpeg-turbo's DCT-scaled decode of a YCbCr or grayscale JPEG, exactly as PIL's draft path
     would decode it (same scale, same upsampling, same DCT), or None when that path must be used;
@@ -43,7 +36,9 @@ def _decode_turbo(data: bytes, spec: ResizeSpec, out: np.ndarray | None) -> np.n
         return None
     if colorspace not in ("YCbCr", "Gray") or min(width, height) < 1:
         return None
-    shape = _draft_shape(width, height, spec.size) if spec.draft else (height, width)
+    # (height, width) after PIL's ``draft``: the largest DCT scale 1/8, 1/4, 1/2 keeping both sides >= size
+    factor = next((f for f in (8, 4, 2) if min(width, height) // spec.size >= f), 1) if spec.draft else 1
+    shape = -(-height // factor), -(-width // factor)
     exact = shape == (spec.size, spec.size)
     try:
         image = simplejpeg.decode_jpeg(data, "RGB", min_height=shape[0], min_width=shape[1],

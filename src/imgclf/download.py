@@ -139,8 +139,5 @@ def download(url: str, dest: str | Path, md5: str, size: int, progress: bool = T
 
 
 def md5sum(path: str | Path) -> str:
-    digest = hashlib.md5()
     with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "md5").hexdigest()

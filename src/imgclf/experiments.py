@@ -100,9 +100,13 @@ COMMON: dict[str, Param] = {
         {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1, "uniqueItems": True}, [0],
         "one training run per seed (weights, subsets, order, augmentation, dropout), each its own stage; "
         "the report gives mean and std over them", role="runs"),
+    "steps_per_epoch": Param(
+        {"type": ["integer", "null"], "minimum": 1}, None,
+        "cut each epoch to this many mini-batches of the (full) training split (null: the whole split); for a "
+        "rehearsal at full data size (bench/bench_paper_scale.py)"),
     "bn_recalibration": Param(
-        {"type": "boolean"}, True, "after training, set BatchNorm moving statistics to their average over the training "
-        "images (weights untouched), and score each epoch's validation pass with statistics recalibrated on 512 "
+        {"type": "boolean"}, True, "after training, set BatchNorm moving statistics to their average over (at most 10,000 "
+        "of) the training images (weights untouched), and score each epoch's validation pass with statistics recalibrated on 512 "
         "of them; no effect on models without trainable BatchNorm"),
     "train_eval_images": Param(
         {"type": ["integer", "null"], "minimum": 10}, 1000,

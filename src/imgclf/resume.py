@@ -13,6 +13,7 @@ and the training itself is the same as without the pass."""
 import hashlib
 import json
 import shutil
+import statistics
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -61,10 +62,9 @@ def save_checkpoint(work: Path, epoch: int, model, rows: list[dict]) -> None:
     that points at them (``state.json``), each written atomically: a kill at any moment leaves the
     last complete checkpoint."""
     path = work / f"epoch{epoch:04d}.npz"
-    arrays_ = {f"w{i}": v.numpy() for i, v in enumerate(model.weights)}
-    arrays_.update({f"o{i}": v.numpy() for i, v in enumerate(model.optimizer.variables)})
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **arrays_)
+        np.savez(handle, **{f"w{i}": v.numpy() for i, v in enumerate(model.weights)},
+                 **{f"o{i}": v.numpy() for i, v in enumerate(model.optimizer.variables)})
     write_json(work / "state.json", {"epoch": epoch, "checkpoint": path.name, "rows": rows})
     for old in work.glob("epoch*.npz"):
         if old != path:
@@ -81,12 +81,31 @@ def load_checkpoint(work: Path, model) -> tuple[int, list[dict]]:
         weights, optimizer = model.weights, model.optimizer.variables
         if len(saved.files) != len(weights) + len(optimizer):
             raise PipelineError(f"{work}: checkpoint does not match the model (delete {work} to start over)")
-        for i, variable in enumerate(weights):
-            variable.assign(saved[f"w{i}"])
-        for i, variable in enumerate(optimizer):
-            variable.assign(saved[f"o{i}"])
+        for prefix, variables in (("w", weights), ("o", optimizer)):
+            for i, variable in enumerate(variables):
+                variable.assign(saved[f"{prefix}{i}"])
     print(f"resuming after epoch {state['epoch']} from {work}", flush=True)
     return state["epoch"], state["rows"]
+
+
+def step_clock():
+    """A Keras callback that times each training step: ``steady()`` is the median step after the
+    first (which also traces the graph), the figure a projection of a longer run needs."""
+    import keras
+
+    class StepClock(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.ends: list[float] = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.ends.append(time.perf_counter())
+
+        def steady(self) -> float | None:
+            steps = [b - a for a, b in zip(self.ends, self.ends[1:])]
+            return round(statistics.median(steps), 5) if steps else None
+
+    return StepClock()
 
 
 def fit(model, splits, section: dict, work: Path, seed: int, log, stream: tuple = (), prefix: str = "") -> list[dict]:
@@ -104,13 +123,16 @@ def fit(model, splits, section: dict, work: Path, seed: int, log, stream: tuple 
         reseed(model, *key)
         train_ds = data_module.dataset(splits.x_train, splits.y_train, section["batch_size"], key,
                                        section["augment_flip"], section["augment_crop"])
-        started = time.perf_counter()
-        logs = model.fit(train_ds, initial_epoch=epoch, epochs=epoch + 1, verbose=0).history
+        started, clock = time.perf_counter(), step_clock()
+        logs = model.fit(train_ds, initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=section.get("steps_per_epoch"),
+                         callbacks=[clock], verbose=0).history
+        fitted = time.perf_counter()
         with calibration.applied() if calibration else nullcontext():
             scores = model.evaluate(val_ds, verbose=0, return_dict=True)
         logs.update({f"val_{name}": [value] for name, value in scores.items()})
         row = {"epoch": epoch + 1, **{k: round(float(v[-1]), 6) for k, v in logs.items() if k in HISTORY_FIELDS},
-               "seconds": round(time.perf_counter() - started, 3)}
+               "seconds": round(time.perf_counter() - started, 3), "fit_seconds": round(fitted - started, 3),
+               "step_seconds": clock.steady()}
         rows.append(row)
         save_checkpoint(work, epoch + 1, model, rows)
         log.epoch(row, prefix)

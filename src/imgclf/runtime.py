@@ -106,10 +106,8 @@ def distribution(section: dict):
 
 
 def replicas(strategy) -> int:
-    """How many replicas a batch is split across: the strategy's, or 1 without one."""
     return strategy.num_replicas_in_sync if strategy is not None else 1
 
 
 def model_scope(strategy):
-    """Where a model and its optimizer are built: the strategy's scope, or nowhere special."""
     return strategy.scope() if strategy is not None else nullcontext()

@@ -82,18 +82,15 @@ def make_tiny_imagenet(path: str | Path, seed: int = 0, classes: int = 200, trai
         words = [f"{w}\tsynthetic class {c}, grating {c % 10}/{(c // 10) % 4}/{(c // 40) % 5}\n" for c, w in enumerate(wnids)]
         _add(archive, "words.txt", "".join(extra[:3] + words + extra[3:]).encode())
         for label, w in enumerate(wnids):
-            boxes = []
             for i in range(train_per_class):
-                name = f"{w}_{i}.JPEG"
                 odd = _ODD.get(label % 13) if i == 0 else None
-                _add(archive, f"train/{w}/images/{name}", _encode(image(label), odd))
-                boxes.append(f"{name}\t0\t0\t63\t63\n")
-            _add(archive, f"train/{w}/{w}_boxes.txt", "".join(boxes).encode())
+                _add(archive, f"train/{w}/images/{w}_{i}.JPEG", _encode(image(label), odd))
+            boxes = "".join(f"{w}_{i}.JPEG\t0\t0\t63\t63\n" for i in range(train_per_class))
+            _add(archive, f"train/{w}/{w}_boxes.txt", boxes.encode())
         annotations = []
         for i in range(classes * val_per_class):
             label = int(rng.integers(classes)) if i >= classes else i  # every class at least once
-            odd = "gray" if i % 97 == 5 else None
-            _add(archive, f"val/images/val_{i}.JPEG", _encode(image(label), odd))
+            _add(archive, f"val/images/val_{i}.JPEG", _encode(image(label), "gray" if i % 97 == 5 else None))
             annotations.append(f"val_{i}.JPEG\t{wnids[label]}\t0\t0\t63\t63\n")
         _add(archive, "val/val_annotations.txt", "".join(annotations).encode())
         for i in range(test_images):
@@ -102,20 +99,18 @@ def make_tiny_imagenet(path: str | Path, seed: int = 0, classes: int = 200, trai
 
 def cifar_records(labels: np.ndarray, rng: np.random.Generator) -> bytes:
     """CIFAR-10 binary records: 1 label byte then 1024 R, 1024 G, 1024 B bytes per image."""
-    records = bytearray()
-    for label in labels:
-        image = class_image(int(label) * 4, rng, size=32)  # 10 classes spread over hue and orientation
-        records.append(int(label))
-        records += image.transpose(2, 0, 1).tobytes()
-    return bytes(records)
+    # label * 4: the 10 classes spread over hue and orientation
+    return b"".join(bytes([label]) + class_image(label * 4, rng, size=32).transpose(2, 0, 1).tobytes()
+                    for label in map(int, labels))
 
 
-def make_cifar10(path: str | Path, seed: int = 0) -> None:
-    """Write a cifar-10-binary.tar.gz-layout tarball to ``path`` (atomically)."""
+def make_cifar10(path: str | Path, seed: int = 0, train_per_batch: int = CIFAR_TRAIN_PER_BATCH,
+                 test_images: int = CIFAR_TEST_IMAGES) -> None:
+    """Write a cifar-10-binary.tar.gz-layout tarball to ``path`` (atomically); the defaults make the embedded sample."""
     rng = np.random.default_rng(seed + 1)
     members = {}
-    for name, images in [*((f"data_batch_{b}.bin", CIFAR_TRAIN_PER_BATCH) for b in range(1, 6)),
-                         ("test_batch.bin", CIFAR_TEST_IMAGES)]:
+    for name, images in [*((f"data_batch_{b}.bin", train_per_batch) for b in range(1, 6)),
+                         ("test_batch.bin", test_images)]:
         labels = np.arange(images) % 10
         rng.shuffle(labels)
         members[name] = cifar_records(labels, rng)

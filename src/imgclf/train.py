@@ -57,9 +57,8 @@ def make_optimizer(section: dict, learning_rate: float, steps: int):
 
     from imgclf import optimizers
 
-    rate = learning_rate
-    if section["lr_schedule"] == "cosine":
-        rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, steps))
+    rate = (keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, steps))
+            if section["lr_schedule"] == "cosine" else learning_rate)
     decay = section["weight_decay"] or None
     if section["optimizer"] == "sgd":
         return optimizers.FusedSGD(rate, momentum=0.9, nesterov=True, weight_decay=decay)
@@ -81,7 +80,9 @@ def compile_model(model, section: dict, runtime: dict, learning_rate: float, ste
 
 
 def steps_for(splits, section: dict) -> int:
-    return -(-len(splits.y_train) // section["batch_size"]) * section["epochs"]
+    """Training steps in all (the cosine schedule's length)."""
+    per_epoch = -(-len(splits.y_train) // section["batch_size"])
+    return min(per_epoch, section.get("steps_per_epoch") or per_epoch) * section["epochs"]
 
 
 def train_keras(job: TrainJob) -> Trained:
@@ -154,11 +155,9 @@ def train_finetune(job: TrainJob) -> Trained:
     restart()
     (work / "final").mkdir(exist_ok=True)
     rows = fit(model, splits, section, work / "final", seed, log, stream=("final",))
-    extra = {
+    return Trained(model, rows, {
         "cv_top1_mean": float(np.mean(scores)), "cv_top1_std": float(np.std(scores)), "cv_folds": len(scores),
-        "cv_top1_folds": scores, "learning_rate_effective": rate, "trainable_params": transfer.trainable_count(model),
-    }
-    return Trained(model, rows, extra)
+        "cv_top1_folds": scores, "learning_rate_effective": rate, "trainable_params": transfer.trainable_count(model)})
 
 
 TRAINERS: dict[str, Callable[[TrainJob], Trained]] = {
@@ -195,13 +194,15 @@ def run(experiment: "Experiment", data_dir: str | Path, out_dir: str | Path, sec
     model, rows, extra, files = trained.model, trained.rows, trained.extra, trained.files
     timed = rows and all(r.get("seconds") not in (None, "") for r in rows)
     train_seconds = sum(float(r["seconds"]) for r in rows) if timed else time.perf_counter() - started
-    recalibrated = 0
+    recalibrated, recal_started = 0, time.perf_counter()
     if section["bn_recalibration"]:
-        recal_started = time.perf_counter()
         recalibrated = recalibrate_batchnorm(model, splits.x_train, section["batch_size"], seed, section["run_eagerly"])
         if recalibrated:
-            print(f"BatchNorm statistics of {recalibrated} layers recalibrated on {len(splits.y_train)} training "
-                  f"images in {time.perf_counter() - recal_started:.1f} s", flush=True)
+            print(f"BatchNorm statistics of {recalibrated} layers recalibrated on training images in "
+                  f"{time.perf_counter() - recal_started:.1f} s", flush=True)
+    recal_seconds = time.perf_counter() - recal_started
+    steps = section.get("steps_per_epoch")
+    trained_images = len(rows) * min(len(splits.y_train), steps * section["batch_size"] if steps else len(splits.y_train))
     meta = {
         "experiment": name, "model": experiment.model, "kind": experiment.kind, "dataset": experiment.dataset,
         "params": model.count_params(), "train_images": int(len(splits.y_train)), "epochs": len(rows),
@@ -210,9 +211,13 @@ def run(experiment: "Experiment", data_dir: str | Path, out_dir: str | Path, sec
     }
     timings = {
         "train_seconds": round(train_seconds, 3),
-        "train_images_per_second": round(len(rows) * len(splits.y_train) / train_seconds, 2) if timed else None,
+        "trained_images": trained_images,  # steps_per_epoch may cut an epoch short
+        "train_images_per_second": round(trained_images / train_seconds, 2) if timed else None,
         "wall_seconds_this_run": round(time.perf_counter() - started, 3),
         "epoch_seconds": [row.get("seconds") for row in rows],
+        "fit_seconds": [row.get("fit_seconds") for row in rows],  # the epoch's training, without validation
+        "step_seconds": [row.get("step_seconds") for row in rows],  # the median step after the first
+        "recalibration_seconds": round(recal_seconds, 3),
     }
     with atomic_dir(out_dir) as tmp:
         save_model(model, tmp / "model.keras")

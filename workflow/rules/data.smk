@@ -31,6 +31,8 @@ rule download:
         values=lambda w: values(DOWNLOAD_OF[w.raw]),
     log:
         "logs/download/{raw}.log",
+    benchmark:
+        "logs/download/{raw}.benchmark.tsv"
     threads: 1
     shell:
         "imgclf download {params.dataset} --out {output} {params.settings} > {log} 2>&1"
@@ -49,6 +51,8 @@ rule prepare:
         listing=lambda w: LISTINGS.get(w.dataset, ""),  # a folder source's files: a change reruns prepare
     log:
         "logs/prepare/{dataset}.log",
+    benchmark:
+        "logs/prepare/{dataset}.benchmark.tsv"
     threads: 8
     resources:
         mem_mb=4000,

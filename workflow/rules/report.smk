@@ -19,6 +19,8 @@ rule report:
         values=values(stage("report")),
     log:
         "logs/report/report.log",
+    benchmark:
+        "logs/report/report.benchmark.tsv"
     threads: 1
     resources:
         mem_mb=2000,

@@ -22,12 +22,6 @@ def custom_objects() -> dict:
     return dict(autokeras.CUSTOM_OBJECTS)
 
 
-def trials_table(tuner) -> list[dict]:
-    return [{"trial_id": trial.trial_id, "status": str(trial.status), "val_accuracy": trial.score,
-             "best_step": trial.best_step, **{f"hp:{k}": v for k, v in sorted(trial.hyperparameters.values.items())}}
-            for trial in sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id)]
-
-
 def _keyed(method, seed: int, key):
     """``method``, called only after every random stream is reseeded from (seed, key(args))."""
     import keras
@@ -64,9 +58,12 @@ def _search(splits, section: dict, work: Path, seed: int):
     tuner.final_fit = _keyed(tuner.final_fit, seed, lambda *a, **k: "final")
     history = auto.fit(splits.x_train.astype(np.float32), splits.y_train,
                        validation_data=(splits.x_val.astype(np.float32), splits.y_val),
-                       epochs=section["epochs"], batch_size=section["batch_size"], verbose=2)
+                       epochs=section["epochs"], batch_size=section["batch_size"], verbose=2,
+                       **({"steps_per_epoch": section["steps_per_epoch"]} if section.get("steps_per_epoch") else {}))
     model = auto.export_model()
-    trials = trials_table(auto.tuner)
+    trials = [{"trial_id": trial.trial_id, "status": str(trial.status), "val_accuracy": trial.score,
+               "best_step": trial.best_step, **{f"hp:{k}": v for k, v in sorted(trial.hyperparameters.values.items())}}
+              for trial in sorted(auto.tuner.oracle.trials.values(), key=lambda t: t.trial_id)]
     logs = history.history if history is not None else {}  # the exported best model's own final fit, if returned
     rows = [{"epoch": epoch + 1, **{k: round(float(v[epoch]), 6) for k, v in logs.items()}}
             for epoch in range(len(next(iter(logs.values()), [])))]

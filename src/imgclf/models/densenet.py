@@ -71,8 +71,7 @@ def _densenet(input_shape, blocks, growth: int, stem_filters: int, stem: str, na
 
 
 def backbone(depth: int, input_shape, stem: str = "imagenet") -> keras.Model:
-    blocks, growth, stem_filters = CONFIGS[depth]
-    return _densenet(input_shape, blocks, growth, stem_filters, stem, f"densenet{depth}")
+    return _densenet(input_shape, *CONFIGS[depth], stem, f"densenet{depth}")
 
 
 def _classifier(depth: int, input_shape, num_classes: int, stem: str = "imagenet", **options) -> keras.Model:

@@ -51,8 +51,7 @@ def prepare(archive: str | Path, out_dir: str | Path, settings: dict, workers: i
     """``workers`` unused: the records need no decoding."""
     members = read_cifar_archive(archive)
     parts = [parse_cifar_batch(members[f"data_batch_{i}.bin"], f"{archive}: data_batch_{i}.bin") for i in range(1, 6)]
-    images = np.concatenate([p[0] for p in parts])
-    labels = np.concatenate([p[1] for p in parts])
+    images, labels = (np.concatenate(column) for column in zip(*parts))
     test_images, test_labels = parse_cifar_batch(members["test_batch.bin"], f"{archive}: test_batch.bin")
     classes = [line.strip() for line in members["batches.meta.txt"].decode().splitlines() if line.strip()]
     if len(classes) != 10:
@@ -64,5 +63,4 @@ def prepare(archive: str | Path, out_dir: str | Path, settings: dict, workers: i
     train_split, val_split = splits.carve(resize_array(images, spec), labels, settings["val_fraction"], settings["split_seed"])
     parts = {"train": train_split, "val": val_split, "test": (resize_array(test_images, spec), test_labels)}
     meta = {"source": settings["source"], "image_size": spec.size, "resize_filter": spec.filter, "n_classes": 10}
-    write_prepared(out_dir, parts, classes, classes, meta)
-    return meta
+    return write_prepared(out_dir, parts, classes, classes, meta)

@@ -98,8 +98,8 @@ def decode_many(members, names: list[str], spec: ResizeSpec, workers: int) -> np
     return out
 
 
-def write_prepared(out_dir: str | Path, parts: dict, classes: list[str], words: list[str], meta: dict) -> None:
-    """Write every file into a temporary sibling directory, then swap it into place."""
+def write_prepared(out_dir: str | Path, parts: dict, classes: list[str], words: list[str], meta: dict) -> dict:
+    """Write the prepared directory atomically; return ``meta``, each split's image count added."""
     with atomic_dir(out_dir) as tmp:
         for split in arrays.SPLITS:
             images, labels = parts[split]
@@ -107,3 +107,4 @@ def write_prepared(out_dir: str | Path, parts: dict, classes: list[str], words: 
             meta[f"{split}_images"] = int(len(labels))
         arrays.write_classes(tmp / "classes.tsv", classes, words)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return meta

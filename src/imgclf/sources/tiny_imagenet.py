@@ -46,11 +46,8 @@ def read_tiny_index(archive) -> TinyIndex:
             raise PipelineError(f"{archive_path}: {root}{member}: corrupt ({exc})") from None
 
     wnids = [line.strip() for line in text("wnids.txt").splitlines() if line.strip()]
-    words = {}
-    if root + "words.txt" in members.entries:
-        for line in text("words.txt").splitlines():
-            key, _, value = line.partition("\t")
-            words[key.strip()] = value.strip()
+    lines = text("words.txt").splitlines() if root + "words.txt" in members.entries else []
+    words = {key.strip(): value.strip() for key, _, value in (line.partition("\t") for line in lines)}
     wanted = set(wnids)
     train = []
     for name in names:
@@ -97,5 +94,4 @@ def prepare(archive: str | Path, out_dir: str | Path, settings: dict, workers: i
     a, b = len(kept), len(kept) + len(held)
     parts = {"train": (images[:a], labels[:a]), "val": (images[a:b], labels[a:b]), "test": (images[b:], labels[b:])}
     meta = {"source": settings["source"], "image_size": spec.size, "resize_filter": spec.filter, "n_classes": len(classes)}
-    write_prepared(out_dir, parts, classes, [index.words.get(w, w) for w in classes], meta)
-    return meta
+    return write_prepared(out_dir, parts, classes, [index.words.get(w, w) for w in classes], meta)

@@ -67,7 +67,5 @@ def scan(root: str | Path) -> list[tuple[str, int, int]]:
 def listing_digest(root: str | Path) -> str:
     """What the prepared data depend on in a folder source: a digest of its files' names, sizes and
     modification times (``scan``), so an added, removed or rewritten file reruns prepare."""
-    digest = hashlib.sha256()
-    for name, size, mtime in scan(root):
-        digest.update(f"{name}\0{size}\0{mtime}\n".encode())
-    return digest.hexdigest()
+    listing = "".join(f"{name}\0{size}\0{mtime}\n" for name, size, mtime in scan(root))
+    return hashlib.sha256(listing.encode()).hexdigest()
