@@ -40,7 +40,6 @@ import yaml
 from imgclf import sample
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPERIMENTS_WITHOUT_STEPS = ()  # every kind honours steps_per_epoch
 
 
 def md5_of(path: Path) -> str:
@@ -78,6 +77,12 @@ def run(cmd: list[str], cwd: Path, log: Path | None = None, env: dict | None = N
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)}: exit status {result.returncode} (see {log or 'its output'})")
     return time.perf_counter() - started
+
+
+def shown(project: Path) -> dict:
+    """Every param of the project's params.yaml with its value (``imgclf params --show``)."""
+    return yaml.safe_load(subprocess.run(["imgclf", "params", "--show"], cwd=project, capture_output=True, text=True,
+                                         check=True).stdout)
 
 
 def size_of(path: Path) -> int:
@@ -138,14 +143,14 @@ def main() -> int:
     log = work / "run.log"
     log.unlink(missing_ok=True)
     run(["imgclf", "params", "--profile", "full"], project, log)
-    full = yaml.safe_load((project / "params.yaml").read_text())
+    full = shown(project)
     chosen = args.experiments or full["experiments"]
     scale = {"experiments": chosen, "data": {"sources": sources}}
     for name in chosen:
         scale[name] = {"epochs": 1, "steps_per_epoch": args.steps, "threads": args.cores}
     (work / "scale.yaml").write_text(yaml.safe_dump(scale, sort_keys=False))
     run(["imgclf", "params", "--profile", str(work / "scale.yaml")], project, log)
-    params = yaml.safe_load((project / "params.yaml").read_text())
+    params = shown(project)
 
     env = {"IMGCLF_SLURM": "off"}
     started = time.perf_counter()
@@ -167,8 +172,10 @@ def main() -> int:
             name, seed = rest.split("/")
             timings = json.loads((project / f"logs/timings/{name}/{seed}.train.json").read_text())
             train = json.loads((project / f"models/{name}/{seed}/train.json").read_text())
-            row.update({key: timings[key] for key in ("train_seconds", "train_images_per_second", "epoch_seconds")},
-                       train_images=train["train_images"], trained_images=timings.get("trained_images"))
+            row.update({key: timings[key] for key in ("train_seconds", "train_images_per_second", "trained_images",
+                                                       "epoch_seconds", "fit_seconds", "step_seconds",
+                                                       "recalibration_seconds")},
+                       train_images=train["train_images"])
         stages[key] = row
 
     status = median_seconds(["dvc", "status"], project)
@@ -186,6 +193,8 @@ def main() -> int:
                     for part in ("data/raw", "data/prepared", "models", "reports", ".dvc/cache")},
         "archives_mb": round(sum(entry["size"] for entry in sources.values()) / 1e6, 1),
         "params": {name: params[name] for name in chosen},
+        "full_params": {name: full[name] for name in chosen},  # the profile's own: what the projection is of
+        "data": {name: params["data"][name] for name in ("imagenet200", "cifar10")},
         "stages": stages,
     }
     out = Path(args.record) / f"paper_scale-{record['date']}"
