@@ -324,3 +324,25 @@ def test_two_devices_train_save_and_evaluate_like_one(ten_class_data, tmp_path):
         assert np.all(np.isfinite(losses)) and losses[-1] < 0.5 * losses[0], losses
     assert abs(one_metrics["top1"] - two_metrics["top1"]) <= 0.05, (one_metrics["top1"], two_metrics["top1"])
     assert two_metrics["train_top1"] > 2 * two_metrics["chance_top1"]
+
+
+def test_steps_per_epoch_cuts_training_not_the_data(ten_class_data, tmp_path, monkeypatch):
+    """``steps_per_epoch`` (the paper-scale rehearsal's cap) trains that many mini-batches of the full
+    split and says so in the timings log; the data set, the validation pass and what train.json
+    records of the data stay as they are without the cap."""
+    from imgclf import train
+
+    data_dir, params = ten_class_data
+    monkeypatch.chdir(tmp_path)  # the resume directory
+    runs = {}
+    for steps in (None, 3):
+        section = {**params["cifar_base_cnn"], "epochs": 1, "batch_size": 16, "seeds": [0], "steps_per_epoch": steps}
+        meta = train.run(experiments.get("cifar_base_cnn"), data_dir, tmp_path / f"m{steps}", section,
+                         experiments.result_params(section), 1, 0, timings_path=tmp_path / f"t{steps}.json")
+        runs[steps] = meta, json.loads((tmp_path / f"t{steps}.json").read_text())
+    (full, full_times), (cut, cut_times) = runs[None], runs[3]
+    assert full["train_images"] == cut["train_images"] == full_times["trained_images"] > 3 * 16
+    assert cut_times["trained_images"] == 3 * 16
+    assert cut_times["fit_seconds"][0] < full_times["fit_seconds"][0]
+    assert all(s > 0 for s in (*full_times["step_seconds"], *cut_times["step_seconds"]))
+    assert cut["history"][0]["val_accuracy"] != full["history"][0]["val_accuracy"]  # it trained less
