@@ -143,9 +143,16 @@ def main() -> int:
 
         yaml = YAML()
         yaml.width = 200
+        from imgclf import config
+
         document = yaml.load(FULL_PROFILE.read_text())
+        base = config.load("params.yaml")  # a profile states only what differs from params.yaml
         for name, values in requests.items():
-            document[name].update(values)
+            for key, value in values.items():
+                if value == base[name][key]:
+                    document[name].pop(key, None)
+                else:
+                    document[name][key] = value
         with open(FULL_PROFILE, "w") as handle:
             yaml.dump(document, handle)
         print(f"{FULL_PROFILE}: mem_mb and runtime_min of {len(requests)} experiments written")
