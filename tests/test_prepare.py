@@ -413,15 +413,23 @@ def test_image_folder_with_train_and_val_trees(tmp_path, data_params):
 @pytest.mark.parametrize("workers", [1, 3])
 def test_prepare_decodes_in_as_many_processes_as_threads(small_tiny_zip, tmp_path, data_params, monkeypatch, workers):
     """``--threads`` sizes prepare's worker pool: each chunk of images records the process that
-    decoded it; one worker decodes in the calling process, three in three forked processes."""
+    decoded it; one worker decodes in the calling process, three in three forked processes. (A
+    forked worker's chunk waits, 10 s at most, until another process has logged one, so that a worker
+    forked first cannot take every chunk before the others start.)"""
     import os
+    import time
 
     from imgclf import parallel
+
+    parent = os.getpid()
 
     def logged_map(function, items, count):
         def recorded(item):
             with open(tmp_path / "pids", "a") as handle:
                 handle.write(f"{os.getpid()}\n")
+            deadline = time.monotonic() + 10
+            while os.getpid() != parent and len(set((tmp_path / "pids").read_text().split())) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
             return function(item)
 
         return parallel.fork_map(recorded, items, count)
