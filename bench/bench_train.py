@@ -20,6 +20,17 @@ the same run, with each model's training FLOP rate as a fraction of it (3 × for
 image: forward, and twice that backward; convolutions and dense layers counted). Usage:
 
     python bench/bench_train.py [--models seed_cnn alexnet32 densenet121] [--epochs 5] [--threads 2]
+
+``--full DIR`` runs the same comparison at full data size: the Tiny ImageNet-layout archive of
+``bench/bench_paper_scale.py`` (generated in DIR if missing; 200 x 500 + 10,000 JPEGs) prepared as
+the pipeline prepares it, every training image loaded and shuffled, validation on the whole
+validation split after each epoch, and each epoch cut to ``--steps`` mini-batches
+(``steps_per_epoch``, in both) so that a run takes minutes. Two epochs per run, the second the
+steady one, and ``--repeats`` runs of each side, alternating bare and ours; it prints each run's
+steady epoch (training + validation) and its training part (``fit``), their medians and the
+ratios bare ÷ ours (1.00: the pipeline as fast as a bare fit; 0.95: 5 % slower):
+
+    python bench/bench_train.py --full bench/out/paper_scale/archives [--repeats 3] [--threads 2]
 """
 
 from __future__ import annotations
@@ -36,6 +47,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # training images per model: steady epochs long enough to time, short enough for one run
 IMAGES = {"densenet121": 1600, "densenet169": 1200, "densenet201": 1000}
+# --full: mini-batches per epoch (of 64 images), each epoch's training about 10-25 s on 2 threads
+FULL_STEPS = {"seed_cnn": 600, "alexnet32": 150, "densenet121": 60}
 
 
 def forward_flops(model) -> int:
@@ -65,6 +78,8 @@ def section_for(name: str, args) -> dict:
                    augment_flip=False, augment_crop=0, train_subset=IMAGES.get(name, section["train_subset"]),
                    val_subset=None, lr_schedule="constant", weight_decay=0.0, optimizer="adam",
                    mixed_precision=False, xla=False)
+    if args.full:  # every image, each epoch cut to a number of mini-batches
+        section.update(train_subset=None, steps_per_epoch=args.steps or FULL_STEPS.get(name, 60))
     return section
 
 
@@ -73,13 +88,14 @@ def bare_model(experiment, image_shape, num_classes: int):
     import keras
 
     from imgclf import models
-    from imgclf.models import densenet, layers
+    from imgclf.models import layers
 
-    depth = {f"densenet{d}": d for d in densenet.APPLICATIONS}.get(experiment.model)
-    if depth is None or experiment.extra:  # (a stem option: the registry builds it)
+    depth = {f"densenet{d}": d for d in (121, 169, 201)}.get(experiment.name)  # (not the small stem)
+    if depth is None:
         return models.build(experiment.model, image_shape, num_classes)
     inputs = keras.Input(image_shape)
-    base = densenet.APPLICATIONS[depth](include_top=False, weights=None, input_shape=image_shape, pooling="avg")
+    base = getattr(keras.applications, f"DenseNet{depth}")(include_top=False, weights=None, input_shape=image_shape,
+                                                           pooling="avg")
     return keras.Model(inputs, layers.softmax_head(base(layers.imagenet_normalize(inputs)), num_classes))
 
 
@@ -100,19 +116,24 @@ def worker_bare(args) -> None:
     model = bare_model(experiment, splits.image_shape, splits.num_classes)
     model.compile(optimizer=keras.optimizers.Adam(section["learning_rate"]), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")])
-    seconds = []
+    seconds, fit_seconds = [], []
 
     class Timer(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             self.started = time.perf_counter()
 
+        def on_test_begin(self, logs=None):  # the epoch's training is done, its validation starts
+            fit_seconds.append(time.perf_counter() - self.started)
+
         def on_epoch_end(self, epoch, logs=None):
             seconds.append(time.perf_counter() - self.started)
 
+    steps = section.get("steps_per_epoch")
     model.fit(splits.x_train.astype(np.float32), splits.y_train, batch_size=section["batch_size"],
               epochs=args.epochs, validation_data=(splits.x_val.astype(np.float32), splits.y_val), shuffle=True,
-              verbose=0, callbacks=[Timer()])
-    print(json.dumps({"seconds": seconds, "images": int(len(splits.y_train)), "flops": forward_flops(model)}))
+              steps_per_epoch=steps, verbose=0, callbacks=[Timer()])
+    images = steps * section["batch_size"] if steps else int(len(splits.y_train))
+    print(json.dumps({"seconds": seconds, "fit_seconds": fit_seconds, "images": images, "flops": forward_flops(model)}))
 
 
 def worker_matmul(args) -> None:
@@ -165,9 +186,9 @@ def ours(name: str, data_dir: Path, work: Path, args) -> tuple[dict, float]:
         raise SystemExit(f"imgclf train {name}: failed\n{result.stderr[-3000:]}")
     from imgclf import paths
 
-    meta = json.loads((out / "train.json").read_text())
     timings = json.loads((work / paths.timings_file(name, params[name]["seeds"][0], "train")).read_text())
-    return {"seconds": timings["epoch_seconds"], "images": meta["train_images"]}, wall
+    return {"seconds": timings["epoch_seconds"], "fit_seconds": timings["fit_seconds"],
+            "images": timings["trained_images"] // args.epochs}, wall
 
 
 def summary(result: dict) -> dict:
@@ -179,15 +200,43 @@ def summary(result: dict) -> dict:
     return {"img_s": result["images"] / steady, "first": seconds[0], "graph": seconds[0] - steady}
 
 
+def full_comparison(data_dir: Path, work: Path, args) -> None:
+    """--full: ``--repeats`` alternating runs of each side per model; each run's steady (second)
+    epoch, the medians and the ratios bare / ours."""
+    import statistics
+
+    print(f"{'model':<12} {'run':>3} {'steps':>5} {'bare epoch s':>12} {'ours epoch s':>12} {'bare fit s':>10} "
+          f"{'ours fit s':>10}", flush=True)
+    common = ["--epochs", str(args.epochs), "--threads", str(args.threads), "--full", str(args.full)]
+    if args.steps:
+        common += ["--steps", str(args.steps)]
+    for name in args.models:
+        runs = []
+        for repeat in range(args.repeats):
+            bare = spawn("--worker", "bare", "--model", name, "--data", str(data_dir), *common)[0]
+            our = ours(name, data_dir, work, args)[0]
+            runs.append((bare["seconds"][-1], our["seconds"][-1], bare["fit_seconds"][-1], our["fit_seconds"][-1]))
+            print(f"{name:<12} {repeat + 1:>3} {section_for(name, args)['steps_per_epoch']:>5} "
+                  + " ".join(f"{value:12.2f}" if i < 2 else f"{value:10.2f}" for i, value in enumerate(runs[-1])), flush=True)
+        medians = [statistics.median(column) for column in zip(*runs)]
+        print(f"{name:<12} {'med':>3} {'':>5} " + " ".join(f"{value:12.2f}" if i < 2 else f"{value:10.2f}"
+                                                          for i, value in enumerate(medians))
+              + f"   ratio bare/ours: epoch {medians[0] / medians[1]:.3f}, fit {medians[2] / medians[3]:.3f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["seed_cnn", "alexnet32", "densenet121"])
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per run (default: 5; 2 with --full)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--full", type=Path, help="full data size: the directory of bench_paper_scale.py's archives")
+    parser.add_argument("--steps", type=int, help="--full: mini-batches per epoch (default: per model, FULL_STEPS)")
+    parser.add_argument("--repeats", type=int, default=3, help="--full: runs of each side per model")
     parser.add_argument("--worker", choices=["bare", "matmul"], help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.epochs = args.epochs or (2 if args.full else 5)
     if args.worker == "bare":
         return worker_bare(args)
     if args.worker == "matmul":
@@ -198,13 +247,30 @@ def main() -> None:
     from imgclf.sources import tiny_imagenet
 
     print(json.dumps(runtime.cpu_description()))
+    data_params = config.load(ROOT / "params.yaml")["data"]
+    if args.full:
+        sys.path.insert(0, str(ROOT / "bench"))
+        from bench_paper_scale import archives
+
+        archive = Path(archives(args.full)["tiny_imagenet"]["path"])
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            settings = {**datasets.settings("imagenet200", data_params), "n_classes": 200}
+            tiny_imagenet.prepare(archive, tmp / "data", settings, args.threads)
+            import numpy as np
+
+            sizes = {split: len(np.load(tmp / "data" / f"{split}.npz")["labels"]) for split in ("train", "val")}
+            print(f"{archive}: prepared ({sizes['train']:,} training, {sizes['val']:,} validation images); "
+                  f"{args.epochs} epochs per run, the last one timed; {args.threads} threads", flush=True)
+            return full_comparison(tmp / "data", tmp, args)
+
     common = ["--epochs", str(args.epochs), "--threads", str(args.threads)]
     peak = spawn("--worker", "matmul", *common)[0]["gflops"]
     print(f"fp32 matmul peak ({args.threads} threads): {peak:.0f} GFLOP/s", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         sample.make_tiny_imagenet(tmp / "t.zip")  # the embedded sample, prepared as the pipeline does
-        tiny_imagenet.prepare(tmp / "t.zip", tmp / "data", datasets.settings("imagenet200", config.load(ROOT / "params.yaml")["data"]), 2)
+        tiny_imagenet.prepare(tmp / "t.zip", tmp / "data", datasets.settings("imagenet200", data_params), 2)
         header = (f"{'model':<12} {'images':>6} {'bare img/s':>10} {'ours img/s':>10} {'ratio':>6} "
                   f"{'1st epoch s (bare/ours)':>23} {'graph s (bare/ours)':>19} {'process s (bare/ours)':>21} "
                   f"{'GFLOP/s':>8} {'of peak':>7}")
