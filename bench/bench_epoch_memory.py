@@ -4,9 +4,10 @@ Prepares the Tiny ImageNet-layout archive of ``bench/bench_paper_scale.py`` (gen
 missing) as the pipeline does, then, for each model, runs ``imgclf train`` as the ``full``
 profile configures it (every training image, validation on the whole validation split), each epoch cut to ``--steps`` mini-batches (``steps_per_epoch``), once for each of ``--epochs`` (1, 2
 and 4 epochs by default), each in a fresh process. It prints each run's peak RSS (the kernel's
-``ru_maxrss`` of that process alone) and the growth per added epoch: the slope of peak RSS over
-epochs, by least squares. Memory that grows with epochs (an input pipeline, a graph or a history
-kept per epoch) shows as a slope; a stage whose memory is set by its data and model has none.
+``ru_maxrss`` of that process alone), the slope of peak RSS over epochs (least squares), and the
+growth per epoch between the last two runs. Memory that grows with epochs (an input pipeline, a
+graph or a history kept per epoch) grows between every pair of runs; a stage whose memory is set by
+its data and model has none between the last two, whatever a first epoch adds.
 
     python bench/bench_epoch_memory.py --full bench/out/paper_scale/archives [--models ...] [--steps 20]
 """
@@ -61,7 +62,7 @@ def main() -> None:
     print(json.dumps(runtime.cpu_description()))
     params = config.apply_profile(ROOT / "params.yaml", "full")[1]
     archive = Path(archives(args.full)["tiny_imagenet"]["path"])
-    print(f"{'model':<12} " + " ".join(f"{f'{e} epoch peak MB':>15}" for e in args.epochs) + f" {'MB per epoch':>12}",
+    print(f"{'model':<12} " + " ".join(f"{f'{e} epoch peak MB':>15}" for e in args.epochs) + f" {'slope MB/epoch':>14} {'last two MB/epoch':>17}",
           flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -80,7 +81,8 @@ def main() -> None:
                                           "--threads", str(args.threads), "--params", str(params_file),
                                           "--live", str(work / "live"), "--tensorboard", str(work / "tb")], work))
             print(f"{name:<12} " + " ".join(f"{peak:15.0f}" for peak in peaks)
-                  + f" {slope(args.epochs, peaks):12.1f}", flush=True)
+                  + f" {slope(args.epochs, peaks):14.1f} {(peaks[-1] - peaks[-2]) / (args.epochs[-1] - args.epochs[-2]):17.1f}",
+                  flush=True)
 
 
 if __name__ == "__main__":
