@@ -53,21 +53,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
-    from imgclf import config, datasets, runtime
-    from imgclf.sources import tiny_imagenet
+    from imgclf import config, runtime
 
     sys.path.insert(0, str(ROOT / "bench"))
-    from bench_paper_scale import archives
+    from bench_paper_scale import prepare_full
 
     print(json.dumps(runtime.cpu_description()))
     params = config.apply_profile(ROOT / "params.yaml", "full")[1]
-    archive = Path(archives(args.full)["tiny_imagenet"]["path"])
     print(f"{'model':<12} " + " ".join(f"{f'{e} epoch peak MB':>15}" for e in args.epochs) + f" {'slope MB/epoch':>14} {'last two MB/epoch':>17}",
           flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        tiny_imagenet.prepare(archive, tmp / "data", {**datasets.settings("imagenet200", params["data"]), "n_classes": 200},
-                              args.threads)
+        prepare_full(args.full, tmp / "data", args.threads)
         for name in args.models:
             peaks = []
             for epochs in args.epochs:

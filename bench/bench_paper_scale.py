@@ -50,15 +50,33 @@ def md5_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def archives(work: Path) -> dict[str, dict]:
-    """The full-size archives (generated once per work directory), as data.sources entries."""
+def tiny_archive(work: Path) -> Path:
+    """The full-size Tiny ImageNet-layout archive in ``work`` (generated once)."""
     work.mkdir(parents=True, exist_ok=True)
-    tiny, cifar = work / "tiny-imagenet-200.zip", work / "cifar-10-binary.tar.gz"
+    tiny = work / "tiny-imagenet-200.zip"
     if not tiny.exists():
         started = time.perf_counter()
         # noise 7: a generated JPEG then averages about what the real archive's do (bench_prepare.py)
         sample.make_tiny_imagenet(tiny, classes=200, train_per_class=500, val_per_class=50, test_images=10000, noise=7)
         print(f"generated {tiny} in {time.perf_counter() - started:.0f} s", flush=True)
+    return tiny
+
+
+def prepare_full(work: Path, out: Path, threads: int) -> Path:
+    """``tiny_archive(work)`` prepared into ``out`` as the pipeline prepares imagenet200 (200 classes);
+    the archive's path."""
+    from imgclf import config, datasets
+    from imgclf.sources import tiny_imagenet
+
+    archive = tiny_archive(work)
+    data = config.load(ROOT / "params.yaml")["data"]
+    tiny_imagenet.prepare(archive, out, {**datasets.settings("imagenet200", data), "n_classes": 200}, threads)
+    return archive
+
+
+def archives(work: Path) -> dict[str, dict]:
+    """The full-size archives (generated once per work directory), as data.sources entries."""
+    tiny, cifar = tiny_archive(work), work / "cifar-10-binary.tar.gz"
     if not cifar.exists():
         started = time.perf_counter()
         sample.make_cifar10(cifar, train_per_batch=10000, test_images=10000)

@@ -123,24 +123,19 @@ def worker_bare(args) -> None:
     model = bare_model(experiment, splits.image_shape, splits.num_classes)
     model.compile(optimizer=keras.optimizers.Adam(section["learning_rate"]), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")])
-    seconds, fit_seconds = [], []
+    seconds = []
 
     class Timer(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             self.started = time.perf_counter()
 
-        def on_test_begin(self, logs=None):  # the epoch's training is done, its validation starts
-            fit_seconds.append(time.perf_counter() - self.started)
-
         def on_epoch_end(self, epoch, logs=None):
             seconds.append(time.perf_counter() - self.started)
 
-    steps = section.get("steps_per_epoch")
     model.fit(splits.x_train.astype(np.float32), splits.y_train, batch_size=section["batch_size"],
               epochs=args.epochs, validation_data=(splits.x_val.astype(np.float32), splits.y_val), shuffle=True,
-              steps_per_epoch=steps, verbose=0, callbacks=[Timer()])
-    images = steps * section["batch_size"] if steps else int(len(splits.y_train))
-    print(json.dumps({"seconds": seconds, "fit_seconds": fit_seconds, "images": images, "flops": forward_flops(model)}))
+              verbose=0, callbacks=[Timer()])
+    print(json.dumps({"seconds": seconds, "images": int(len(splits.y_train)), "flops": forward_flops(model)}))
 
 
 def worker_matmul(args) -> None:
@@ -194,8 +189,7 @@ def ours(name: str, data_dir: Path, work: Path, args) -> tuple[dict, float]:
     from imgclf import paths
 
     timings = json.loads((work / paths.timings_file(name, params[name]["seeds"][0], "train")).read_text())
-    return {"seconds": timings["epoch_seconds"], "fit_seconds": timings["fit_seconds"],
-            "images": timings["trained_images"] // args.epochs}, wall
+    return {"seconds": timings["epoch_seconds"], "images": timings["trained_images"] // args.epochs}, wall
 
 
 def summary(result: dict) -> dict:
@@ -287,7 +281,7 @@ def full_comparison(data_dir: Path, args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["seed_cnn", "alexnet32", "densenet121"])
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per run (default: 5; 2 with --full)")
+    parser.add_argument("--epochs", type=int, default=5, help="epochs per run (without --full)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--full", type=Path, help="full data size: the directory of bench_paper_scale.py's archives")
     parser.add_argument("--steps", type=int, help="--full: mini-batches per epoch (default: per model, FULL_STEPS)")
@@ -296,7 +290,6 @@ def main() -> None:
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    args.epochs = args.epochs or (2 if args.full else 5)
     if args.worker == "bare":
         return worker_bare(args)
     if args.worker == "matmul":
@@ -311,20 +304,18 @@ def main() -> None:
     print(json.dumps(runtime.cpu_description()))
     data_params = config.load(ROOT / "params.yaml")["data"]
     if args.full:
+        import numpy as np
+
         sys.path.insert(0, str(ROOT / "bench"))
-        from bench_paper_scale import archives
+        from bench_paper_scale import prepare_full
 
-        archive = Path(archives(args.full)["tiny_imagenet"]["path"])
         with tempfile.TemporaryDirectory() as tmp:
-            tmp = Path(tmp)
-            settings = {**datasets.settings("imagenet200", data_params), "n_classes": 200}
-            tiny_imagenet.prepare(archive, tmp / "data", settings, args.threads)
-            import numpy as np
-
-            sizes = {split: len(np.load(tmp / "data" / f"{split}.npz")["labels"]) for split in ("train", "val")}
+            data_dir = Path(tmp) / "data"
+            archive = prepare_full(args.full, data_dir, args.threads)
+            sizes = {split: len(np.load(data_dir / f"{split}.npz")["labels"]) for split in ("train", "val")}
             print(f"{archive}: prepared ({sizes['train']:,} training, {sizes['val']:,} validation images); "
                   f"{args.threads} threads", flush=True)
-            return full_comparison(tmp / "data", args)
+            return full_comparison(data_dir, args)
 
     common = ["--epochs", str(args.epochs), "--threads", str(args.threads)]
     peak = spawn("--worker", "matmul", *common)[0]["gflops"]
