@@ -10,7 +10,6 @@ import numpy as np
 from imgclf.errors import PipelineError
 
 SPLITS = ("train", "val", "test")
-_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 def save_split(path: str | Path, images: np.ndarray, labels: np.ndarray) -> None:
@@ -21,7 +20,7 @@ def save_split(path: str | Path, images: np.ndarray, labels: np.ndarray) -> None
         raise ValueError(f"labels shape {labels.shape} does not match {images.shape[0]} images")
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         for name, array in (("images", images), ("labels", labels.astype(np.int32))):
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=_EPOCH)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.external_attr = 0o644 << 16
             # streamed, no copy of the array; the zip64 extra only where needed, so files of
             # ordinary size stay byte-identical to what earlier versions wrote (no DVC reruns)

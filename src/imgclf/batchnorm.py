@@ -25,6 +25,7 @@ class Recalibration:
         self.model, self.images = model, images
         self.layers = [layer for layer in model._flatten_layers(include_self=False)
                        if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+        self.statistics = [variable for layer in self.layers for variable in (layer.moving_mean, layer.moving_variance)]
         self.dropouts = [layer for layer in model._flatten_layers(include_self=False)
                          if isinstance(layer, keras.layers.Dropout)]
         order = np.random.default_rng(stream_seed(seed, "batchnorm")).permutation(len(images))[:limit]
@@ -50,20 +51,17 @@ class Recalibration:
         saved = [getattr(layer, attribute) for layer, attribute in switched]
         for layer, attribute in switched:
             setattr(layer, attribute, 0.0)
-        sums = [[np.zeros(layer.moving_mean.shape, np.float64), np.zeros(layer.moving_variance.shape, np.float64)]
-                for layer in self.layers]
+        sums = [np.zeros(variable.shape, np.float64) for variable in self.statistics]
         try:
             for chosen in self.batches:
                 self.forward(tf.constant(self.images[chosen], tf.float32))
-                for total, layer in zip(sums, self.layers):
-                    total[0] += layer.moving_mean.numpy()
-                    total[1] += layer.moving_variance.numpy()
+                for total, variable in zip(sums, self.statistics):
+                    total += variable.numpy()
         finally:
             for (layer, attribute), value in zip(switched, saved):
                 setattr(layer, attribute, value)
-        for (mean, variance), layer in zip(sums, self.layers):
-            layer.moving_mean.assign((mean / len(self.batches)).astype(np.float32))
-            layer.moving_variance.assign((variance / len(self.batches)).astype(np.float32))
+        for total, variable in zip(sums, self.statistics):
+            variable.assign((total / len(self.batches)).astype(np.float32))
         return len(self.layers)
 
     @contextmanager
@@ -73,8 +71,7 @@ class Recalibration:
         bit for bit."""
         generators = [generator for layer in self.model._flatten_layers(include_self=True)
                       for generator in getattr(layer, "_seed_generators", [])]
-        variables = [variable for layer in self.layers for variable in (layer.moving_mean, layer.moving_variance)]
-        variables += [generator.state for generator in generators]
+        variables = self.statistics + [generator.state for generator in generators]
         saved = [variable.numpy() for variable in variables]
         try:
             self()

@@ -2,13 +2,13 @@
 DVC stages call exactly these commands. Heavy modules (TensorFlow) load only where needed."""
 
 import argparse
-import errno
 import os
 import sys
 from pathlib import Path
 
 from imgclf import config, datasets, overrides, paths
 from imgclf.errors import PipelineError
+from imgclf.io_utils import DISK_FULL, write_text
 
 
 def available_cores() -> int:
@@ -28,8 +28,6 @@ def _threads(value: int | None, section: dict | None = None) -> int:
 
 def _write_generated(path: str, text: str, check: bool, how: str) -> None:
     """Write a generated file, or with ``check`` fail if the committed one differs."""
-    from imgclf.io_utils import write_text
-
     if not check:
         write_text(path, text)
     elif not Path(path).exists() or Path(path).read_text() != text:
@@ -46,24 +44,19 @@ def cmd_schema(args) -> None:
 
 
 def cmd_check_params(args) -> None:
-    from imgclf import stages
+    from imgclf import resolved, stages
 
     params = _params(args)
     stages.source_listings(params, args.params)
     if args.resolved:
-        from imgclf import resolved
-
         resolved.check_runs(params, args.params)
         resolved.write_checked(params, args.resolved)
     print(f"{args.params}: valid")
 
 
 def cmd_params(args) -> None:
-    """Lay a profile over a params file (writing it, and config/runs.yaml where it is params.yaml), or
-    print every param with its value."""
+    """Lay a profile over a params file (writing it, and config/runs.yaml for params.yaml), or show every param."""
     import yaml
-
-    from imgclf.io_utils import write_text
 
     if args.show:
         print(yaml.safe_dump(_params(args), sort_keys=False, width=120), end="")
@@ -258,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        if exc.errno not in DISK_FULL:
             raise
         print(f"error: {exc.filename or 'output'}: no space left on device", file=sys.stderr)
         return 2

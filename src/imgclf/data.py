@@ -46,13 +46,18 @@ def load_training(data_dir: str | Path, section: dict, seed: int, where: str) ->
 def dataset(images, labels, batch_size: int, key: tuple | None = None, flip: bool = False, crop: int = 0):
     """Batches of float32 images. With a ``key`` (training: run seed, fold, epoch) the order is a
     permutation drawn from that key, and flips and crops are keyed per batch from it too; without
-    one (validation, evaluation), the stored order and no augmentation."""
+    one (validation, evaluation), the stored order and no augmentation. Each batch is gathered from
+    ``images`` by its indices, so an epoch holds no shuffled copy of the split: pass the images as a
+    ``tf.Tensor`` to share one copy between epochs."""
     import tensorflow as tf
 
-    if key is not None:
+    if key is None:
+        ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
+    else:
+        images, labels = tf.convert_to_tensor(images), tf.convert_to_tensor(labels)
         order = np.random.default_rng(stream_seed(*key, "order")).permutation(len(labels))
-        images, labels = images[order], labels[order]
-    ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
+        ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size).map(
+            lambda index: (tf.gather(images, index), tf.gather(labels, index)))
 
     def augment(batch, key):
         # stateless ops keyed per batch by a seeded random stream that differs each epoch: the

@@ -57,20 +57,16 @@ def decode_resize(data: bytes, spec: ResizeSpec, out: np.ndarray | None = None) 
     image = _decode_turbo(data, spec, out)
     if image is None:
         image = _decode_pil(data, spec)
-    if out is None:
-        return image
-    if not np.shares_memory(image, out):  # the turbo path decodes straight into ``out``
+    if out is not None and not np.shares_memory(image, out):  # the turbo path decodes straight into ``out``
         out[...] = image
-    return out
+    return image if out is None else out
 
 
 def _decode_pil(data: bytes, spec: ResizeSpec) -> np.ndarray:
     image = Image.open(io.BytesIO(data))
     if spec.draft and image.format == "JPEG":
         image.draft("RGB", (spec.size, spec.size))  # DCT scaling by 1/2, 1/4, 1/8: never below size
-    image = image.convert("RGB")
-    if image.size != (spec.size, spec.size):
-        image = image.resize((spec.size, spec.size), FILTERS[spec.filter])
+    image = image.convert("RGB").resize((spec.size, spec.size), FILTERS[spec.filter])  # a copy where at size already
     return np.asarray(image, dtype=np.uint8)
 
 
@@ -103,7 +99,5 @@ def what_is_wrong(data: bytes, exc: Exception) -> str:
 
 def trailing_bytes(data: bytes) -> int:
     """Bytes after a JPEG's last end-of-image marker (FF D9); 0 for anything else."""
-    if not data.startswith(b"\xff\xd8"):
-        return 0
-    end = data.rfind(b"\xff\xd9")
+    end = data.rfind(b"\xff\xd9") if data.startswith(b"\xff\xd8") else -1
     return 0 if end < 0 else len(data) - end - 2

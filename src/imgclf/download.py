@@ -62,20 +62,16 @@ def _cut_timeout(stream, seconds: float) -> None:
 
 def download(url: str, dest: str | Path, md5: str, size: int, progress: bool = True, timeout: float = 60,
              deadline: float = 7200, attempts: int = 5) -> str:
-    """Fetch ``url`` to ``dest``; return the MD5. A dropped connection is resumed with an HTTP Range
-    request (from zero where the server ignores ranges), up to ``attempts`` times in this run and
-    from the kept partial file in the next; past ``deadline`` seconds in all it stops. Size and MD5
-    are checked on the whole file before it is renamed into place; ``dest`` is never partial."""
+    """Fetch ``url`` to ``dest`` (never left partial); return the MD5. A dropped connection is resumed
+    (from zero where the server ignores ranges) up to ``attempts`` times in this run and from the
+    kept partial file in the next; past ``deadline`` seconds in all it stops."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = Path(partial_download(str(dest), md5))
-    started = time.monotonic()
-
-    def left() -> float:
-        return deadline - (time.monotonic() - started)
+    end = time.monotonic() + deadline
 
     def stop_past_deadline(received: int) -> None:
-        if left() <= 0:
+        if time.monotonic() >= end:
             raise PipelineError(f"{url}: not complete after the deadline of {deadline:g} s (data.download_deadline_s); "
                                 f"{received:,} of {size:,} bytes kept in {part} to resume from") from None
 
@@ -86,7 +82,7 @@ def download(url: str, dest: str | Path, md5: str, size: int, progress: bool = T
             have = part.stat().st_size if part.exists() else 0
             have = have if have < size else 0  # as long as the whole file or longer, yet not renamed: not to be trusted
             stop_past_deadline(have)
-            stream, announced, offset = _open(url, min(timeout, left()), have)
+            stream, announced, offset = _open(url, min(timeout, end - time.monotonic()), have)
             bar.reset(total=size)
             bar.update(offset)
             try:
@@ -95,9 +91,9 @@ def download(url: str, dest: str | Path, md5: str, size: int, progress: bool = T
                     out.truncate()
                     received = offset
                     read = getattr(stream, "read1", stream.read)  # what has arrived: the deadline is checked often
-                    while True:
+                    while received <= size:
                         stop_past_deadline(received)
-                        _cut_timeout(stream, min(timeout, left()))
+                        _cut_timeout(stream, min(timeout, end - time.monotonic()))
                         try:
                             chunk = read(CHUNK)
                         except TimeoutError:
@@ -111,8 +107,6 @@ def download(url: str, dest: str | Path, md5: str, size: int, progress: bool = T
                         out.write(chunk)
                         received += len(chunk)
                         bar.update(len(chunk))
-                        if received > size:
-                            break
                     if announced is not None and received - offset < announced and received <= size:
                         raise ConnectionError(f"{received:,} bytes (the server closed it early)")
             except ConnectionError as exc:

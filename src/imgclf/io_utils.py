@@ -5,6 +5,7 @@ Temporaries are hidden siblings of the output named after it and the writing pro
 (their process is gone), and a full disk ends in one line naming the output, not a traceback."""
 
 import contextlib
+import ctypes
 import errno
 import json
 import os
@@ -22,10 +23,8 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+    except OSError as exc:  # ESRCH: no such process; EPERM: another user's process
+        return isinstance(exc, PermissionError)
     return True
 
 
@@ -93,8 +92,6 @@ def write_json(path: str | os.PathLike, data) -> None:
 
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
-    import ctypes
-
     try:
         renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):

@@ -18,11 +18,9 @@ class Paper:
     same_task: bool = True
 
 
-_DENSENET_NOTE = (
-    "printed under 'ImageNet Acc (Top 1/Top 5)', but these are the top-1/top-5 *error* rates of the "
-    "ImageNet-1k DenseNets at 224x224 (as listed for Keras' pretrained DenseNets): copied from there, "
-    "not a 32x32 200-class result, so not plotted beside ours"
-)
+_DENSENET_NOTE = ("printed under 'ImageNet Acc (Top 1/Top 5)', but these are the top-1/top-5 *error* rates of the "
+                  "ImageNet-1k DenseNets at 224x224 (as listed for Keras' pretrained DenseNets): copied from there, "
+                  "not a 32x32 200-class result, so not plotted beside ours")
 
 PAPER = {
     "seed_cnn": Paper("Exp. 1: the paper's large-kernel CNN, (3,32,32) read channels-last", params_m=0.795,

@@ -43,8 +43,7 @@ def fork_map(function: Callable, items: Sequence, workers: int) -> list:
                     index, ok, value = results.get(timeout=1.0)
                     break
                 except queue.Empty:
-                    dead = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
-                    if dead:
+                    if dead := [p.exitcode for p in processes if p.exitcode not in (None, 0)]:
                         raise PipelineError(f"a worker process died (exit code {dead[0]})") from None
             if not ok:
                 raise value

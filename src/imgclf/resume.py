@@ -112,16 +112,19 @@ def fit(model, splits, section: dict, work: Path, seed: int, log, stream: tuple 
     """Fit epoch by epoch, each epoch's randomness keyed by (seed, *stream, epoch), with a
     checkpoint after every epoch in ``work``, each epoch logged (``log``, under ``prefix``) once
     its checkpoint is written; return the history rows of every epoch."""
+    import tensorflow as tf
+
     epochs = section["epochs"]
     val_ds = data_module.dataset(splits.x_val, splits.y_val, section["batch_size"])
     calibration = Recalibration(model, splits.x_train, section["batch_size"], seed, section["run_eagerly"],
                                 limit=VALIDATION_CALIBRATION_IMAGES) if section["bn_recalibration"] else None
     done, rows = load_checkpoint(work, model)
     log.replay(rows, prefix)
+    x_train, y_train = tf.convert_to_tensor(splits.x_train), tf.convert_to_tensor(splits.y_train)  # one copy, every epoch
     for epoch in range(done, epochs):
         key = (seed, *stream, epoch)
         reseed(model, *key)
-        train_ds = data_module.dataset(splits.x_train, splits.y_train, section["batch_size"], key,
+        train_ds = data_module.dataset(x_train, y_train, section["batch_size"], key,
                                        section["augment_flip"], section["augment_crop"])
         started, clock = time.perf_counter(), step_clock()
         logs = model.fit(train_ds, initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=section.get("steps_per_epoch"),

@@ -1,8 +1,6 @@
-"""The process's compute set-up: TensorFlow's thread pools, the instruction set oneDNN may use and
-what CPU a result came from (shared by the train and evaluate commands), and for training the rest
-of the runtime (op determinism, seeds, GPU memory growth, mixed precision, XLA) and the devices a
-model is trained on. TensorFlow is imported inside the functions, after the instruction set is
-pinned."""
+"""The process's compute set-up: TensorFlow's thread pools, the instruction set oneDNN may use and the
+CPU a result came from (train and evaluate), and for training op determinism, seeds, GPU memory growth,
+mixed precision, XLA and the devices. TensorFlow is imported inside the functions, after the ISA is pinned."""
 
 import os
 import platform

@@ -20,12 +20,11 @@ from imgclf.io_utils import atomic_path
 
 ROOT = "tiny-imagenet-200"
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-CIFAR_TRAIN_PER_BATCH = 300  # x 5 batches
-CIFAR_TEST_IMAGES = 500
-_DATE = (2015, 1, 1, 0, 0, 0)
 _HUES = np.array([[230, 40, 40], [40, 200, 40], [40, 60, 230], [230, 210, 30], [210, 40, 210], [30, 210, 210],
                   [240, 130, 20], [120, 60, 20], [150, 150, 150], [110, 30, 200]], dtype=np.float32)
 _PERIODS = (40.0, 24.0, 16.0, 12.0, 9.0)
+# the odd image of class ``label % 13`` (its first training image)
+_ODD = {0: "gray", 3: "cmyk", 5: "progressive", 7: "odd_size", 11: "png"}
 
 
 def wnid(index: int) -> str:
@@ -60,12 +59,8 @@ def _encode(array: np.ndarray, odd: str | None) -> bytes:
     return buffer.getvalue()
 
 
-# the odd image of class ``label % 13`` (its first training image)
-_ODD = {0: "gray", 3: "cmyk", 5: "progressive", 7: "odd_size", 11: "png"}
-
-
 def _add(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
-    info = zipfile.ZipInfo(f"{ROOT}/{name}", date_time=_DATE)
+    info = zipfile.ZipInfo(f"{ROOT}/{name}", date_time=(2015, 1, 1, 0, 0, 0))
     info.external_attr = 0o644 << 16
     archive.writestr(info, data, compress_type=zipfile.ZIP_STORED)
 
@@ -104,8 +99,7 @@ def cifar_records(labels: np.ndarray, rng: np.random.Generator) -> bytes:
                     for label in map(int, labels))
 
 
-def make_cifar10(path: str | Path, seed: int = 0, train_per_batch: int = CIFAR_TRAIN_PER_BATCH,
-                 test_images: int = CIFAR_TEST_IMAGES) -> None:
+def make_cifar10(path: str | Path, seed: int = 0, train_per_batch: int = 300, test_images: int = 500) -> None:
     """Write a cifar-10-binary.tar.gz-layout tarball to ``path`` (atomically); the defaults make the embedded sample."""
     rng = np.random.default_rng(seed + 1)
     members = {}

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from imgclf import data as data_module
+from imgclf import models
 from imgclf.batchnorm import recalibrate_batchnorm
 from imgclf.errors import PipelineError
 from imgclf.io_utils import atomic_dir, write_json
@@ -86,8 +87,6 @@ def steps_for(splits, section: dict) -> int:
 
 
 def train_keras(job: TrainJob) -> Trained:
-    from imgclf import models
-
     section, splits = job.section, job.splits
     options = {"stem": section["stem"]} if "stem" in section else {}
     with model_scope(job.strategy):
@@ -97,7 +96,7 @@ def train_keras(job: TrainJob) -> Trained:
 
 
 def train_autokeras(job: TrainJob) -> Trained:
-    from imgclf.models import autokeras_search
+    from imgclf.models import autokeras_search  # autokeras' own stage depends on it, no other
 
     model, rows, extra, files = autokeras_search.search(job.splits, job.section, job.work, job.runtime["seed"])
     job.log.replay(rows)  # the exported model's own fit; the search's trials are in trials.csv
@@ -160,19 +159,17 @@ def train_finetune(job: TrainJob) -> Trained:
         "cv_top1_folds": scores, "learning_rate_effective": rate, "trainable_params": transfer.trainable_count(model)})
 
 
-TRAINERS: dict[str, Callable[[TrainJob], Trained]] = {
-    "keras": train_keras, "autokeras": train_autokeras, "transfer": train_transfer, "finetune": train_finetune,
-}
+TRAINERS: dict[str, Callable[[TrainJob], Trained]] = {"keras": train_keras, "autokeras": train_autokeras,
+                                                       "transfer": train_transfer, "finetune": train_finetune}
 
 
 def run(experiment: "Experiment", data_dir: str | Path, out_dir: str | Path, section: dict, result: dict,
         threads: int, seed: int, upstream_dir: str | Path | None = None, live_dir: str | Path | None = None,
         tensorboard_dir: str | Path | None = None, timings_path: str | Path | None = None) -> dict:
-    """Train ``experiment`` (an ``imgclf.experiments.Experiment``, with its params ``section``, of
-    which ``result`` are those its result depends on) with ``seed`` into ``out_dir``; per-epoch
-    logs go to ``live_dir`` (DVCLive) and ``tensorboard_dir``, and how long it took to
-    ``timings_path``, where given (the model directory holds results only). Returns train.json's
-    record with the timings."""
+    """Train ``experiment`` (with its params ``section``, of which ``result`` are those its result
+    depends on) with ``seed`` into ``out_dir``; per-epoch logs go to ``live_dir`` (DVCLive) and
+    ``tensorboard_dir``, and how long it took to ``timings_path``, where given (the model directory
+    holds results only). Returns train.json's record with the timings."""
     name = experiment.name
     data_dir = Path(data_dir)
     upstream_dir = Path(upstream_dir) if upstream_dir else None

@@ -7,6 +7,7 @@ Which module registers a name is read from the sources (``module_of``), so build
 imports exactly its own family's module, and a training stage depends on exactly that file."""
 
 import functools
+import importlib
 from pathlib import Path
 from typing import Callable
 
@@ -46,8 +47,6 @@ def module_of(name: str) -> str:
 
 def build(name: str, input_shape: tuple[int, int, int], num_classes: int, **options):
     """Build a registered model, importing its family's module only."""
-    import importlib
-
     importlib.import_module(f"imgclf.models.{module_of(name)}")
     return MODELS[name](input_shape, num_classes, **options)
 

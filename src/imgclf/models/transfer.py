@@ -44,17 +44,14 @@ def transfer_model(input_shape, num_classes: int, weights: str, upstream_dir: Pa
     return keras.Model(inputs, softmax_head(features, num_classes), name="densenet201_transfer")
 
 
-def unfreeze(backbone: keras.Model, prefix: str) -> int:
-    """Make layers from the first named ``prefix*`` on trainable, BatchNorm excepted; return how many."""
+def unfreeze(backbone: keras.Model, prefix: str) -> None:
+    """Make layers from the first named ``prefix*`` on trainable, BatchNorm excepted."""
     start = next((i for i, layer in enumerate(backbone.layers) if layer.name.startswith(prefix)), None)
     if start is None:
         raise PipelineError(f"unfreeze_from: no layer of {backbone.name} starts with {prefix!r}")
     backbone.trainable = True
-    opened = 0
     for index, layer in enumerate(backbone.layers):
         layer.trainable = index >= start and not isinstance(layer, keras.layers.BatchNormalization)
-        opened += layer.trainable
-    return opened
 
 
 def finetune_model(transfer_path: Path, prefix: str) -> keras.Model:

@@ -12,7 +12,6 @@ from imgclf.decode import ResizeSpec, resize_array
 from imgclf.errors import PipelineError
 from imgclf.sources.common import safe_member, write_prepared
 
-
 RECORD = 1 + 32 * 32 * 3
 
 

@@ -1,6 +1,5 @@
 """What every source layout shares: reading members from an archive or a folder, decoding them
-in parallel into one array, path checks, and writing a prepared directory atomically
-(train.npz, val.npz, test.npz, classes.tsv, meta.json)."""
+in parallel into one array, path checks, and writing the prepared directory atomically."""
 
 import json
 import mmap
@@ -29,7 +28,7 @@ READ_ERRORS = (OSError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
 class FolderFiles:
     """Members of a folder, read as files by their path relative to it."""
 
-    def __init__(self, path: str | Path, max_member_bytes: int | None = None):
+    def __init__(self, path: str | Path, max_member_bytes: int):
         self.path, self.max_member_bytes = str(path), max_member_bytes
 
     def read(self, name: str) -> bytes:
@@ -39,10 +38,9 @@ class FolderFiles:
         with open(fd, "rb") as handle:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise OSError("not a regular file")
-            limit = self.max_member_bytes
-            data = handle.read() if limit is None else handle.read(limit + 1)
-        if limit is not None and len(data) > limit:
-            raise MemberTooLarge(f"more than data.max_image_bytes ({limit:,})")
+            data = handle.read(self.max_member_bytes + 1)
+        if len(data) > self.max_member_bytes:
+            raise MemberTooLarge(f"more than data.max_image_bytes ({self.max_member_bytes:,})")
         return data
 
 
@@ -60,18 +58,16 @@ def safe_member(name: str, archive: str) -> None:
         raise PipelineError(f"{archive}: unsafe path in archive: {name!r}")
 
 
-def _shared_array(shape: tuple[int, ...]) -> np.ndarray:
-    """A uint8 array in anonymous shared memory: what forked workers write, the parent sees."""
-    return np.frombuffer(mmap.mmap(-1, int(np.prod(shape))), np.uint8).reshape(shape)
-
-
 def decode_many(members, names: list[str], spec: ResizeSpec, workers: int) -> np.ndarray:
     """Decode ``names`` from ``members`` (an open zip or ``FolderFiles``) in order, in chunks over
     ``workers`` forked processes writing into one shared array."""
     ranges = [(i, min(i + CHUNK, len(names))) for i in range(0, len(names), CHUNK)]
     parallel = workers > 1 and len(ranges) > 1
     shape = (len(names), spec.size, spec.size, 3)
-    out = _shared_array(shape) if parallel else np.empty(shape, np.uint8)
+    if parallel:  # anonymous shared memory: what forked workers write, the parent sees
+        out = np.frombuffer(mmap.mmap(-1, int(np.prod(shape))), np.uint8).reshape(shape)
+    else:
+        out = np.empty(shape, np.uint8)
 
     def decode_range(bounds: tuple[int, int]) -> list[tuple[int, int]]:
         # (index, bytes) of JPEGs with data after their end-of-image marker: decoders ignore it

@@ -18,7 +18,6 @@ from imgclf.sources.zipread import ZipMembers
 
 @dataclass
 class TinyIndex:
-    root: str
     wnids: list[str]
     words: dict[str, str]
     train: list[tuple[str, str]]  # (member, wnid)
@@ -69,7 +68,7 @@ def read_tiny_index(archive) -> TinyIndex:
         val.append((member, fields[1]))
     if not train:
         raise PipelineError(f"{archive_path}: no train/<wnid>/images/ files")
-    return TinyIndex(root, wnids, words, sorted(train), sorted(val))
+    return TinyIndex(wnids, words, sorted(train), sorted(val))
 
 
 def prepare(archive: str | Path, out_dir: str | Path, settings: dict, workers: int, reader=ZipMembers) -> dict:
