@@ -61,6 +61,15 @@ def data_params():
     return config.load(ROOT / "params.yaml")["data"]
 
 
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory, request):
+    """A temporary directory for one module's shared fixtures, removed when the module's tests end
+    (tmp_path_factory's directories would stay to the end of the session)."""
+    path = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def small_tiny_zip(tmp_path_factory):
     """A Tiny ImageNet-layout zip: 12 classes x 20 train, 5 val each, with the odd images."""

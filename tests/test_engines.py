@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def projects(tmp_path_factory, http_server, small_tiny_zip):
+def projects(module_tmp, http_server, small_tiny_zip):
     served, base = http_server
     shutil.copy(small_tiny_zip, served / "mydata.zip")
     params = load_params()
@@ -28,8 +28,8 @@ def projects(tmp_path_factory, http_server, small_tiny_zip):
     params["data"]["imagenet200"].update(source="mydata", n_classes=10)
     params["experiments"] = ["seed_cnn"]
     params["seed_cnn"].update(epochs=2, seeds=[0], train_eval_images=100)
-    smk = make_project(tmp_path_factory.mktemp("smk"), params)
-    dvc = make_project(tmp_path_factory.mktemp("dvc"), params)
+    smk = make_project(module_tmp / "smk", params)
+    dvc = make_project(module_tmp / "dvc", params)
     run(["snakemake", "--cores", "2", "data/prepared/imagenet200"], smk)
     run(["dvc", "repro", "prepare@imagenet200"], dvc)
     return smk, dvc

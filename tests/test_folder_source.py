@@ -139,11 +139,11 @@ def test_prepare_and_check_params_refuse_in_one_line(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def projects(tmp_path_factory):
-    root = image_tree(tmp_path_factory.mktemp("images") / "tree")
+def projects(module_tmp):
+    root = image_tree(module_tmp / "images" / "tree")
     made = []
     for engine in ("smk", "dvc"):
-        project = make_project(tmp_path_factory.mktemp(engine))
+        project = make_project(module_tmp / engine)
         _params(project, root)
         run(["imgclf", "runs"], project)
         made.append(project)

@@ -12,8 +12,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    return make_project(tmp_path_factory.mktemp("learning") / "p")
+def project(module_tmp):
+    return make_project(module_tmp / "p")
 
 
 def test_learning_signal_on_the_sample(project):

@@ -19,9 +19,9 @@ RESULT_KEYS = ("top1", "top5", "loss", "train_top1", "train_top5", "train_loss",
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, small_tiny_zip):
+def workspace(module_tmp, small_tiny_zip):
     """Prepared 12-class data and a params file sized for seconds-long runs."""
-    root = tmp_path_factory.mktemp("resume")
+    root = module_tmp
     params = load_params()
     params["data"]["imagenet200"]["n_classes"] = 12
     params["cifar_base_cnn"].update(epochs=4, batch_size=8, augment_flip=True, augment_crop=2, seeds=[3])

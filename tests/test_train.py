@@ -113,13 +113,13 @@ def test_reseed_sets_every_dropout_stream_from_the_key():
 
 
 @pytest.fixture(scope="module")
-def ten_class_data(tmp_path_factory):
+def ten_class_data(module_tmp):
     """A generated 10-class set in the Tiny ImageNet layout: 1,602 training images, 500 test."""
     from imgclf import config, sample
     from imgclf.sources import tiny_imagenet
     from conftest import ROOT
 
-    root = tmp_path_factory.mktemp("ten")
+    root = module_tmp / "ten"
     sample.make_tiny_imagenet(root / "t.zip", seed=5, classes=10, train_per_class=178, val_per_class=50, test_images=0)
     params = config.load(ROOT / "params.yaml")
     params["data"]["imagenet200"]["n_classes"] = 10
@@ -134,14 +134,15 @@ def _batch_statistics_top1(model, images, labels, batch_size=64):
 
 
 @pytest.fixture(scope="module")
-def short_runs(ten_class_data, tmp_path_factory):
+def short_runs(ten_class_data, module_tmp):
     """About 100 steps of a BatchNorm CNN on 10 classes (one epoch, batch 16), without and with
     bn_recalibration: by that setting, the params section, train.json, the model directory and
     the DVCLive directory."""
     from imgclf import train
 
     data_dir, params = ten_class_data
-    root = tmp_path_factory.mktemp("short")
+    root = module_tmp / "short"
+    root.mkdir()
     runs = {}
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)  # the resume directory
