@@ -274,7 +274,7 @@ def test_a_cluster_resource_reruns_nothing(project, key):
 
     from imgclf import config
 
-    assert key in experiments.keys_with("scheduling")
+    assert experiments.COMMON[key].role == "scheduling"
     path = project / "params.yaml"
     params = yaml.safe_load(path.read_text())
     params["seed_cnn"][key] = config.load(path)["seed_cnn"][key] + 7

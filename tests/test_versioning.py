@@ -282,7 +282,7 @@ def test_compare_runs_and_cross_engines(ci_project):
     # each plot is titled with its file: the run's per-epoch accuracy (DVCLive), and its confusion
     # pairs drawn with DVC's confusion template (the only one with rect marks)
     confusion = paths.confusion_file("alexnet32", 0)
-    assert paths.live_metric("alexnet32", 0, "accuracy") in page, plots.stdout[-500:]
+    assert f"{paths.live_dir('alexnet32', 0)}/plots/metrics/accuracy.tsv" in page, plots.stdout[-500:]
     assert confusion in page and '"rect"' in page, plots.stdout[-500:]
     # back to the committed results: git restores the metrics and logs, DVC the models from its
     # cache; no retraining

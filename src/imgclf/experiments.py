@@ -151,10 +151,6 @@ def check_params(experiment: Experiment, section: dict, where: str) -> None:
         raise PipelineError(f"{where}.train_subset: {section['train_subset']} is too few for {section['kfold']} folds")
 
 
-def keys_with(role: str) -> tuple[str, ...]:
-    return tuple(key for key, param in COMMON.items() if param.role == role)
-
-
 def _decides_result(key: str) -> bool:
     """A section's own keys, and the common ones whose role is ``result``, decide a training run's result."""
     return key not in COMMON or COMMON[key].role == "result"

@@ -38,10 +38,6 @@ def live_dir(name: str, seed: int) -> str:
     return f"reports/live/{name}/seed{seed}"
 
 
-def live_metric(name: str, seed: int, metric: str) -> str:
-    return f"{live_dir(name, seed)}/plots/metrics/{metric}.tsv"
-
-
 def tensorboard_dir(name: str, seed: int) -> str:
     """The run's TensorBoard events (``tensorboard --logdir logs/tensorboard``); not a stage output."""
     return f"logs/tensorboard/{name}/seed{seed}"
