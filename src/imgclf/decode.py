@@ -66,7 +66,9 @@ def _decode_pil(data: bytes, spec: ResizeSpec) -> np.ndarray:
     image = Image.open(io.BytesIO(data))
     if spec.draft and image.format == "JPEG":
         image.draft("RGB", (spec.size, spec.size))  # DCT scaling by 1/2, 1/4, 1/8: never below size
-    image = image.convert("RGB").resize((spec.size, spec.size), FILTERS[spec.filter])  # a copy where at size already
+    image = image.convert("RGB")
+    if image.size != (spec.size, spec.size):
+        image = image.resize((spec.size, spec.size), FILTERS[spec.filter])
     return np.asarray(image, dtype=np.uint8)
 
 

@@ -19,6 +19,7 @@ def shown(name: str) -> str:
 
 def scan(root: str | Path) -> list[tuple[str, int, int]]:
     """Every regular file of the tree at ``root``: (path relative to it, size, mtime_ns), sorted.
+
     Links are followed while they stay inside the tree; a link that leaves it (or is broken), a
     device, FIFO or socket, or a name that is not UTF-8 stops the scan with one line naming it."""
     root = Path(root)

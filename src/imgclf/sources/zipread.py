@@ -56,7 +56,9 @@ def _central_directory(view: mmap.mmap) -> dict[str, tuple] | None:
             name = raw_name.decode("ascii")  # C fast path; what zipfile decodes as UTF-8 or cp437 alike
         except UnicodeDecodeError:
             name = raw_name.decode("utf-8" if flags & 0x800 else "cp437")
-        entries[name.split("\x00", 1)[0]] = (offset, compress_size, file_size, crc, method, flags)
+        if "\x00" in name:  # what zipfile does: a name ends at its first NUL
+            name = name.split("\x00", 1)[0]
+        entries[name] = (offset, compress_size, file_size, crc, method, flags)
         position += name_length + extra_length + comment_length
     return entries
 
