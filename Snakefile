@@ -16,7 +16,7 @@ configfile: "params.yaml"
 try:
     RAW_PARAMS = params_config.read_raw(paths.PARAMS_FILE)
     OVERRIDES = overrides.config_overrides(config, RAW_PARAMS)
-    PARAMS = params_config.load_raw(RAW_PARAMS, paths.PARAMS_FILE, OVERRIDES)
+    PARAMS = params_config.load(paths.PARAMS_FILE, OVERRIDES, RAW_PARAMS)
     LISTINGS = stages.source_listings(PARAMS, paths.PARAMS_FILE)  # folder sources: what their prepare reads
     if not OVERRIDES:
         resolved.check_runs(PARAMS, paths.PARAMS_FILE)

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, load_params, put, run
-from imgclf import config, experiments, overrides, paths, stages
+from imgclf import config, datasets, experiments, overrides, paths, stages
 from imgclf.errors import PipelineError
 
 
@@ -63,7 +63,7 @@ def test_validation_fills_a_missing_knob(params):
     assert "weight_decay" not in params["alexnet32"] and "jpeg_draft" not in params["data"]
     filled = config.validate(copy.deepcopy(params))
     assert filled["alexnet32"]["weight_decay"] == 0.0 and filled["data"]["jpeg_draft"] is True
-    assert filled["data"]["sources"] == config.BUILTIN_SOURCES  # the built-in sources, every one
+    assert filled["data"]["sources"] == datasets.BUILTIN_SOURCES  # the built-in sources, every one
 
 
 @pytest.mark.parametrize(
@@ -75,7 +75,7 @@ def test_validation_fills_a_missing_knob(params):
         (lambda p: p["seed_cnn"].update(epochs=0), "seed_cnn.epochs: 0 is less than the minimum of 1"),
         (lambda p: p["seed_cnn"].update(epoch=3), "seed_cnn: unknown key 'epoch'"),
         (lambda p: p.update(resnet={}), "(top level): unknown key 'resnet'"),
-        (lambda p: put(p, "data.sources.cifar10", {**config.BUILTIN_SOURCES["cifar10"], "md5": "xyz"}),
+        (lambda p: put(p, "data.sources.cifar10", {**datasets.BUILTIN_SOURCES["cifar10"], "md5": "xyz"}),
          "data.sources.cifar10.md5"),
         (lambda p: p["data"]["imagenet200"].update(source="mydata"),
          "data.imagenet200.source: 'mydata' is not in data.sources (known: cifar10, sample_cifar10"),

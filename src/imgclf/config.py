@@ -45,9 +45,6 @@ def source_schema() -> dict:
     }
 
 
-BUILTIN_SOURCES = datasets.BUILTIN_SOURCES
-
-
 def dataset_schema(dataset: datasets.DataSet) -> dict:
     extra = {key: ({"type": kind, "description": text, "default": default, **more} if kind == "array"
                    else _prop(kind, text, default, **more))
@@ -70,7 +67,7 @@ def data_schema() -> dict:
             "sources": {
                 "type": "object",
                 "description": "named sources; each data set names the one it is prepared from (data.<dataset>.source). "
-                               f"Built in (an entry of the same name replaces one): {', '.join(BUILTIN_SOURCES)}",
+                               f"Built in (an entry of the same name replaces one): {', '.join(datasets.BUILTIN_SOURCES)}",
                 "propertyNames": {"pattern": NAME_PATTERN},
                 "additionalProperties": {"$ref": "#/$defs/source"},
                 "default": {},
@@ -152,7 +149,7 @@ def validate(params: Any, origin: str = paths.PARAMS_FILE) -> dict:
     _check_schema(validator, params, origin)
     params = copy.deepcopy(params)
     data = params.setdefault("data", {})
-    data["sources"] = {**copy.deepcopy(BUILTIN_SOURCES), **data.get("sources", {})}
+    data["sources"] = {**copy.deepcopy(datasets.BUILTIN_SOURCES), **data.get("sources", {})}
     _fill_defaults(params, schema)
     _check_schema(validator, params, origin)  # the filled-in defaults too
     _check_consistency(params, origin)
@@ -208,14 +205,11 @@ def read_raw(path: str | Path) -> Any:
         raise PipelineError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
 
 
-def load(path: str | Path = paths.PARAMS_FILE, overrides: dict | None = None) -> dict:
+def load(path: str | Path = paths.PARAMS_FILE, overrides: dict | None = None, raw: Any = None) -> dict:
     """Read, complete and validate a params file, with ``overrides`` (dotted key -> value: the
-    CLI's ``--set``, Snakemake's ``--config``) applied first, so they pass the same checks."""
-    return load_raw(read_raw(path), path, overrides)
-
-
-def load_raw(raw: Any, path: str | Path, overrides: dict | None = None) -> dict:
-    """``load`` for a params file already read (``read_raw``): Snakemake reads it once for both."""
+    CLI's ``--set``, Snakemake's ``--config``) applied first, so they pass the same checks.
+    ``raw``: the file as ``read_raw`` read it already (Snakemake reads it once for both)."""
+    raw = read_raw(path) if raw is None else raw
     if not overrides:
         return validate(raw, str(path))
     origin = f"{path} with overrides {', '.join(format_override(k, v) for k, v in overrides.items())}"
