@@ -4,6 +4,7 @@ depends on. The Snakemake rules run these commands on these files; ``config/runs
 vars) lists the same stages per family, so both engines run the same commands."""
 
 import functools
+import operator
 import os
 import shlex
 from dataclasses import dataclass, field
@@ -143,6 +144,7 @@ def stage_list(params: dict, overrides: dict | None = None) -> list[Stage]:
                            [] if in_place else [source], [paths.prepared(dataset)],
                            {"source": source, "module": codedeps.layout_module(layout.module)},
                            paths.resolved_file("prepare", dataset)))
+    evaluations = []  # after every training stage
     for name, seed in runs(params):
         experiment, key = experiments.EXPERIMENTS[name], paths.run_key(name, seed)
         data, model = paths.prepared(experiment.dataset), paths.model_dir(name, seed)
@@ -155,16 +157,14 @@ def stage_list(params: dict, overrides: dict | None = None) -> list[Stage]:
         command += ["--live", paths.live_dir(name, seed), "--tensorboard", paths.tensorboard_dir(name, seed)]
         table.append(Stage(train_family(name), key, command, [data, *([upstream] if upstream else [])],
                            [model, paths.live_dir(name, seed)], item, paths.resolved_file("train", name)))
-    for name, seed in runs(params):
-        experiment, key = experiments.EXPERIMENTS[name], paths.run_key(name, seed)
-        data, model = paths.prepared(experiment.dataset), paths.model_dir(name, seed)
-        table.append(Stage(
+        evaluations.append(Stage(
             "evaluate", key,
             ["evaluate", name, "--seed", str(seed), "--data", data, "--model", model, "--metrics",
              paths.metrics_file(name, seed), "--out", paths.eval_dir(name, seed), "--confusion",
              paths.confusion_file(name, seed)],
             [model, data], [paths.metrics_file(name, seed), paths.eval_dir(name, seed), paths.confusion_file(name, seed)],
             _run_item(experiment, seed), paths.resolved_file("evaluate", name)))
+    table += evaluations
     every = runs(params)
     table.append(Stage(
         "report", "", ["report", "--metrics-dir", "reports/metrics", "--live-dir", "reports/live", "--eval-dir",
@@ -180,10 +180,7 @@ def stage_list(params: dict, overrides: dict | None = None) -> list[Stage]:
 
 
 def value_of(params: dict, key: str):
-    node = params
-    for part in key.split("."):
-        node = node[part]
-    return node
+    return functools.reduce(operator.getitem, key.split("."), params)
 
 
 def stage_keys(params: dict) -> dict[str, list[str]]:
