@@ -114,8 +114,7 @@ def cmd_train(args) -> None:
     from imgclf import experiments, train
 
     params = _params(args)
-    experiment = experiments.get(args.experiment)
-    section = params[args.experiment]
+    experiment, section = experiments.get(args.experiment), params[args.experiment]
     seed = _seed(args.seed, section)
     meta = train.run(experiment, args.data, args.out, section, experiments.result_params(section),
                      _threads(args.threads, section), seed, args.upstream, args.live, args.tensorboard,
@@ -127,8 +126,7 @@ def cmd_train(args) -> None:
 def cmd_evaluate(args) -> None:
     from imgclf import evaluate, experiments
 
-    experiment = experiments.get(args.experiment)
-    section = _params(args)[args.experiment]
+    experiment, section = experiments.get(args.experiment), _params(args)[args.experiment]
     seed = _seed(args.seed, section)
     metrics = evaluate.run(experiment, args.data, args.model, args.metrics, args.out, _threads(args.threads, section),
                            section, seed, args.confusion,
