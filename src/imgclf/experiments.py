@@ -101,9 +101,8 @@ COMMON: dict[str, Param] = {
         "one training run per seed (weights, subsets, order, augmentation, dropout), each its own stage; "
         "the report gives mean and std over them", role="runs"),
     "steps_per_epoch": Param(
-        {"type": ["integer", "null"], "minimum": 1}, None,
-        "cut each epoch to this many mini-batches of the (full) training split (null: the whole split); for a "
-        "rehearsal at full data size (bench/bench_paper_scale.py)"),
+        {"type": ["integer", "null"], "minimum": 1}, None, "cut each epoch to this many mini-batches of the (full) "
+        "training split (null: the whole split); for a rehearsal at full data size (bench/bench_paper_scale.py)"),
     "bn_recalibration": Param(
         {"type": "boolean"}, True, "after training, set BatchNorm moving statistics to their average over (at most 10,000 "
         "of) the training images (weights untouched), and score each epoch's validation pass with statistics recalibrated on 512 "
@@ -114,8 +113,7 @@ COMMON: dict[str, Param] = {
         "inference mode, as a sanity check (null: all of them)", role="evaluation", evaluated=True),
     "cpu_isa": Param(
         {"type": "string", "enum": ["native", "sse41", "avx", "avx2", "avx2_vnni", "avx512_core", "avx512_core_vnni"]},
-        "avx2",
-        "highest instruction set oneDNN's CPU kernels may use (ONEDNN_MAX_CPU_ISA): a fixed set makes "
+        "avx2", "highest instruction set oneDNN's CPU kernels may use (ONEDNN_MAX_CPU_ISA): a fixed set makes "
         "different x86-64 CPUs run the same kernels; 'native' uses the best the CPU has", evaluated=True),
     "op_determinism": Param(
         {"type": "boolean"}, True, "tf.config.experimental.enable_op_determinism: deterministic kernels only"),
@@ -216,13 +214,11 @@ register(Experiment(
     "cifar_densenet201_finetune", "densenet201", "cifar10", kind="finetune", upstream="cifar_densenet201_transfer",
     defaults={"epochs": 5, "runtime_min": 120},
     extra={
-        "lr_factor": {
-            "type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.1,
-            "description": "fine-tuning learning rate = learning_rate (the from-scratch rate) x lr_factor"},
-        "unfreeze_from": {
-            "type": "string", "default": "conv5_block1_",
-            "description": "layers from the first whose name starts with this prefix on are trainable "
-            "(BatchNormalization stays frozen)"},
+        "lr_factor": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.1,
+                      "description": "fine-tuning learning rate = learning_rate (the from-scratch rate) x lr_factor"},
+        "unfreeze_from": {"type": "string", "default": "conv5_block1_",
+                          "description": "layers from the first whose name starts with this prefix on are trainable "
+                                         "(BatchNormalization stays frozen)"},
         "kfold": {"type": "integer", "minimum": 2, "default": 5, "description": "k of the k-fold cross-validation"},
     },
 ))
