@@ -7,6 +7,10 @@ from contextlib import contextmanager
 from imgclf.errors import PipelineError
 from imgclf.seeding import stream_seed
 
+# the statistics of 156 batches of 64 are as good as of all 90,000 training images of Tiny ImageNet,
+# whose full pass takes a DenseNet-121 minutes on a CPU (bench/bench_paper_scale.py)
+CALIBRATION_IMAGES = 10_000
+
 
 class Recalibration:
     """Sets every trainable BatchNorm layer's moving mean and variance to their average over
@@ -79,11 +83,6 @@ class Recalibration:
         finally:
             for variable, value in zip(variables, saved):
                 variable.assign(value)
-
-
-# the statistics of 156 batches of 64 are as good as of all 90,000 training images of Tiny ImageNet,
-# whose full pass takes a DenseNet-121 minutes on a CPU (bench/bench_paper_scale.py)
-CALIBRATION_IMAGES = 10_000
 
 
 def recalibrate_batchnorm(model, images, batch_size: int, seed: int, eager: bool = False) -> int:

@@ -16,6 +16,7 @@ from imgclf.overrides import apply_overrides, format_override
 
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml where PyYAML has it: parsed on every stage start
 RESIZE_FILTERS = ["nearest", "box", "bilinear", "hamming", "bicubic", "lanczos"]
+NAME_PATTERN = "^[a-z][a-z0-9_]*$"
 
 
 def _prop(schema_type, description, default=None, **extra) -> dict:
@@ -23,9 +24,6 @@ def _prop(schema_type, description, default=None, **extra) -> dict:
     if default is not None or "null" in (schema_type if isinstance(schema_type, list) else [schema_type]):
         prop["default"] = default
     return prop
-
-
-NAME_PATTERN = "^[a-z][a-z0-9_]*$"
 
 
 def source_schema() -> dict:
@@ -217,7 +215,6 @@ def load(path: str | Path = paths.PARAMS_FILE, overrides: dict | None = None, ra
 
 
 # --- profiles: config/<name>.yaml states only what differs from params.yaml (`imgclf params --profile`) ---
-
 PROFILE_DIR = "config"
 
 

@@ -15,6 +15,8 @@ from PIL import Image
 FILTERS = {name: Image.Resampling[name.upper()]
            for name in ("nearest", "box", "bilinear", "hamming", "bicubic", "lanczos")}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+_SIGNATURES = {b"\xff\xd8": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"GIF8": "GIF", b"BM": "BMP",
+               b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
 
 
 @dataclass(frozen=True)
@@ -79,10 +81,6 @@ def resize_array(images: np.ndarray, spec: ResizeSpec) -> np.ndarray:
     for i, image in enumerate(images):
         out[i] = np.asarray(Image.fromarray(image).resize((spec.size, spec.size), FILTERS[spec.filter]))
     return out
-
-
-_SIGNATURES = {b"\xff\xd8": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"GIF8": "GIF", b"BM": "BMP",
-               b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
 
 
 def what_is_wrong(data: bytes, exc: Exception) -> str:

@@ -45,14 +45,10 @@ def write_checked(params: dict, resolved_dir: str = paths.RESOLVED_DIR) -> None:
             path.unlink()
 
 
-RUNS_HEADER = """\
-# dvc.yaml's vars: the stages of each foreach family that params.yaml asks for.
-# Written by `imgclf runs` from params.yaml; do not edit (both engines refuse a stale one).
-"""
-
-
 def runs_text(params: dict) -> str:
-    return RUNS_HEADER + yaml.safe_dump(stages.runs_vars(params), sort_keys=False, width=200, default_flow_style=None)
+    header = ("# dvc.yaml's vars: the stages of each foreach family that params.yaml asks for.\n"
+              "# Written by `imgclf runs` from params.yaml; do not edit (both engines refuse a stale one).\n")
+    return header + yaml.safe_dump(stages.runs_vars(params), sort_keys=False, width=200, default_flow_style=None)
 
 
 def check_runs(params: dict, params_file: str, path: str = paths.RUNS_FILE) -> None:

@@ -13,6 +13,8 @@ from imgclf import codedeps, datasets, experiments, paths
 from imgclf.errors import PipelineError
 from imgclf.paths import PARAMS_FILE
 
+VARIANTS = ("_upstream", "_sample", "_folder")  # dvc.yaml families that run another's command with other deps
+
 
 @dataclass
 class Stage:
@@ -42,9 +44,6 @@ class Stage:
         family = base_family(self.family)
         own = [self.item["module"]] if "module" in self.item else []
         return [*codedeps.family(family, own_modules().get(family, frozenset())), *own]
-
-
-VARIANTS = ("_upstream", "_sample", "_folder")  # dvc.yaml families that run another's command with other deps
 
 
 def base_family(family: str) -> str:
