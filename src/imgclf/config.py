@@ -47,14 +47,10 @@ def dataset_schema(dataset: datasets.DataSet) -> dict:
     extra = {key: ({"type": kind, "description": text, "default": default, **more} if kind == "array"
                    else _prop(kind, text, default, **more))
              for key, (kind, text, default, more) in dataset.params.items()}
-    return {
-        "type": "object", "description": f"the {dataset.name} data set", "additionalProperties": False, "default": {},
-        "properties": {
-            "source": _prop("string", "the name in data.sources it is prepared from "
-                            f"(layout: {' or '.join(dataset.layouts)})", dataset.default_source, pattern=NAME_PATTERN),
-            **extra,
-        },
-    }
+    source = _prop("string", f"the name in data.sources it is prepared from (layout: {' or '.join(dataset.layouts)})",
+                   dataset.default_source, pattern=NAME_PATTERN)
+    return {"type": "object", "description": f"the {dataset.name} data set", "additionalProperties": False,
+            "default": {}, "properties": {"source": source, **extra}}
 
 
 def data_schema() -> dict:
@@ -65,7 +61,8 @@ def data_schema() -> dict:
             "sources": {
                 "type": "object",
                 "description": "named sources; each data set names the one it is prepared from (data.<dataset>.source). "
-                               f"Built in (an entry of the same name replaces one): {', '.join(datasets.BUILTIN_SOURCES)}",
+                               "Built in (an entry of the same name replaces one): "
+                               f"{', '.join(datasets.BUILTIN_SOURCES)}",
                 "propertyNames": {"pattern": NAME_PATTERN},
                 "additionalProperties": {"$ref": "#/$defs/source"},
                 "default": {},
@@ -184,10 +181,9 @@ def _check_consistency(params: dict, origin: str) -> None:
                             f"n_classes is {subset['n_classes']}")
     for name, experiment in experiments.EXPERIMENTS.items():
         experiments.check_params(experiment, params[name], f"{origin}: {name}")
-    chosen = params["experiments"]
-    for name in chosen:
+    for name in params["experiments"]:
         upstream = experiments.EXPERIMENTS[name].upstream
-        if upstream and upstream not in chosen:
+        if upstream and upstream not in params["experiments"]:
             raise PipelineError(f"{origin}: experiments: {name} starts from {upstream}'s model, "
                                 f"which is not selected; add {upstream}")
 
