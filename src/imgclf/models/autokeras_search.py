@@ -50,9 +50,8 @@ def _search(splits, section: dict, work: Path, seed: int):
     input_node = ak.ImageInput()
     block = ak.ImageBlock(block_type=section["block_type"], normalize=True, augment=False)
     output = ak.ClassificationHead(num_classes=splits.num_classes)(block(input_node))
-    auto = ak.AutoModel(inputs=input_node, outputs=output, objective="val_accuracy", seed=seed,
-                        tuner=section["tuner"], max_trials=section["max_trials"],
-                        directory=str(work), project_name="search", overwrite=False)
+    auto = ak.AutoModel(inputs=input_node, outputs=output, objective="val_accuracy", seed=seed, tuner=section["tuner"],
+                        max_trials=section["max_trials"], directory=str(work), project_name="search", overwrite=False)
     tuner = auto.tuner
     tuner._build_and_fit_model = _keyed(tuner._build_and_fit_model, seed, lambda trial, *a, **k: trial.trial_id)
     tuner.final_fit = _keyed(tuner.final_fit, seed, lambda *a, **k: "final")

@@ -43,9 +43,8 @@ def _central_directory(view: mmap.mmap) -> dict[str, tuple] | None:
     for _ in range(count):
         if position + size > cd_size:
             raise zipfile.BadZipFile("central directory truncated")
-        signature, flags, method, crc, compress_size, file_size, name_length, extra_length, comment_length, offset = (
-            unpack(directory, position)
-        )
+        (signature, flags, method, crc, compress_size, file_size, name_length, extra_length, comment_length,
+         offset) = unpack(directory, position)
         if signature != b"PK\x01\x02":
             raise zipfile.BadZipFile("bad central directory entry")
         if 0xFFFFFFFF in (compress_size, file_size, offset):
