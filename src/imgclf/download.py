@@ -1,7 +1,6 @@
 """The download stage: stream an http(s):// or file: URL to disk with a progress bar, resume a
 dropped connection with HTTP Range, verify size and MD5, and rename into place only when both match."""
 
-import hashlib
 import http.client
 import os
 import sys
@@ -15,7 +14,7 @@ from typing import BinaryIO
 from tqdm import tqdm
 
 from imgclf.errors import PipelineError
-from imgclf.io_utils import DISK_FULL
+from imgclf.io_utils import DISK_FULL, md5sum
 from imgclf.paths import partial_download
 
 CHUNK = 1 << 20
@@ -130,8 +129,3 @@ def download(url: str, dest: str | Path, md5: str, size: int, progress: bool = T
         raise PipelineError(f"{url}: MD5 mismatch: got {digest}, expected {md5}")
     os.replace(part, dest)
     return digest
-
-
-def md5sum(path: str | Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "md5").hexdigest()

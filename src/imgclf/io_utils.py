@@ -7,6 +7,7 @@ Temporaries are hidden siblings of the output named after it and the writing pro
 import contextlib
 import ctypes
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -88,6 +89,12 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def write_json(path: str | os.PathLike, data) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def md5sum(path: str | os.PathLike) -> str:
+    """A file's MD5 (hex): what a download is verified by and a checkpoint's fingerprint is made of."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "md5").hexdigest()
 
 
 def _exchange(a: Path, b: Path) -> bool:

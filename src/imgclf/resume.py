@@ -23,7 +23,7 @@ import numpy as np
 from imgclf import data as data_module
 from imgclf.batchnorm import Recalibration
 from imgclf.errors import PipelineError
-from imgclf.io_utils import atomic_path, write_json
+from imgclf.io_utils import atomic_path, md5sum, write_json
 from imgclf.seeding import reseed
 
 RESUME_ROOT = Path(".resume")
@@ -31,18 +31,13 @@ VALIDATION_CALIBRATION_IMAGES = 512
 HISTORY_FIELDS = ["epoch", "loss", "accuracy", "top5", "val_loss", "val_accuracy", "val_top5", "seconds"]
 
 
-def _file_digest(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "md5").hexdigest()
-
-
 def fingerprint(name: str, result: dict, seed: int, data_dir: Path, upstream_dir: Path | None) -> str:
     """What a checkpoint belongs to: the experiment, its result params, the seed, the training and
     validation arrays and the upstream model, hashed."""
     parts = {"experiment": name, "section": result, "seed": seed,
-             **{split: _file_digest(data_dir / split) for split in ("train.npz", "val.npz")}}
+             **{split: md5sum(data_dir / split) for split in ("train.npz", "val.npz")}}
     if upstream_dir is not None:
-        parts["upstream"] = _file_digest(upstream_dir / "model.keras")
+        parts["upstream"] = md5sum(upstream_dir / "model.keras")
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
