@@ -169,17 +169,16 @@ def evaluation_keys() -> list[str]:
 
 # --- the paper's experiments (their figures and titles: imgclf.paper) -------------------------
 
-# bench/bench_determinism.py on an AVX-512 Xeon: pinning oneDNN to AVX2 costs the seed CNN's large
-# 5x5 convolutions 35-40 % of their speed (DenseNet-121: 1 %, the CIFAR CNN: 14 %), more than the
-# 15 % a machine-independent default may cost, so the seed CNNs use the CPU's best kernels
-_SEED_CNN_ISA = {"cpu_isa": "native"}
 _STEM = {"stem": {
     "type": "string", "enum": ["imagenet", "small"], "default": "imagenet",
     "description": "'imagenet': 7x7/2 conv + 3x3/2 pool; 'small': 3x3/1 conv, no pooling (suited to 32x32)"}}
 
+# bench/bench_determinism.py on an AVX-512 Xeon: pinning oneDNN to AVX2 costs the seed CNN's large
+# 5x5 convolutions 35-40 % of their speed (DenseNet-121: 1 %, the CIFAR CNN: 14 %), more than the
+# 15 % a machine-independent default may cost, so the seed CNNs use the CPU's best kernels
 for _name in ("seed_cnn", "seed_cnn_hwc"):
     register(Experiment(_name, _name, "imagenet200",
-                        defaults={"epochs": 30, "learning_rate": 5e-4, "runtime_min": 30, **_SEED_CNN_ISA}))
+                        defaults={"epochs": 30, "learning_rate": 5e-4, "runtime_min": 30, "cpu_isa": "native"}))
 register(Experiment(
     "autokeras", "autokeras", "imagenet200", kind="autokeras",
     defaults={"train_subset": 10000, "epochs": 10, "runtime_min": 240},

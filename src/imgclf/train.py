@@ -170,8 +170,7 @@ def run(experiment: "Experiment", data_dir: str | Path, out_dir: str | Path, sec
     depends on) with ``seed`` into ``out_dir``; per-epoch logs go to ``live_dir`` (DVCLive) and
     ``tensorboard_dir``, and how long it took to ``timings_path``, where given (the model directory
     holds results only). Returns train.json's record with the timings."""
-    name = experiment.name
-    data_dir = Path(data_dir)
+    name, data_dir = experiment.name, Path(data_dir)
     upstream_dir = Path(upstream_dir) if upstream_dir else None
     if experiment.upstream and upstream_dir is None:
         raise PipelineError(f"experiment {name} needs --upstream (the {experiment.upstream} model directory)")
