@@ -97,9 +97,8 @@ def cmd_download(args) -> None:
 
 def cmd_prepare(args) -> None:
     data = _params(args)["data"]
-    layout = datasets.source_of(args.dataset, data)[1]["layout"]
-    meta = datasets.layout_module(layout).prepare(Path(args.source), args.out, datasets.settings(args.dataset, data),
-                                                  _threads(args.threads))
+    layout = datasets.layout_module(datasets.source_of(args.dataset, data)[1]["layout"])
+    meta = layout.prepare(Path(args.source), args.out, datasets.settings(args.dataset, data), _threads(args.threads))
     print(f"{args.out}: {meta['train_images']} train, {meta['val_images']} val, {meta['test_images']} test images, "
           f"{meta['n_classes']} classes at {meta['image_size']}x{meta['image_size']}")
 
