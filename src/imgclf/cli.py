@@ -35,7 +35,6 @@ def _write_generated(path: str, text: str, check: bool, how: str) -> None:
 
 
 def _params(args) -> dict:
-    """The validated params of ``--params``, with the ``--set`` overrides applied."""
     return config.load(args.params, overrides.parse_sets(args.set))
 
 
@@ -55,7 +54,6 @@ def cmd_check_params(args) -> None:
 
 
 def cmd_params(args) -> None:
-    """Lay a profile over a params file (writing it, and config/runs.yaml for params.yaml), or show every param."""
     import yaml
 
     if args.show:
