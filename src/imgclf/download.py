@@ -25,8 +25,7 @@ def _open(url: str, timeout: float, start: int = 0) -> tuple[BinaryIO, int | Non
     Range request for the rest of the file, else 0 (the whole file again)."""
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme == "file":  # file:relative/path is taken relative to the working directory
-        path = parsed.netloc + parsed.path
-        path = urllib.request.url2pathname(path) if parsed.netloc else urllib.parse.unquote(path)
+        path = urllib.parse.unquote(parsed.netloc + parsed.path)
         try:
             handle = open(path, "rb")
         except OSError as exc:
