@@ -45,5 +45,4 @@ def write_classes(path: str | Path, wnids: list[str], words: list[str]) -> None:
 
 
 def read_classes(path: str | Path) -> list[tuple[str, str]]:
-    rows = Path(path).read_text().splitlines()[1:]
-    return [tuple(row.split("\t")[1:3]) for row in rows]
+    return [tuple(row.split("\t")[1:3]) for row in Path(path).read_text().splitlines()[1:]]
