@@ -68,18 +68,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
-    tmp_path = None
-    try:
-        with disk_full_names(path):
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-            os.close(fd)
-            tmp_path = Path(tmp)
-            os.chmod(tmp_path, 0o644)
-            yield tmp_path
-            os.replace(tmp_path, path)
-    finally:
-        if tmp_path is not None and tmp_path.exists():
-            tmp_path.unlink()
+    with disk_full_names(path):
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            os.chmod(tmp, 0o644)
+            yield tmp
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -136,13 +134,12 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
-    tmp = None
-    try:
-        with disk_full_names(path):
-            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", dir=path.parent))
+    with disk_full_names(path):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", dir=path.parent))
+        try:
             yield tmp
             tmp.chmod(0o755)
             _replace_dir(tmp, path)
-    finally:
-        if tmp is not None and tmp.exists():
-            shutil.rmtree(tmp)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
