@@ -24,8 +24,7 @@ def save_split(path: str | Path, images: np.ndarray, labels: np.ndarray) -> None
             info.external_attr = 0o644 << 16
             # streamed, no copy of the array; the zip64 extra only where needed, so files of
             # ordinary size stay byte-identical to what earlier versions wrote (no DVC reruns)
-            large = array.nbytes * 1.05 > zipfile.ZIP64_LIMIT
-            with archive.open(info, "w", force_zip64=large) as member:
+            with archive.open(info, "w", force_zip64=array.nbytes * 1.05 > zipfile.ZIP64_LIMIT) as member:
                 np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
 
 
