@@ -61,5 +61,4 @@ def prepare(archive: str | Path, out_dir: str | Path, settings: dict, workers: i
     splits.check_carve(labels, settings["val_fraction"], "data batches")
     train_split, val_split = splits.carve(resize_array(images, spec), labels, settings["val_fraction"], settings["split_seed"])
     parts = {"train": train_split, "val": val_split, "test": (resize_array(test_images, spec), test_labels)}
-    meta = {"source": settings["source"], "image_size": spec.size, "resize_filter": spec.filter, "n_classes": 10}
-    return write_prepared(out_dir, parts, classes, classes, meta)
+    return write_prepared(out_dir, parts, classes, classes, settings)
