@@ -23,8 +23,7 @@ def parse_cifar_batch(data: bytes, name: str = "batch") -> tuple[np.ndarray, np.
     labels = records[:, 0].astype(np.int32)
     if labels.max() > 9:
         raise PipelineError(f"{name}: label {labels.max()} out of range 0..9")
-    images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(images), labels
+    return np.ascontiguousarray(records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)), labels
 
 
 def read_cifar_archive(archive: str | Path) -> dict[str, bytes]:
