@@ -100,7 +100,8 @@ def test_disk_full_names_the_output_and_leaves_nothing(tmp_path, monkeypatch):
 
     with pytest.raises(PipelineError, match=rf"^{tmp_path / 'out'}: no space left on device$"):
         common.write_prepared(tmp_path / "out", {s: (np.zeros((1, 2, 2, 3), np.uint8), np.zeros(1, np.int32))
-                                                  for s in arrays.SPLITS}, ["a"], ["a"], {})
+                                                  for s in arrays.SPLITS}, ["a"], ["a"],
+                              {"source": "folder", "image_size": 2, "resize_filter": "box"})
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(PipelineError, match=rf"^{tmp_path / 'x.json'}: no space left on device$"):
         with io_utils.atomic_path(tmp_path / "x.json"):

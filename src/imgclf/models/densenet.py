@@ -66,8 +66,7 @@ def _densenet(input_shape, blocks, growth: int, stem_filters: int, stem: str, na
             x = _transition(x, f"pool{index + 2}")
     x = keras.layers.BatchNormalization(axis=BN_AXIS, epsilon=BN_EPS, name="bn")(x)
     x = keras.layers.Activation("relu", name="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    return keras.Model(inputs, x, name=name)
+    return keras.Model(inputs, keras.layers.GlobalAveragePooling2D(name="avg_pool")(x), name=name)
 
 
 def backbone(depth: int, input_shape, stem: str = "imagenet") -> keras.Model:

@@ -19,8 +19,7 @@ def _backbone(input_shape, weights: str, upstream_dir: Path | None) -> keras.Mod
     if weights == "pipeline":
         if upstream_dir is None:
             raise PipelineError("weights 'pipeline' needs the densenet201 model directory (--upstream)")
-        upstream = keras.models.load_model(Path(upstream_dir) / "model.keras", compile=False)
-        base = upstream.get_layer(BACKBONE)
+        base = keras.models.load_model(Path(upstream_dir) / "model.keras", compile=False).get_layer(BACKBONE)
         if tuple(base.input.shape[1:]) != tuple(input_shape):
             raise PipelineError(f"{upstream_dir}: backbone input {tuple(base.input.shape[1:])} != CIFAR-10 images "
                                 f"{tuple(input_shape)}")

@@ -23,8 +23,7 @@ def parse_cifar_batch(data: bytes, name: str = "batch") -> tuple[np.ndarray, np.
     labels = records[:, 0].astype(np.int32)
     if labels.max() > 9:
         raise PipelineError(f"{name}: label {labels.max()} out of range 0..9")
-    images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(images), labels
+    return np.ascontiguousarray(records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)), labels
 
 
 def read_cifar_archive(archive: str | Path) -> dict[str, bytes]:
@@ -61,5 +60,4 @@ def prepare(archive: str | Path, out_dir: str | Path, settings: dict, workers: i
     splits.check_carve(labels, settings["val_fraction"], "data batches")
     train_split, val_split = splits.carve(resize_array(images, spec), labels, settings["val_fraction"], settings["split_seed"])
     parts = {"train": train_split, "val": val_split, "test": (resize_array(test_images, spec), test_labels)}
-    meta = {"source": settings["source"], "image_size": spec.size, "resize_filter": spec.filter, "n_classes": 10}
-    return write_prepared(out_dir, parts, classes, classes, meta)
+    return write_prepared(out_dir, parts, classes, classes, settings)

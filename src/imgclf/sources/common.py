@@ -94,8 +94,9 @@ def decode_many(members, names: list[str], spec: ResizeSpec, workers: int) -> np
     return out
 
 
-def write_prepared(out_dir: str | Path, parts: dict, classes: list[str], words: list[str], meta: dict) -> dict:
-    """Write the prepared directory atomically; return ``meta``, each split's image count added."""
+def write_prepared(out_dir: str | Path, parts: dict, classes: list[str], words: list[str], settings: dict) -> dict:
+    """Write the prepared directory atomically; return its meta (source, resize, classes, images per split)."""
+    meta = {key: settings[key] for key in ("source", "image_size", "resize_filter")} | {"n_classes": len(classes)}
     with atomic_dir(out_dir) as tmp:
         for split in arrays.SPLITS:
             images, labels = parts[split]

@@ -50,5 +50,4 @@ def prepare(folder: str | Path, out_dir: str | Path, settings: dict, workers: in
         splits.check_carve(labels, settings["test_fraction"], str(folder))
         (images, labels), test = splits.carve(images, labels, settings["test_fraction"], settings["split_seed"])
     train_split, val_split = splits.carve(images, labels, settings["val_fraction"], settings["split_seed"])
-    meta = {"source": settings["source"], "image_size": spec.size, "resize_filter": spec.filter, "n_classes": len(classes)}
-    return write_prepared(out_dir, {"train": train_split, "val": val_split, "test": test}, classes, classes, meta)
+    return write_prepared(out_dir, {"train": train_split, "val": val_split, "test": test}, classes, classes, settings)

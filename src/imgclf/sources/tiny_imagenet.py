@@ -92,5 +92,4 @@ def prepare(archive: str | Path, out_dir: str | Path, settings: dict, workers: i
     labels = np.array([label for _, label in order], np.int32)
     a, b = len(kept), len(kept) + len(held)
     parts = {"train": (images[:a], labels[:a]), "val": (images[a:b], labels[a:b]), "test": (images[b:], labels[b:])}
-    meta = {"source": settings["source"], "image_size": spec.size, "resize_filter": spec.filter, "n_classes": len(classes)}
-    return write_prepared(out_dir, parts, classes, [index.words.get(w, w) for w in classes], meta)
+    return write_prepared(out_dir, parts, classes, [index.words.get(w, w) for w in classes], settings)

@@ -22,8 +22,7 @@ def _central_directory(view: mmap.mmap) -> dict[str, tuple] | None:
     """Name -> entry (as ``ZipMembers.read`` unpacks it) from the central directory (zip64 end records
     included), or None for what zipfile must parse (zip64 sizes per member, data before the archive,
     multi-disk). One struct unpack per member, no objects: 0.42 s for 110,203 members (zipfile: 1.3 s)."""
-    tail_start = max(0, len(view) - (_EOCD.size + 0xFFFF))
-    where = view.rfind(b"PK\x05\x06", tail_start)
+    where = view.rfind(b"PK\x05\x06", max(0, len(view) - (_EOCD.size + 0xFFFF)))  # the record and a comment at most
     if where < 0:
         raise zipfile.BadZipFile("no end of central directory record (not a zip file, or truncated)")
     _, disk, cd_disk, _, count, cd_size, cd_offset, _ = _EOCD.unpack_from(view, where)
