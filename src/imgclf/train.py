@@ -9,6 +9,7 @@ import json
 import shutil
 import time
 import zipfile
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -181,12 +182,9 @@ def run(experiment: "Experiment", data_dir: str | Path, out_dir: str | Path, sec
     key = fingerprint(name, result, seed, data_dir, upstream_dir)
     work = resume_dir(name, seed, key)
     started = time.perf_counter()
-    log = TrainingLog(live_dir, tensorboard_dir)
-    job = TrainJob(experiment, section, splits, runtime, strategy, work, upstream_dir, log)
-    try:
+    with closing(TrainingLog(live_dir, tensorboard_dir)) as log:
+        job = TrainJob(experiment, section, splits, runtime, strategy, work, upstream_dir, log)
         trained = TRAINERS[experiment.kind](job)
-    finally:
-        log.close()
     model, rows, extra, files = trained.model, trained.rows, trained.extra, trained.files
     timed = rows and all(r.get("seconds") not in (None, "") for r in rows)
     train_seconds = sum(float(r["seconds"]) for r in rows) if timed else time.perf_counter() - started
