@@ -145,7 +145,6 @@ def train_finetune(job: TrainJob) -> Trained:
         else:
             fold = data_module.Splits(splits.x_train[fit_idx], splits.y_train[fit_idx], splits.x_train[held_idx],
                                       splits.y_train[held_idx], splits.num_classes, splits.image_shape)
-            (work / f"fold{index}").mkdir(exist_ok=True)
             restart()
             rows = fit(model, fold, section, work / f"fold{index}", seed, log, stream=("fold", index),
                        prefix=f"fold{index}/")
@@ -153,7 +152,6 @@ def train_finetune(job: TrainJob) -> Trained:
         scores.append(json.loads(done.read_text())["val_accuracy"])
         print(f"fold {index}/{section['kfold']}: accuracy {scores[-1]:.4f}", flush=True)
     restart()
-    (work / "final").mkdir(exist_ok=True)
     rows = fit(model, splits, section, work / "final", seed, log, stream=("final",))
     return Trained(model, rows, {
         "cv_top1_mean": float(np.mean(scores)), "cv_top1_std": float(np.std(scores)), "cv_folds": len(scores),
