@@ -128,12 +128,11 @@ def train_finetune(job: TrainJob) -> Trained:
     with model_scope(job.strategy):
         model = transfer.finetune_model(Path(job.upstream_dir) / "model.keras", section["unfreeze_from"])
         compile_model(model, section, job.runtime, rate, steps_for(splits, section))
-    start_weights = model.get_weights()
-    start_optimizer = [variable.numpy() for variable in model.optimizer.variables]  # step 0, rate, zero slots
+    variables = model.weights + model.optimizer.variables
+    start = [variable.numpy() for variable in variables]  # the weights; the optimizer at step 0: rate, zero slots
 
     def restart():
-        model.set_weights(start_weights)
-        for variable, value in zip(model.optimizer.variables, start_optimizer):
+        for variable, value in zip(variables, start):
             variable.assign(value)
 
     folds = StratifiedKFold(section["kfold"], shuffle=True, random_state=seed)
