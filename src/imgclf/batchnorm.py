@@ -86,6 +86,5 @@ class Recalibration:
 
 
 def recalibrate_batchnorm(model, images, batch_size: int, seed: int, eager: bool = False) -> int:
-    """``Recalibration`` of ``model`` on (at most ``CALIBRATION_IMAGES`` of) ``images``, done once;
-    the number of layers recalibrated."""
+    """``Recalibration`` on at most ``CALIBRATION_IMAGES`` of ``images``, once; the number of layers recalibrated."""
     return Recalibration(model, images, batch_size, seed, eager, limit=CALIBRATION_IMAGES)()

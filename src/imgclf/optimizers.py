@@ -70,7 +70,6 @@ class FusedSGD(keras.optimizers.SGD):
             return super()._backend_update_step(grads, trainable_variables, learning_rate)
         rate, momentum = tf.cast(learning_rate, tf.float32), tf.constant(self.momentum, tf.float32)
         for gradient, variable in zip(grads, trainable_variables):
-            accumulator = self.momentums[self._get_variable_index(variable)]
-            tf.raw_ops.ResourceApplyKerasMomentum(var=_handle(variable), accum=_handle(accumulator), lr=rate,
-                                                  grad=tf.cast(gradient, tf.float32), momentum=momentum,
-                                                  use_nesterov=self.nesterov)
+            tf.raw_ops.ResourceApplyKerasMomentum(
+                var=_handle(variable), accum=_handle(self.momentums[self._get_variable_index(variable)]), lr=rate,
+                grad=tf.cast(gradient, tf.float32), momentum=momentum, use_nesterov=self.nesterov)

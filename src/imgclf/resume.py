@@ -83,30 +83,11 @@ def load_checkpoint(work: Path, model) -> tuple[int, list[dict]]:
     return state["epoch"], state["rows"]
 
 
-def step_clock():
-    """A Keras callback that times each training step: ``steady()`` is the median step after the
-    first (which also traces the graph), the figure a projection of a longer run needs."""
-    import keras
-
-    class StepClock(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.ends: list[float] = []
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.ends.append(time.perf_counter())
-
-        def steady(self) -> float | None:
-            steps = [b - a for a, b in zip(self.ends, self.ends[1:])]
-            return round(statistics.median(steps), 5) if steps else None
-
-    return StepClock()
-
-
 def fit(model, splits, section: dict, work: Path, seed: int, log, stream: tuple = (), prefix: str = "") -> list[dict]:
     """Fit epoch by epoch, each epoch's randomness keyed by (seed, *stream, epoch), with a
     checkpoint after every epoch in ``work``, each epoch logged (``log``, under ``prefix``) once
     its checkpoint is written; return the history rows of every epoch."""
+    import keras
     import tensorflow as tf
 
     epochs = section["epochs"]
@@ -121,16 +102,19 @@ def fit(model, splits, section: dict, work: Path, seed: int, log, stream: tuple 
         reseed(model, *key)
         train_ds = data_module.dataset(x_train, y_train, section["batch_size"], key,
                                        section["augment_flip"], section["augment_crop"])
-        started, clock = time.perf_counter(), step_clock()
+        started, ends = time.perf_counter(), []  # ends: each training step's end time
+        clock = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: ends.append(time.perf_counter()))
         logs = model.fit(train_ds, initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=section.get("steps_per_epoch"),
                          callbacks=[clock], verbose=0).history
         fitted = time.perf_counter()
         with calibration.applied() if calibration else nullcontext():
             scores = model.evaluate(val_ds, verbose=0, return_dict=True)
         logs.update({f"val_{name}": [value] for name, value in scores.items()})
+        # the median step after the first (which also traces the graph): what a longer run's projection needs
+        steps = [end - start for start, end in zip(ends, ends[1:])]
         row = {"epoch": epoch + 1, **{k: round(float(v[-1]), 6) for k, v in logs.items() if k in HISTORY_FIELDS},
                "seconds": round(time.perf_counter() - started, 3), "fit_seconds": round(fitted - started, 3),
-               "step_seconds": clock.steady()}
+               "step_seconds": round(statistics.median(steps), 5) if steps else None}
         rows.append(row)
         save_checkpoint(work, epoch + 1, model, rows)
         log.epoch(row, prefix)

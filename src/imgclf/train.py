@@ -9,6 +9,7 @@ import json
 import shutil
 import time
 import zipfile
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -127,12 +128,11 @@ def train_finetune(job: TrainJob) -> Trained:
     with model_scope(job.strategy):
         model = transfer.finetune_model(Path(job.upstream_dir) / "model.keras", section["unfreeze_from"])
         compile_model(model, section, job.runtime, rate, steps_for(splits, section))
-    start_weights = model.get_weights()
-    start_optimizer = [variable.numpy() for variable in model.optimizer.variables]  # step 0, rate, zero slots
+    variables = model.weights + model.optimizer.variables
+    start = [variable.numpy() for variable in variables]  # the weights; the optimizer at step 0: rate, zero slots
 
     def restart():
-        model.set_weights(start_weights)
-        for variable, value in zip(model.optimizer.variables, start_optimizer):
+        for variable, value in zip(variables, start):
             variable.assign(value)
 
     folds = StratifiedKFold(section["kfold"], shuffle=True, random_state=seed)
@@ -144,7 +144,6 @@ def train_finetune(job: TrainJob) -> Trained:
         else:
             fold = data_module.Splits(splits.x_train[fit_idx], splits.y_train[fit_idx], splits.x_train[held_idx],
                                       splits.y_train[held_idx], splits.num_classes, splits.image_shape)
-            (work / f"fold{index}").mkdir(exist_ok=True)
             restart()
             rows = fit(model, fold, section, work / f"fold{index}", seed, log, stream=("fold", index),
                        prefix=f"fold{index}/")
@@ -152,7 +151,6 @@ def train_finetune(job: TrainJob) -> Trained:
         scores.append(json.loads(done.read_text())["val_accuracy"])
         print(f"fold {index}/{section['kfold']}: accuracy {scores[-1]:.4f}", flush=True)
     restart()
-    (work / "final").mkdir(exist_ok=True)
     rows = fit(model, splits, section, work / "final", seed, log, stream=("final",))
     return Trained(model, rows, {
         "cv_top1_mean": float(np.mean(scores)), "cv_top1_std": float(np.std(scores)), "cv_folds": len(scores),
@@ -181,12 +179,9 @@ def run(experiment: "Experiment", data_dir: str | Path, out_dir: str | Path, sec
     key = fingerprint(name, result, seed, data_dir, upstream_dir)
     work = resume_dir(name, seed, key)
     started = time.perf_counter()
-    log = TrainingLog(live_dir, tensorboard_dir)
-    job = TrainJob(experiment, section, splits, runtime, strategy, work, upstream_dir, log)
-    try:
+    with closing(TrainingLog(live_dir, tensorboard_dir)) as log:
+        job = TrainJob(experiment, section, splits, runtime, strategy, work, upstream_dir, log)
         trained = TRAINERS[experiment.kind](job)
-    finally:
-        log.close()
     model, rows, extra, files = trained.model, trained.rows, trained.extra, trained.files
     timed = rows and all(r.get("seconds") not in (None, "") for r in rows)
     train_seconds = sum(float(r["seconds"]) for r in rows) if timed else time.perf_counter() - started
