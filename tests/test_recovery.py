@@ -79,9 +79,9 @@ def finished(tmp_path_factory):
 
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if "PYTEST_XDIST_WORKER" in os.environ else base  # the workers' common directory
-    project = shared / "finished" / "project"
+    project, digest_file = shared / "finished" / "project", shared / "finished" / "digest.json"
     with FileLock(shared / "finished.lock"):
-        if not (shared / "finished" / "done").exists():
+        if not digest_file.exists():  # written last: the project is complete
             params = load_params("config/ci.yaml")
             params["experiments"] = ["seed_cnn"]
             params["seed_cnn"]["seeds"] = [0]
@@ -89,10 +89,10 @@ def finished(tmp_path_factory):
             make_project(project, params)
             run(["snakemake", "--cores", "2"], project, timeout=900)
             assert both_idle(project)
-            (shared / "finished" / "done").touch()
-    digest = outputs(project)
-    assert any(name.endswith("model.keras") for name in digest) and "reports/results.md" in digest
-    return project, digest
+            digest = outputs(project)
+            assert any(name.endswith("model.keras") for name in digest) and "reports/results.md" in digest
+            digest_file.write_text(json.dumps(digest))
+    return project, json.loads(digest_file.read_text())
 
 
 @pytest.fixture
