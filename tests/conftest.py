@@ -243,8 +243,8 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.path.name not in PIPELINE_MODULES)  # stable: order kept otherwise
 
 
-# Long modules whose test functions may go to different workers (their shared fixture is
-# session-scoped, so built once per worker that runs any of them: 45 s for test_recovery's project)
+# Long modules whose test functions may go to different workers (test_recovery's ``finished``
+# project is built once, by the first worker to need it, in the workers' common directory)
 SPLIT_MODULES = ("test_recovery.py",)
 
 

@@ -10,6 +10,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import signal
@@ -69,18 +70,29 @@ def outputs(project: Path) -> dict:
     return found
 
 
-@pytest.fixture(scope="session")  # not per module: this module's tests are spread over workers, one at a time
+@pytest.fixture(scope="session")
 def finished(tmp_path_factory):
-    """The undisturbed run, recorded in dvc.lock and committed; and the digest of its outputs."""
-    params = load_params("config/ci.yaml")
-    params["experiments"] = ["seed_cnn"]
-    params["seed_cnn"]["seeds"] = [0]
-    project = make_project(tmp_path_factory.mktemp("finished") / "project", params)
-    run(["snakemake", "--cores", "2"], project, timeout=900)
-    assert both_idle(project)
-    digest = outputs(project)
-    assert any(name.endswith("model.keras") for name in digest) and "reports/results.md" in digest
-    return project, digest
+    """The undisturbed run, recorded in dvc.lock and committed; and the digest of its outputs.
+    This module's tests are spread over the pytest-xdist workers, so the first worker to need it
+    builds it in the session's shared directory and the others wait for it (tests only read it)."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if "PYTEST_XDIST_WORKER" in os.environ else base  # the workers' common directory
+    project, digest_file = shared / "finished" / "project", shared / "finished" / "digest.json"
+    with FileLock(shared / "finished.lock"):
+        if not digest_file.exists():  # written last: the project is complete
+            params = load_params("config/ci.yaml")
+            params["experiments"] = ["seed_cnn"]
+            params["seed_cnn"]["seeds"] = [0]
+            shutil.rmtree(project.parent, ignore_errors=True)  # a build a failed worker left half done
+            make_project(project, params)
+            run(["snakemake", "--cores", "2"], project, timeout=900)
+            assert both_idle(project)
+            digest = outputs(project)
+            assert any(name.endswith("model.keras") for name in digest) and "reports/results.md" in digest
+            digest_file.write_text(json.dumps(digest))
+    return project, json.loads(digest_file.read_text())
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The CI pipeline on a real single-node SLURM cluster through --profile profiles/slurm (the
 session's ``ci_project`` run goes through SLURM where slurm-wlm is installed): every non-local
 job is submitted with sbatch, and the outputs equal a local run's (every run's, byte for byte, in
-test_pipeline.py's second clean run; here one training and evaluation rerun from dvc.yaml's commands)."""
+test_pipeline.py's second clean run)."""
 
 import os
 import re
@@ -9,7 +9,7 @@ import re
 import pytest
 
 from conftest import ROOT, run, slurm_installed
-from imgclf import config, experiments, paths, stages
+from imgclf import config, experiments, stages
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
@@ -39,59 +39,6 @@ def test_ci_pipeline_went_through_slurm(ci_project):
         "rule_train/seed_cnn_hwc_0"}, gpu_jobs
     # every run's outputs equal a local run's, byte for byte (arrays, weights, figures):
     # test_pipeline.py::test_a_second_clean_run_leaves_every_tracked_file_byte_for_byte
-
-
-def test_outputs_equal_a_local_run(ci_project, tmp_path):
-    """One training and one evaluation (cifar_base_cnn, which also draws random flips and crops),
-    rerun here from dvc.yaml's commands (no --threads: the experiment's own thread count), give
-    the same weights and the same metrics as the session's pipeline run (through SLURM where
-    slurm-wlm is installed, as in CI; through local Snakemake elsewhere)."""
-    import json
-
-    import keras
-    import numpy as np
-
-    train_cmd = dvc_command(ci_project, stages.run_stage("train", "cifar_base_cnn", 0))
-    eval_cmd = dvc_command(ci_project, stages.run_stage("evaluate", "cifar_base_cnn", 0))
-    assert "--threads" not in train_cmd
-    model, metrics = paths.model_dir("cifar_base_cnn", 0), paths.metrics_file("cifar_base_cnn", 0)
-    local_model, local_metrics = tmp_path / "model", tmp_path / "metrics.json"
-    live, confusion = paths.live_dir("cifar_base_cnn", 0), paths.confusion_file("cifar_base_cnn", 0)
-    tensorboard, details = paths.tensorboard_dir("cifar_base_cnn", 0), paths.eval_dir("cifar_base_cnn", 0)
-    train_cmd = (train_cmd.replace(f"--out {model}", f"--out {local_model}").replace(f"--live {live}", f"--live {tmp_path / 'live'}")
-                 .replace(f"--tensorboard {tensorboard}", f"--tensorboard {tmp_path / 'tb'}"))
-    eval_cmd = (eval_cmd.replace(f"--model {model}", f"--model {local_model}")
-                .replace(f"--metrics {metrics}", f"--metrics {local_metrics}")
-                .replace(f"--confusion {confusion}", f"--confusion {tmp_path / 'confusion.csv'}")
-                .replace(f"--out {details}", f"--out {tmp_path / 'eval'}"))
-    # every output goes to tmp_path: the session's pipeline results stay as they are
-    assert not any(path in train_cmd for path in (model, live, tensorboard)), train_cmd
-    assert not any(path in eval_cmd for path in (model, metrics, details, confusion)), eval_cmd
-    run(train_cmd.split(), ci_project, timeout=900)
-    run(eval_cmd.split(), ci_project, timeout=900)
-
-    def weights(directory):
-        return [w.numpy() for w in keras.models.load_model(directory / "model.keras", compile=False).weights]
-
-    ours, theirs = weights(local_model), weights(ci_project / model)
-    assert len(ours) == len(theirs) and all(np.array_equal(a, b) for a, b in zip(ours, theirs))
-
-    def numbers(path):
-        return {k: v for k, v in json.loads(path.read_text()).items() if "second" not in k}
-
-    assert numbers(local_metrics) == numbers(ci_project / metrics)
-    assert (tmp_path / "confusion.csv").read_bytes() == (ci_project / confusion).read_bytes()
-    # and the same per-epoch log, byte for byte
-    assert [p.read_bytes() for p in sorted((tmp_path / "live").rglob("*.tsv"))] == \
-        [p.read_bytes() for p in sorted((ci_project / live).rglob("*.tsv"))] != []
-
-
-def dvc_command(project, name) -> str:
-    """A stage's command as DVC runs it: dvc.yaml's ``foreach`` expanded over config/runs.yaml."""
-    from dvc.repo import Repo
-
-    with Repo(str(project)) as repo:
-        return next(stage.cmd for stage in repo.index.stages if stage.name == name)
 
 
 def full_params(tmp_path) -> str:
