@@ -301,6 +301,9 @@ def test_overrides_go_through_the_same_validation(tmp_path, params):
                                ({"seed_cnn.epochs.x": 3}, "seed_cnn.epochs.x: not a key of a params section")):
         with pytest.raises(PipelineError, match=f"{path} with overrides .*: {message}"):
             config.load(path, overrides)
+    with pytest.raises(PipelineError) as caught:  # the error names every override, as --set spells it
+        config.load(path, {"seed_cnn.epochs": 0, "alexnet32.epochs": 2})
+    assert str(caught.value).startswith(f"{path} with overrides seed_cnn.epochs=0, alexnet32.epochs=2: seed_cnn.epochs: ")
 
 
 @pytest.mark.parametrize("value", [3, 0.5, "sgd", None, True, [0, 1], "null", "3"])

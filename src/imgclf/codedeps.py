@@ -2,8 +2,8 @@
 command imports, directly or through others, and each stage also on its own model or layout
 module. Editing any of them reruns the stage; editing any other file does not.
 
-dvc.yaml spells these lists out per family (tests/test_stages.py checks them against
-``stages.families()``); the Snakemake rules take them from here."""
+dvc.yaml spells these lists out per family (tests/test_stages.py checks them against ``family``);
+the Snakemake rules take them from here."""
 
 import ast
 import functools

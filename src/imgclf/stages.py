@@ -60,12 +60,6 @@ def own_modules() -> dict[str, frozenset[str]]:
             "prepare": frozenset(codedeps.layout_module(layout.module) for layout in datasets.LAYOUTS.values())}
 
 
-def families() -> dict[str, list[str]]:
-    """Each family's code (dvc.yaml lists the same modules)."""
-    own = own_modules()
-    return {name: list(codedeps.family(name, own.get(name, frozenset()))) for name in codedeps.ENTRIES}
-
-
 def runs(params: dict) -> list[tuple[str, int]]:
     """Every (experiment, seed) training run that params ask for, in registry order."""
     return [(name, seed) for name in experiments.selected(params) for seed in params[name]["seeds"]]
