@@ -137,6 +137,14 @@ def test_each_data_set_reads_the_source_it_names():
     assert "data.imagenet200.source" in keys[table["report"].resolved]
 
 
+def test_the_report_reads_every_runs_metrics_curves_and_details():
+    params = config.load(ROOT / "params.yaml")
+    deps = set(stages.by_name(params)["report"].deps)
+    for name, seed in stages.runs(params):
+        assert {f"reports/metrics/{name}/seed{seed}.json", f"reports/live/{name}/seed{seed}",
+                f"reports/eval/{name}/seed{seed}"} <= deps, (name, seed)
+
+
 def test_upstream_run_of_the_same_seed():
     """A transfer run starts from the DenseNet-201 run of its own seed where there is one, else
     from its first."""
