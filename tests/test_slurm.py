@@ -49,7 +49,8 @@ def full_params(tmp_path) -> str:
 
 
 def test_dry_run_of_the_full_reproduction_shows_gpu_requests(tmp_path):
-    result = run(["snakemake", "--profile", "profiles/slurm", "--dry-run", "--configfile", full_params(tmp_path)],
+    params_file = full_params(tmp_path)
+    result = run(["snakemake", "--profile", "profiles/slurm", "--dry-run", "--configfile", params_file],
                  ROOT, env={**os.environ, "SBATCH_PARTITION": "gpu", "SBATCH_ACCOUNT": "lab"})
     blocks = result.stdout.split("\n\n")
     train_blocks = [b for b in blocks if "rule train:" in b]
@@ -57,8 +58,12 @@ def test_dry_run_of_the_full_reproduction_shows_gpu_requests(tmp_path):
     for block in train_blocks:
         assert "gpu=1" in block and "cpus_per_gpu=4" in block and "slurm_partition=gpu" in block
         assert "slurm_account=lab" in block
-    runtimes = {int(m) for m in re.findall(r"runtime=(\d+)", "\n".join(train_blocks))}
-    assert len(runtimes) > 3  # per experiment, from params
+    params = config.load(params_file)  # each training job asks for its own experiment's requests
+    asked = {re.search(r"experiment=(\w+)", b).group(1): (int(re.search(r"runtime=(\d+)", b).group(1)),
+                                                          int(re.search(r"mem_mb=(\d+)", b).group(1)))
+             for b in train_blocks}
+    assert asked == {name: (params[name]["runtime_min"], params[name]["mem_mb"]) for name in experiments.EXPERIMENTS}
+    assert len(set(asked.values())) > 3  # config/full.yaml's per-experiment figures, not one default
     for block in blocks:
         if "rule evaluate:" in block or "rule prepare:" in block:
             assert "gpu=" not in block
