@@ -4,6 +4,8 @@
 
 from contextlib import contextmanager
 
+import numpy as np
+
 from imgclf.errors import PipelineError
 from imgclf.seeding import stream_seed
 
@@ -23,9 +25,7 @@ class Recalibration:
 
     def __init__(self, model, images, batch_size: int, seed: int, eager: bool = False, limit: int | None = None):
         import keras
-        import numpy as np
         import tensorflow as tf
-
         self.model, self.images = model, images
         self.layers = [layer for layer in model._flatten_layers(include_self=False)
                        if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
@@ -43,9 +43,7 @@ class Recalibration:
 
     def __call__(self) -> int:
         """Recalibrate; the number of layers recalibrated."""
-        import numpy as np
         import tensorflow as tf
-
         if not self.layers:
             return 0
         if not self.batches:

@@ -6,7 +6,9 @@ import os
 import sys
 from pathlib import Path
 
-from imgclf import config, datasets, overrides, paths
+import yaml
+
+from imgclf import config, datasets, experiments, overrides, paths, resolved, stages
 from imgclf.errors import PipelineError
 from imgclf.io_utils import DISK_FULL, write_text
 
@@ -43,8 +45,6 @@ def cmd_schema(args) -> None:
 
 
 def cmd_check_params(args) -> None:
-    from imgclf import resolved, stages
-
     params = _params(args)
     stages.source_listings(params, args.params)
     if args.resolved:
@@ -54,8 +54,6 @@ def cmd_check_params(args) -> None:
 
 
 def cmd_params(args) -> None:
-    import yaml
-
     if args.show:
         print(yaml.safe_dump(_params(args), sort_keys=False, width=120), end="")
         return
@@ -68,21 +66,17 @@ def cmd_params(args) -> None:
     write_text(out, text)
     print(f"{out}: {args.params} with {config.profile_path(args.profile)} laid over it")
     if Path(out).resolve() == Path(paths.PARAMS_FILE).resolve() and Path("dvc.yaml").exists():
-        from imgclf import resolved
-
         write_text(paths.RUNS_FILE, resolved.runs_text(params))
         print(f"{paths.RUNS_FILE}: written for it (`imgclf runs`)")
 
 
 def cmd_make_sample(args) -> None:
     from imgclf import sample
-
     sample.MAKERS[args.dataset](args.out)
 
 
 def cmd_download(args) -> None:
     from imgclf import download
-
     params = _params(args)
     name, entry = datasets.source_of(args.dataset, params["data"])
     if datasets.LAYOUTS[entry["layout"]].suffix is None:
@@ -108,8 +102,7 @@ def _seed(value: int | None, section: dict) -> int:
 
 
 def cmd_train(args) -> None:
-    from imgclf import experiments, train
-
+    from imgclf import train
     params = _params(args)
     experiment, section = experiments.get(args.experiment), params[args.experiment]
     seed = _seed(args.seed, section)
@@ -121,8 +114,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from imgclf import evaluate, experiments
-
+    from imgclf import evaluate
     experiment, section = experiments.get(args.experiment), _params(args)[args.experiment]
     seed = _seed(args.seed, section)
     metrics = evaluate.run(experiment, args.data, args.model, args.metrics, args.out, _threads(args.threads, section),
@@ -134,27 +126,20 @@ def cmd_evaluate(args) -> None:
 
 def cmd_report(args) -> None:
     from imgclf import report
-
     table = report.run(args.metrics_dir, args.live_dir, args.eval_dir, args.out, _params(args))
     print("\n".join(report.summary(table, args.out)))
 
 
 def cmd_tidy(args) -> None:
-    from imgclf import stages
-
     for path in stages.tidy(_params(args)):
         print(f"removed {path} (left by a killed run)")
 
 
 def cmd_runs(args) -> None:
-    from imgclf import resolved
-
     _write_generated(args.out, resolved.runs_text(_params(args)), args.check, "imgclf runs")
 
 
 def cmd_record(args) -> None:
-    from imgclf import resolved
-
     print(resolved.record(_params(args), args.stages))
 
 

@@ -263,7 +263,6 @@ def apply_profile(params_path: str | Path, name: str) -> tuple[str, dict]:
     completed like any params file's."""
     from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedMap
-
     overlay_path = profile_path(name)
     overlay = read_raw(overlay_path)
     if not isinstance(overlay, dict):

@@ -50,7 +50,6 @@ def dataset(images, labels, batch_size: int, key: tuple | None = None, flip: boo
     ``images`` by its indices, so an epoch holds no shuffled copy of the split: pass the images as a
     ``tf.Tensor`` to share one copy between epochs."""
     import tensorflow as tf
-
     if key is None:
         ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
     else:

@@ -10,6 +10,7 @@ directory atomically.
 Adding a layout: its module under ``src/imgclf/sources/`` and a ``Layout`` record here. Adding a
 data set: a ``DataSet`` record here (its params appear in the schema by themselves)."""
 
+import importlib
 from dataclasses import dataclass, field
 
 
@@ -133,8 +134,6 @@ def settings(dataset: str, data: dict) -> dict:
 
 def layout_module(layout: str):
     """The module that prepares sources in ``layout``."""
-    import importlib
-
     return importlib.import_module(f"imgclf.sources.{LAYOUTS[layout].module}")
 
 

@@ -16,10 +16,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import classification_report, confusion_matrix
 
-from imgclf import arrays, splits
+from imgclf import arrays, data, splits
 from imgclf.errors import PipelineError
 from imgclf.io_utils import atomic_dir, atomic_path, write_json
+from imgclf.models import autokeras_search
+from imgclf.runtime import pin_cpu_isa, set_threads
 
 # What a result depends on beyond code, params and data (train.json's record of it), kept beside
 # the figures: the same figures bit for bit are promised on the same CPU model and stack
@@ -59,8 +62,6 @@ def per_class_accuracy(confusion: np.ndarray) -> np.ndarray:
 # pragma: no mutate block
 def train_sample(data_dir: Path, section: dict, seed: int, where: str):
     """A stratified subset (``train_eval_images``) of the images a run of ``seed`` trained on."""
-    from imgclf import data
-
     images, labels = data.training_split(data_dir, section, seed, where)
     size = section["train_eval_images"]
     if size is None or size >= len(labels):
@@ -70,15 +71,10 @@ def train_sample(data_dir: Path, section: dict, seed: int, where: str):
 
 def load_model(kind: str, model_dir: Path):
     import keras
-
     path = model_dir / "model.keras"
     if not path.exists():
         raise PipelineError(f"{path}: not found (run the train stage)")
-    custom = {}
-    if kind == "autokeras":
-        from imgclf.models import autokeras_search
-
-        custom = autokeras_search.custom_objects()
+    custom = autokeras_search.custom_objects() if kind == "autokeras" else {}
     return keras.models.load_model(path, compile=False, custom_objects=custom)
 
 
@@ -97,10 +93,6 @@ def run(experiment, data_dir: str | Path, model_dir: str | Path, metrics_path: s
     the metrics, the details directory and, where given, the confusion pairs for ``dvc plots`` and
     how long the scoring took (``timings_path``: results files hold results only)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from sklearn.metrics import classification_report, confusion_matrix
-
-    from imgclf.runtime import pin_cpu_isa, set_threads
-
     pin_cpu_isa(section["cpu_isa"])
     set_threads(threads)
     eager = section["run_eagerly"]

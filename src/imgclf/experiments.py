@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from imgclf.datasets import DATASETS
 from imgclf.errors import PipelineError
+from imgclf.models import module_of
 
 KINDS = ("keras", "autokeras", "transfer", "finetune")
 # the model module of the kinds that are not one registered builder (imgclf.models.<module>)
@@ -30,8 +31,6 @@ class Experiment:
     @property
     def module(self) -> str:
         """The model module training builds this experiment from (``imgclf.models.<module>``)."""
-        from imgclf.models import module_of
-
         return KIND_MODULE.get(self.kind) or module_of(self.model)
 
     def record(self) -> dict:

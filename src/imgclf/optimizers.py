@@ -22,7 +22,6 @@ import keras
 
 def _fusable(optimizer, variables) -> bool:
     import tensorflow as tf
-
     return (not tf.distribute.has_strategy() and not optimizer.gradient_accumulation_steps
             and all(variable.dtype == "float32" for variable in variables))
 
@@ -34,7 +33,6 @@ def _handle(variable):
 class _FusedAdamUpdate:
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         import tensorflow as tf
-
         if self.amsgrad or not _fusable(self, trainable_variables):
             return super()._backend_update_step(grads, trainable_variables, learning_rate)
         step = tf.cast(self.iterations + 1, tf.float32)
@@ -65,7 +63,6 @@ class FusedSGD(keras.optimizers.SGD):
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         import tensorflow as tf
-
         if not self.momentum or not _fusable(self, trainable_variables):
             return super()._backend_update_step(grads, trainable_variables, learning_rate)
         rate, momentum = tf.cast(learning_rate, tf.float32), tf.constant(self.momentum, tf.float32)

@@ -160,7 +160,6 @@ def markdown(table: pd.DataFrame) -> str:
 # pragma: no mutate block
 def _plots(table: pd.DataFrame, params: dict, live_dir: Path, eval_dir: Path, out: Path) -> None:
     import matplotlib
-
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

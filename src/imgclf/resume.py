@@ -89,7 +89,6 @@ def fit(model, splits, section: dict, work: Path, seed: int, log, stream: tuple 
     its checkpoint is written; return the history rows of every epoch."""
     import keras
     import tensorflow as tf
-
     epochs = section["epochs"]
     val_ds = data_module.dataset(splits.x_val, splits.y_val, section["batch_size"])
     calibration = Recalibration(model, splits.x_train, section["batch_size"], seed, section["run_eagerly"],

@@ -45,7 +45,6 @@ def cpu_description() -> dict:
 def set_threads(threads: int) -> None:
     """TensorFlow's thread pools, sized to what Snakemake gave the job (no oversubscription)."""
     import tensorflow as tf
-
     with suppress(RuntimeError):  # TensorFlow already started in this process (tests): keep its pools
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
@@ -58,7 +57,6 @@ def configure_runtime(threads: int, section: dict, seed: int) -> dict:
     isa = pin_cpu_isa(section["cpu_isa"])
     import keras
     import tensorflow as tf
-
     set_threads(threads)
     if section["op_determinism"]:
         tf.config.experimental.enable_op_determinism()
@@ -89,7 +87,6 @@ def distribution(section: dict):
     global batch, split evenly across the replicas, and the learning rate stays as set: the
     recipe does not depend on how many GPUs a job got (docs/design.md, "GPUs")."""
     import tensorflow as tf
-
     if section["gpus"] <= 1:
         return None
     gpus = [d.name for d in tf.config.list_logical_devices("GPU")]

@@ -22,7 +22,6 @@ def reseed(model, *key) -> None:
     left alone: it is part of every traced function's cache key, and a new one each epoch would
     trace the train and test steps again (a minute for a DenseNet)."""
     from keras.src.backend.common import global_state
-
     random.seed(stream_seed(*key, "python"))
     np.random.seed(stream_seed(*key, "numpy"))
     generators = [generator for layer in model._flatten_layers(include_self=True)

@@ -8,10 +8,14 @@ import operator
 import os
 import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from imgclf import codedeps, datasets, experiments, paths
 from imgclf.errors import PipelineError
+from imgclf.io_utils import remove_stale_temporaries, stale_partial_downloads
+from imgclf.overrides import format_override
 from imgclf.paths import PARAMS_FILE
+from imgclf.sources import tree
 
 VARIANTS = ("_upstream", "_sample", "_folder")  # dvc.yaml families that run another's command with other deps
 
@@ -75,8 +79,6 @@ def source_listings(params: dict, origin: str) -> dict[str, str]:
     """Check that every selected source given by ``path`` exists, and scan each folder source
     (``sources.tree.scan``: one line naming any entry it refuses); return each folder-sourced data
     set's listing digest, Snakemake's rerun trigger for its prepare stage."""
-    from imgclf.sources import tree
-
     listings = {}
     for dataset in used_datasets(params):
         name, entry = datasets.source_of(dataset, params["data"])
@@ -200,8 +202,6 @@ def by_name(params: dict, overrides: dict | None = None) -> dict[str, Stage]:
 def override_args(overrides: dict, keys: list[str]) -> list[str]:
     """``--set key=value`` for each override (Snakemake's ``--config``) that touches one of a
     stage's params: the others leave its command, and so its outputs, as they were."""
-    from imgclf.overrides import format_override
-
     def touches(key: str) -> bool:
         return any(key == k or key.startswith(f"{k}.") or k.startswith(f"{key}.") for k in keys)
 
@@ -221,10 +221,6 @@ def runs_vars(params: dict) -> dict:
 def tidy(params: dict) -> list:
     """Remove the temporaries that killed runs left beside any stage output, and the partial
     downloads no selected source resumes from (or older than a week); return them."""
-    from pathlib import Path
-
-    from imgclf.io_utils import remove_stale_temporaries, stale_partial_downloads
-
     table = stage_list(params)
     outputs = [Path(path) for stage in table for path in stage.outs]
     removed = [path for output in outputs for path in remove_stale_temporaries(output)]

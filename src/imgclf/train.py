@@ -19,6 +19,7 @@ from imgclf import models
 from imgclf.batchnorm import recalibrate_batchnorm
 from imgclf.errors import PipelineError
 from imgclf.io_utils import atomic_dir, write_json
+from imgclf.models import autokeras_search  # a model module: autokeras' own stage depends on it, no other
 from imgclf.resume import HISTORY_FIELDS, fingerprint, fit, resume_dir
 from imgclf.runtime import configure_runtime, distribution, model_scope, replicas
 from imgclf.training_log import TrainingLog
@@ -56,9 +57,7 @@ class Trained:
 def make_optimizer(section: dict, learning_rate: float, steps: int):
     """Adam, AdamW or SGD with fused per-variable updates (``imgclf.optimizers``), or Keras' RMSprop."""
     import keras
-
     from imgclf import optimizers
-
     rate = (keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, steps))
             if section["lr_schedule"] == "cosine" else learning_rate)
     decay = section["weight_decay"] or None
@@ -74,7 +73,6 @@ def compile_model(model, section: dict, runtime: dict, learning_rate: float, ste
     first traced step, each of a DenseNet's 728 slots becomes a lifted initializer function
     (15 s of tracing)."""
     import keras
-
     model.compile(optimizer=make_optimizer(section, learning_rate, steps), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")],
                   jit_compile=runtime["xla"], run_eagerly=section.get("run_eagerly", False))
@@ -97,8 +95,6 @@ def train_keras(job: TrainJob) -> Trained:
 
 
 def train_autokeras(job: TrainJob) -> Trained:
-    from imgclf.models import autokeras_search  # autokeras' own stage depends on it, no other
-
     model, rows, extra, files = autokeras_search.search(job.splits, job.section, job.work, job.runtime["seed"])
     job.log.replay(rows)  # the exported model's own fit; the search's trials are in trials.csv
     return Trained(model, rows, extra, files)
@@ -106,7 +102,6 @@ def train_autokeras(job: TrainJob) -> Trained:
 
 def train_transfer(job: TrainJob) -> Trained:
     from imgclf.models import transfer
-
     section, splits = job.section, job.splits
     with model_scope(job.strategy):
         model = transfer.transfer_model(splits.image_shape, splits.num_classes, section["weights"], job.upstream_dir)
@@ -118,9 +113,7 @@ def train_transfer(job: TrainJob) -> Trained:
 def train_finetune(job: TrainJob) -> Trained:
     import numpy as np
     from sklearn.model_selection import StratifiedKFold
-
     from imgclf.models import transfer
-
     section, splits, work, log, seed = job.section, job.splits, job.work, job.log, job.runtime["seed"]
     rate = section["learning_rate"] * section["lr_factor"]
     # one model, compiled (and so traced) once: every fold and the final fit restart from the

@@ -60,7 +60,6 @@ class TrainingLog:
             self.live.make_summary()
         if self.tensorboard_dir is not None:
             import tensorflow as tf
-
             for name, value in values.items():
                 split, metric = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
                 subdir = f"{prefix}{split}"

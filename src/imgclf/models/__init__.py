@@ -6,6 +6,7 @@ evaluation treat all models alike.
 Which module registers a name is read from the sources (``module_of``), so building a model
 imports exactly its own family's module, and a training stage depends on exactly that file."""
 
+import ast
 import functools
 import importlib
 from pathlib import Path
@@ -26,8 +27,6 @@ def register_model(func: Callable) -> Callable:
 @functools.cache
 def _registered() -> dict[str, str]:
     """Registered model name -> its module under imgclf.models, from the sources (no import)."""
-    import ast
-
     found = {}
     for path in sorted(Path(__file__).parent.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):

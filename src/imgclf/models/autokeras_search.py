@@ -15,18 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
+from imgclf.seeding import stream_seed
+
 
 def custom_objects() -> dict:
     import autokeras
-
     return dict(autokeras.CUSTOM_OBJECTS)
 
 
 def _keyed(method, seed: int, key):
     """``method``, called only after every random stream is reseeded from (seed, key(args))."""
     import keras
-
-    from imgclf.seeding import stream_seed
 
     def wrapped(*args, **kwargs):
         keras.utils.set_random_seed(stream_seed(seed, "autokeras", key(*args)))
@@ -46,7 +45,6 @@ def search(splits, section: dict, work: Path, seed: int):
 
 def _search(splits, section: dict, work: Path, seed: int):
     import autokeras as ak
-
     input_node = ak.ImageInput()
     block = ak.ImageBlock(block_type=section["block_type"], normalize=True, augment=False)
     output = ak.ClassificationHead(num_classes=splits.num_classes)(block(input_node))
