@@ -21,7 +21,6 @@ from sklearn.metrics import classification_report, confusion_matrix
 from imgclf import arrays, data, splits
 from imgclf.errors import PipelineError
 from imgclf.io_utils import atomic_dir, atomic_path, write_json
-from imgclf.models import autokeras_search
 from imgclf.runtime import pin_cpu_isa, set_threads
 
 # What a result depends on beyond code, params and data (train.json's record of it), kept beside
@@ -74,7 +73,10 @@ def load_model(kind: str, model_dir: Path):
     path = model_dir / "model.keras"
     if not path.exists():
         raise PipelineError(f"{path}: not found (run the train stage)")
-    custom = autokeras_search.custom_objects() if kind == "autokeras" else {}
+    custom = {}
+    if kind == "autokeras":  # a model module: autokeras' own stage depends on it, no other
+        from imgclf.models import autokeras_search
+        custom = autokeras_search.custom_objects()
     return keras.models.load_model(path, compile=False, custom_objects=custom)
 
 

@@ -19,7 +19,6 @@ from imgclf import models
 from imgclf.batchnorm import recalibrate_batchnorm
 from imgclf.errors import PipelineError
 from imgclf.io_utils import atomic_dir, write_json
-from imgclf.models import autokeras_search  # a model module: autokeras' own stage depends on it, no other
 from imgclf.resume import HISTORY_FIELDS, fingerprint, fit, resume_dir
 from imgclf.runtime import configure_runtime, distribution, model_scope, replicas
 from imgclf.training_log import TrainingLog
@@ -95,6 +94,7 @@ def train_keras(job: TrainJob) -> Trained:
 
 
 def train_autokeras(job: TrainJob) -> Trained:
+    from imgclf.models import autokeras_search  # a model module: autokeras' own stage depends on it, no other
     model, rows, extra, files = autokeras_search.search(job.splits, job.section, job.work, job.runtime["seed"])
     job.log.replay(rows)  # the exported model's own fit; the search's trials are in trials.csv
     return Trained(model, rows, extra, files)
