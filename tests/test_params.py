@@ -78,7 +78,7 @@ def test_validation_fills_a_missing_knob(params):
         (lambda p: put(p, "data.sources.cifar10", {**datasets.BUILTIN_SOURCES["cifar10"], "md5": "xyz"}),
          "data.sources.cifar10.md5"),
         (lambda p: p["data"]["imagenet200"].update(source="mydata"),
-         "data.imagenet200.source: 'mydata' is not in data.sources (known: cifar10, sample_cifar10"),
+         "data.imagenet200.source: 'mydata' is not in data.sources (known: cifar10, fashion_mnist, sample_cifar10"),
         (lambda p: p["data"]["imagenet200"].update(source="cifar10"),
          "data.imagenet200.source: 'cifar10' has layout 'cifar10_binary'; imagenet200 reads tiny_imagenet_zip or folder"),
         (lambda p: p["data"].setdefault("sources", {}).update(mydata={"url": "https://h/x.zip", "layout": "tiny_imagenet_zip"}),

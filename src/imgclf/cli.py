@@ -79,7 +79,7 @@ def cmd_download(args) -> None:
     from imgclf import download
     params = _params(args)
     name, entry = datasets.source_of(args.dataset, params["data"])
-    if datasets.LAYOUTS[entry["layout"]].suffix is None:
+    if datasets.read_in_place(entry):
         raise PipelineError(f"data.sources.{name}: a folder source is read in place; nothing to download")
     url = entry.get("url") or f"file:{entry['path']}"
     download.download(url, args.out, entry["md5"], entry["size"], progress=not args.quiet,

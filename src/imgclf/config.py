@@ -17,6 +17,7 @@ from imgclf.overrides import apply_overrides, format_override
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml where PyYAML has it: parsed on every stage start
 RESIZE_FILTERS = ["nearest", "box", "bilinear", "hamming", "bicubic", "lanczos"]
 NAME_PATTERN = "^[a-z][a-z0-9_]*$"
+LAYOUT_OPTIONS = sorted({key for layout in datasets.LAYOUTS.values() for key in layout.options})
 
 
 def _prop(schema_type, description, default=None, **extra) -> dict:
@@ -34,9 +35,17 @@ def source_schema() -> dict:
         "additionalProperties": False, "required": ["layout"],
         "properties": {
             "url": _prop("string", "http(s):// or file: URL of the archive", pattern="^(https?|file):"),
-            "path": _prop("string", "local path of the archive (or of the folder, for layout 'folder')", minLength=1),
+            "path": _prop("string", "local path of the archive, or of the folder (layout 'folder'; 'mnist_idx' without md5)",
+                          minLength=1),
             "md5": _prop("string", "expected MD5 of the archive", pattern="^[0-9a-f]{32}$"),
             "size": _prop("integer", "expected size of the archive in bytes", minimum=1),
+            "classes": {"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": True,
+                        "description": "mnist_idx: the class names, one per label number (none: the label numbers)"},
+            "prefix": _prop("string", "mnist_idx: what the IDX file names start with (EMNIST: 'emnist-balanced-')"),
+            "idx_md5": {"type": "object", "additionalProperties": False, "description":
+                        "mnist_idx: the MD5 of each file's decompressed IDX bytes (a gzipped and a plain copy pass alike)",
+                        "properties": {role: _prop("string", f"MD5 of the {role.replace('_', ' ')} file", pattern="^[0-9a-f]{32}$")
+                                       for role in ("train_images", "train_labels", "test_images", "test_labels")}},
             "layout": _prop("string", "how the source is laid out: " + "; ".join(
                 f"'{name}': {layout.text}" for name, layout in datasets.LAYOUTS.items()), enum=list(datasets.LAYOUTS)),
         },
@@ -145,6 +154,9 @@ def validate(params: Any, origin: str = paths.PARAMS_FILE) -> dict:
     params = copy.deepcopy(params)
     data = params.setdefault("data", {})
     data["sources"] = {**copy.deepcopy(datasets.BUILTIN_SOURCES), **data.get("sources", {})}
+    for entry in data["sources"].values():  # the keys its layout reads, defaults filled
+        for key, default in datasets.LAYOUTS[entry["layout"]].options.items():
+            entry.setdefault(key, copy.deepcopy(default))
     _fill_defaults(params, schema)
     _check_schema(validator, params, origin)  # the filled-in defaults too
     _check_consistency(params, origin)
@@ -157,11 +169,15 @@ def _check_sources(data: dict, used: set, origin: str) -> None:
         where = f"{origin}: data.sources.{name}"
         if ("url" in entry) == ("path" in entry):
             raise PipelineError(f"{where}: give either url or path")
-        if entry["layout"] == "folder":
-            if "path" not in entry or "md5" in entry or "size" in entry:
-                raise PipelineError(f"{where}: a folder source has a path, and no md5 or size")
-        elif "md5" not in entry or "size" not in entry:
-            raise PipelineError(f"{where}: an archive source needs md5 and size (to verify what is downloaded)")
+        layout = datasets.LAYOUTS[entry["layout"]]
+        folder = "path" in entry and "md5" not in entry and "size" not in entry
+        if layout.suffix is None and not folder:
+            raise PipelineError(f"{where}: a folder source has a path, and no md5 or size")
+        if layout.suffix is not None and not (layout.folder and folder) and ("md5" not in entry or "size" not in entry):
+            raise PipelineError(f"{where}: an archive source needs md5 and size (to verify what is downloaded)"
+                                + (", a folder a path and neither" if layout.folder else ""))
+        if unread := [key for key in LAYOUT_OPTIONS if key in entry and key not in layout.options]:
+            raise PipelineError(f"{where}.{unread[0]}: layout {entry['layout']!r} does not read it")
     for dataset in [key for key in datasets.DATASETS if key in used]:
         name, layouts = data[dataset]["source"], datasets.DATASETS[dataset].layouts
         if name not in data["sources"]:
@@ -175,10 +191,11 @@ def _check_sources(data: dict, used: set, origin: str) -> None:
 def _check_consistency(params: dict, origin: str) -> None:
     used = {experiments.EXPERIMENTS[name].dataset for name in params["experiments"]}
     _check_sources(params["data"], used, origin)
-    subset = params["data"]["imagenet200"]
-    if subset["class_selection"] == "list" and len(subset["wnids"]) != subset["n_classes"]:
-        raise PipelineError(f"{origin}: data.imagenet200.wnids: lists {len(subset['wnids'])} classes but "
-                            f"n_classes is {subset['n_classes']}")
+    for dataset in datasets.DATASETS:
+        subset = params["data"][dataset]
+        if subset.get("class_selection") == "list" and len(subset["wnids"]) != subset["n_classes"]:
+            raise PipelineError(f"{origin}: data.{dataset}.wnids: lists {len(subset['wnids'])} classes but "
+                                f"n_classes is {subset['n_classes']}")
     for name, experiment in experiments.EXPERIMENTS.items():
         experiments.check_params(experiment, params[name], f"{origin}: {name}")
     for name in params["experiments"]:

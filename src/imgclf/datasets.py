@@ -29,8 +29,10 @@ class Layout:
     name: str
     module: str  # under imgclf.sources
     text: str  # what the layout is, for the schema
-    suffix: str | None = None  # the downloaded archive's suffix; None: read in place (a folder)
+    suffix: str | None = None  # the downloaded archive's suffix; None: a folder only, read in place
     sample: Sample | None = None
+    folder: bool = False  # a source with a path and no md5 is a folder read in place (its files hashed by the engines)
+    options: dict = field(default_factory=dict)  # keys of a source entry its prepare reads, with their defaults
 
 
 @dataclass(frozen=True)
@@ -68,25 +70,41 @@ _register(LAYOUTS, Layout(
 _register(LAYOUTS, Layout(
     "folder", "folder", "a class-per-folder image tree: <class>/*.jpg, or train/<class>/ and val/<class>/",
 ))
+_register(LAYOUTS, Layout(
+    "mnist_idx", "mnist_idx",
+    "the MNIST format (MNIST, Fashion-MNIST, KMNIST, EMNIST): train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+    "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, gzipped or not, in a folder (a path without md5) or an archive",
+    suffix=".archive", folder=True, options={"classes": [], "prefix": "", "idx_md5": {}},
+))
 
 # what every prepare stage's result depends on; `jpeg_draft` only where JPEGs are decoded
 COMMON_READS = ("image_size", "resize_filter", "val_fraction", "split_seed")
 LIMITS = ("max_image_bytes",)  # read by prepare too, but a limit: it refuses, never changes a result
 
-_register(DATASETS, DataSet(
-    "imagenet200", ("tiny_imagenet_zip", "folder"), "sample_tiny_imagenet", (*COMMON_READS, "jpeg_draft"),
-    "tiny_imagenet", params={
-        "n_classes": ("integer", "number of classes kept", 200, {"minimum": 2}),
+
+
+def class_params(n_classes: int) -> dict:
+    """A data set's class subset: how many of its source's classes it keeps, and how they are chosen."""
+    return {
+        "n_classes": ("integer", "number of classes kept", n_classes, {"minimum": 2}),
         "class_selection": ("string", "'seeded': a seeded draw from the source's classes; 'list': exactly `wnids`",
                             "seeded", {"enum": ["seeded", "list"]}),
         "class_seed": ("integer", "seed of the class draw", 0, {"minimum": 0}),
-        "wnids": ("array", "explicit class list, used when class_selection is 'list'", [],
+        "wnids": ("array", "explicit class list (the source's class names), used when class_selection is 'list'", [],
                   {"items": {"type": "string"}, "uniqueItems": True}),
+    }
+
+
+_register(DATASETS, DataSet(
+    "imagenet200", ("tiny_imagenet_zip", "folder", "mnist_idx"), "sample_tiny_imagenet", (*COMMON_READS, "jpeg_draft"),
+    "tiny_imagenet", params={
+        **class_params(200),
         "test_fraction": ("number", "for an image folder without val/: stratified fraction held out as test", 0.1,
                           {"exclusiveMinimum": 0, "exclusiveMaximum": 0.5}),
     },
 ))
-_register(DATASETS, DataSet("cifar10", ("cifar10_binary",), "sample_cifar10", COMMON_READS, "cifar10"))
+_register(DATASETS, DataSet("cifar10", ("cifar10_binary", "mnist_idx"), "sample_cifar10", COMMON_READS, "cifar10",
+                            params=class_params(10)))
 
 
 def _sample_source(layout: Layout) -> dict:
@@ -109,6 +127,14 @@ BUILTIN_SOURCES = {
                       "size": 248100043, "layout": "tiny_imagenet_zip"},
     "cifar10": {"url": "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz", "md5": "c32a1d4ab5d03f1284b67883e8d87530",
                 "size": 170052171, "layout": "cifar10_binary"},
+    # Debian's dataset-fashion-mnist; upstream's four files (github.com/zalandoresearch/fashion-mnist)
+    # in a folder are the same IDX bytes: the MD5s are of the decompressed files, so both pass
+    "fashion_mnist": {
+        "path": "/usr/share/datasets/fashion-mnist", "layout": "mnist_idx",
+        "classes": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
+        "prefix": "",
+        "idx_md5": {"train_images": "f4a8712d7a061bf5bd6d2ca38dc4d50a", "train_labels": "9018921c3c673c538a1fc5bad174d6f9",
+                    "test_images": "8181f5470baa50b63fa0f6fddb340f0a", "test_labels": "15d484375f8d13e6eb1aabb0c3f46965"}},
 }
 
 
@@ -126,10 +152,20 @@ def sample_of(entry: dict) -> Sample | None:
     return sample if sample is not None and where == sample_archive(sample) else None
 
 
+def read_in_place(entry: dict) -> bool:
+    """Whether a source is a folder read where it is (no download stage): a folder layout's, or a
+    path without md5 in a layout that can be a folder."""
+    layout = LAYOUTS[entry["layout"]]
+    return layout.suffix is None or (layout.folder and "md5" not in entry)
+
+
 def settings(dataset: str, data: dict) -> dict:
-    """What ``dataset``'s prepare reads: the common data params it names, and its own section (the
-    source's name, which the prepared data record; its files are the stage's input)."""
-    return {**{key: data[key] for key in (*DATASETS[dataset].reads, *LIMITS)}, **data[dataset]}
+    """What ``dataset``'s prepare reads: the common data params it names, its own section (the
+    source's name, which the prepared data record; its files are the stage's input), and the keys
+    of the source entry its layout reads (defaults filled by the params check)."""
+    _, entry = source_of(dataset, data)
+    return {**{key: data[key] for key in (*DATASETS[dataset].reads, *LIMITS)}, **data[dataset], "dataset": dataset,
+            **{key: entry[key] for key in LAYOUTS[entry["layout"]].options}}
 
 
 def layout_module(layout: str):
@@ -137,7 +173,9 @@ def layout_module(layout: str):
     return importlib.import_module(f"imgclf.sources.{LAYOUTS[layout].module}")
 
 
-def prepare_keys(dataset: str) -> list[str]:
+def prepare_keys(dataset: str, data: dict) -> list[str]:
     """The dotted params keys of ``settings``: what prepare's result depends on besides its source."""
+    name, entry = source_of(dataset, data)
     return [*(f"data.{key}" for key in DATASETS[dataset].reads),
-            *(f"data.{dataset}.{key}" for key in ("source", *DATASETS[dataset].params))]
+            *(f"data.{dataset}.{key}" for key in ("source", *DATASETS[dataset].params)),
+            *(f"data.sources.{name}.{key}" for key in LAYOUTS[entry["layout"]].options)]

@@ -8,20 +8,30 @@ from sklearn.model_selection import train_test_split
 from imgclf.errors import PipelineError
 
 
-def select_classes(available: list[str], n_classes: int, method: str, seed: int, wnids: list[str]) -> list[str]:
-    """The sorted class subset: a seeded draw of ``n_classes`` or exactly ``wnids``."""
+def select_classes(available: list[str], n_classes: int, method: str, seed: int, wnids: list[str],
+                   where: str = "data.imagenet200") -> list[str]:
+    """The sorted class subset: a seeded draw of ``n_classes`` or exactly ``wnids`` (``where``: the
+    data set's params section, for the error)."""
     available = sorted(available)
     if method == "list":
         if missing := sorted(set(wnids) - set(available)):
-            raise PipelineError(f"data.imagenet200.wnids: not in the source: {', '.join(missing[:5])}")
+            raise PipelineError(f"{where}.wnids: not in the source: {', '.join(missing[:5])}")
         return sorted(wnids)
     if n_classes > len(available):
-        raise PipelineError(f"data.imagenet200.n_classes: {n_classes} requested but the source has only "
+        raise PipelineError(f"{where}.n_classes: {n_classes} requested but the source has only "
                             f"{len(available)} classes")
     if n_classes == len(available):
         return available
     chosen = np.random.default_rng(seed).choice(len(available), size=n_classes, replace=False)
     return sorted(available[i] for i in chosen)
+
+
+def select_in_order(available: list[str], settings: dict) -> list[str]:
+    """``select_classes`` by a data set's prepare ``settings``, kept in the source's order (label
+    numbers stay in order; all classes selected: the source's labels unchanged)."""
+    chosen = set(select_classes(available, settings["n_classes"], settings["class_selection"], settings["class_seed"],
+                                settings["wnids"], f"data.{settings['dataset']}"))
+    return [name for name in available if name in chosen]
 
 
 def stratified_split(labels: np.ndarray, fraction: float | int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -83,10 +83,20 @@ def source_listings(params: dict, origin: str) -> dict[str, str]:
     for dataset in used_datasets(params):
         name, entry = datasets.source_of(dataset, params["data"])
         if "path" in entry and not os.path.exists(entry["path"]):
-            raise PipelineError(f"{origin}: data.sources.{name}.path: {entry['path']} does not exist")
+            raise PipelineError(f"{origin}: data.sources.{name}.path: {entry['path']} does not exist"
+                                f"{tree.missing(entry['path'])}")
         if datasets.LAYOUTS[entry["layout"]].suffix is None:
             listings[dataset] = tree.listing_digest(entry["path"])
     return listings
+
+
+def prepare_inputs(stage: Stage) -> list[str]:
+    """A prepare stage's source as Snakemake tracks it: an archive, or the files of a folder read
+    in place (mnist_idx), whose times change only when they are written (the folder's own time
+    changes whenever a package manager replaces a file, even by the same bytes). DVC hashes the
+    folder's content instead."""
+    return [os.path.join(dep, name) for dep in stage.deps for name, _, _ in tree.scan(dep)] \
+        if stage.deps and os.path.isdir(stage.deps[0]) else stage.deps
 
 
 def upstream_dir(experiment: experiments.Experiment, seed: int, params: dict) -> str | None:
@@ -124,19 +134,20 @@ def stage_list(params: dict, overrides: dict | None = None) -> list[Stage]:
         out = datasets.sample_archive(sample)
         table.append(Stage("sample", sample.name, ["make-sample", sample.name, "--out", out], [], [out], {"out": out}))
     for dataset, entry in entries.items():
-        if datasets.LAYOUTS[entry["layout"]].suffix is None:
-            continue  # read in place
+        if datasets.read_in_place(entry):
+            continue
         out, sample = paths.raw_archive(dataset, datasets.LAYOUTS[entry["layout"]].suffix), samples[dataset]
         item = {"out": out, **({"sample": datasets.sample_archive(sample)} if sample else {})}
         table.append(Stage("download_sample" if sample else "download", dataset, ["download", dataset, "--out", out],
                            [item["sample"]] if sample else [], [out], item, paths.resolved_file("download", dataset)))
     for dataset, entry in entries.items():
         layout = datasets.LAYOUTS[entry["layout"]]
-        in_place = layout.suffix is None  # a folder: scanned by prepare itself, never hashed by DVC
-        source = entry["path"] if in_place else paths.raw_archive(dataset, layout.suffix)  # or the downloaded archive
-        table.append(Stage("prepare_folder" if in_place else "prepare", dataset,
+        scanned = layout.suffix is None  # an image tree: scanned by prepare itself, never hashed by DVC
+        # a folder of a few files (mnist_idx) is read in place and hashed by both engines like an archive
+        source = entry["path"] if datasets.read_in_place(entry) else paths.raw_archive(dataset, layout.suffix)
+        table.append(Stage("prepare_folder" if scanned else "prepare", dataset,
                            ["prepare", dataset, "--source", source, "--out", paths.prepared(dataset)],
-                           [] if in_place else [source], [paths.prepared(dataset)],
+                           [] if scanned else [source], [paths.prepared(dataset)],
                            {"source": source, "module": codedeps.layout_module(layout.module)},
                            paths.resolved_file("prepare", dataset)))
     evaluations = []  # after every training stage
@@ -184,7 +195,7 @@ def stage_keys(params: dict) -> dict[str, list[str]]:
     for dataset in used_datasets(params):
         name, _ = datasets.source_of(dataset, params["data"])
         keys[paths.resolved_file("download", dataset)] = [f"data.{dataset}.source", f"data.sources.{name}"]
-        keys[paths.resolved_file("prepare", dataset)] = datasets.prepare_keys(dataset)
+        keys[paths.resolved_file("prepare", dataset)] = datasets.prepare_keys(dataset, params["data"])
     for name in experiments.selected(params):
         experiment = experiments.EXPERIMENTS[name]
         keys[paths.resolved_file("train", name)] = [f"{name}.{key}" for key in experiments.result_keys(experiment)]

@@ -40,7 +40,7 @@ rule download:
 
 rule prepare:
     input:
-        source=lambda w: PREPARE_OF[w.dataset].deps,  # the downloaded archive; none for a folder source
+        source=lambda w: stages.prepare_inputs(PREPARE_OF[w.dataset]),  # the archive, or a folder's files
         code=lambda w: PREPARE_OF[w.dataset].code,
     output:
         directory("data/prepared/{dataset}"),

@@ -54,6 +54,13 @@ def prepare(archive: str | Path, out_dir: str | Path, settings: dict, workers: i
     classes = [line.strip() for line in members["batches.meta.txt"].decode().splitlines() if line.strip()]
     if len(classes) != 10:
         raise PipelineError(f"{archive}: batches.meta.txt lists {len(classes)} classes, expected 10")
+    kept = splits.select_in_order(classes, settings)
+    if kept != classes:  # a class subset: the others' images dropped, labels renumbered in order
+        lookup = np.full(len(classes), -1, np.int32)
+        lookup[[classes.index(name) for name in kept]] = np.arange(len(kept))
+        (images, labels), (test_images, test_labels) = (
+            (x[lookup[y] >= 0], lookup[y][lookup[y] >= 0]) for x, y in ((images, labels), (test_images, test_labels)))
+        classes = kept
     spec = ResizeSpec(settings["image_size"], settings["resize_filter"], False)
     splits.check_classes(labels, classes, f"{archive}: data batches")
     splits.check_classes(test_labels, classes, f"{archive}: test_batch.bin")

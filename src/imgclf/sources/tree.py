@@ -12,6 +12,16 @@ _KINDS = {stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", st
           stat.S_IFSOCK: "a socket"}
 
 
+# what a missing folder is, by its path: the one line says how to install it
+MISSING_HINTS = {"/usr/share/datasets/fashion-mnist": "install Debian's package: apt-get install dataset-fashion-mnist"}
+
+
+def missing(path: str | Path) -> str:
+    """Why ``path`` is not there, where a hint says how to get it (else an empty string)."""
+    hint = MISSING_HINTS.get(str(path).rstrip("/"))
+    return f" ({hint})" if hint else ""
+
+
 def shown(name: str) -> str:
     """A file name as it can be printed: bytes that are not UTF-8 escaped (``\\xff``)."""
     return os.fsencode(name).decode("utf-8", "backslashreplace")
