@@ -208,6 +208,53 @@ def test_a_source_entry_is_checked(entry, message):
     assert str(raised.value).startswith("params.yaml: data.sources.mine") and message in str(raised.value)
 
 
+def test_cifar10_keeps_a_class_subset_in_the_sources_label_order(tmp_path, data_params):
+    from imgclf import sample
+    from imgclf.sources import cifar10
+
+    archive = tmp_path / "cifar.tar.gz"
+    sample.make_cifar10(archive)
+    everything = cifar10.prepare(archive, tmp_path / "all", datasets.settings("cifar10", data_params))
+    data_params["cifar10"].update(class_selection="list", n_classes=3, wnids=["truck", "cat", "airplane"])
+    some = cifar10.prepare(archive, tmp_path / "some", datasets.settings("cifar10", data_params))
+    assert [w for w, _ in arrays.read_classes(tmp_path / "some" / "classes.tsv")] == ["airplane", "cat", "truck"]
+    x_all, y_all = arrays.load_split(tmp_path / "all" / "test.npz")
+    x_some, y_some = arrays.load_split(tmp_path / "some" / "test.npz")
+    kept = np.isin(y_all, [0, 3, 9])  # airplane, cat, truck in CIFAR-10's label order
+    assert (y_some == np.array([0, -1, -1, 1, -1, -1, -1, -1, -1, 2])[y_all[kept]]).all()
+    assert (x_some == x_all[kept]).all() and some["test_images"] == kept.sum() < everything["test_images"]
+
+
+def test_class_names_and_wnids_are_checked_against_the_sources_classes():
+    def check(**subset):
+        config.validate({"data": {"sources": {"mine": {"path": "/x", "layout": "mnist_idx", "classes": ["a", "b", "c"]}},
+                                  "cifar10": {"source": "mine", **subset}}, "experiments": ["cifar_base_cnn"]})
+
+    check(n_classes=2, class_selection="list", wnids=["c", "a"])
+    with pytest.raises(PipelineError, match=r"data.cifar10.wnids: 'z' is not one of source mine's classes$"):
+        check(n_classes=2, class_selection="list", wnids=["a", "z"])
+    with pytest.raises(PipelineError, match=r"data.cifar10.n_classes: 10 but source mine names 3 classes$"):
+        check()
+    with pytest.raises(PipelineError, match=r"data.sources.mine.classes.1: .* does not match"):
+        config.validate({"data": {"sources": {"mine": {"path": "/x", "layout": "mnist_idx", "classes": ["a", "b\tc"]}}}})
+
+
+def test_published_figures_follow_the_datas_identity_not_the_sources_name():
+    import pandas as pd
+
+    from imgclf import report
+
+    table = pd.DataFrame([{"source": "fashion_mnist", "dataset": "imagenet200", "chance_top1": 0.2},
+                          {"source": "mine", "dataset": "cifar10", "chance_top1": 0.1}])
+    builtin = datasets.BUILTIN_SOURCES["fashion_mnist"]
+    params = {"data": {"sources": {"fashion_mnist": builtin, "mine": {**builtin, "idx_md5": {}}}}}
+    text = report.published(table, params)
+    assert "## Published figures on fashion_mnist" in text and "mine" not in text
+    assert "| WRN-28-10 + random erasing | 96.30 |" in text and "keep imagenet200: 5 classes" in text
+    params["data"]["sources"]["fashion_mnist"] = {**builtin, "idx_md5": {"test_images": "0" * 32}}  # other data, same name
+    assert report.published(table, params) == ""
+
+
 def test_a_folder_source_is_prepared_in_place_and_an_archive_downloaded_first():
     def table(entry):
         params = config.validate({"experiments": ["cifar_base_cnn"],
@@ -219,9 +266,27 @@ def test_a_folder_source_is_prepared_in_place_and_an_archive_downloaded_first():
     assert folder["prepare@cifar10"].deps == ["/data/fashion"]  # hashed by both engines: its changes rerun prepare
     keys = stages.stage_keys(params)["config/resolved/prepare/cifar10.json"]
     assert {"data.cifar10.n_classes", "data.sources.mine.classes", "data.sources.mine.idx_md5"} <= set(keys)
-    archive, _ = table({"url": "https://x/m.tar.gz", "md5": "0" * 32, "size": 9, "layout": "mnist_idx"})
+    archive, params = table({"url": "https://x/m.tar.gz", "md5": "0" * 32, "size": 9, "layout": "mnist_idx"})
     assert archive["download@cifar10"].outs == ["data/raw/cifar10.archive"]
     assert archive["prepare@cifar10"].deps == ["data/raw/cifar10.archive"]
+    # the class names are prepare's, not the download's: renaming a class downloads nothing again
+    assert stages.stage_keys(params)["config/resolved/download/cifar10.json"] == [
+        "data.cifar10.source", "data.sources.mine.url", "data.sources.mine.md5", "data.sources.mine.size",
+        "data.sources.mine.layout"]
+
+
+def test_snakemake_takes_a_folder_sources_files_and_their_content(tmp_path):
+    folder = write_folder(tmp_path / "files", make_files())
+    params = config.validate({"experiments": ["seed_cnn"], "data": {"sources": {"mine": {"path": str(folder), "layout": "mnist_idx"}},
+                                                                    "imagenet200": {"source": "mine", "n_classes": 4}}})
+    stage = stages.by_name(params)["prepare@imagenet200"]
+    assert stages.prepare_inputs(stage) == sorted(str(path) for path in folder.iterdir())
+    before = stages.source_listings(params, "params.yaml")["imagenet200"]
+    path = folder / NAMES["train_labels"]
+    mtime = path.stat().st_mtime_ns
+    path.write_bytes(path.read_bytes()[:-1] + b"\x00")
+    os.utime(path, ns=(mtime, mtime))
+    assert stages.source_listings(params, "params.yaml")["imagenet200"] != before
 
 
 @pytest.fixture(scope="module")
@@ -249,10 +314,22 @@ def test_both_engines_prepare_a_folder_source_alike_and_settle(engines):
     assert file_hashes(smk, "data/prepared") == file_hashes(dvc, "data/prepared")
     assert snakemake_jobs(smk, "data/prepared/imagenet200") == {}
     assert "prepare@imagenet200" not in run(["dvc", "status", "prepare@imagenet200"], dvc).stdout
-    # a changed file reruns prepare in both
+    # a file rewritten with other bytes reruns prepare in both, even when its old time is put back
+    # (cp -p, tar x, rsync -a and a package upgrade keep the times they were given)
+    times = {path: path.stat().st_mtime_ns for path in folder.iterdir()}
     write_folder(folder, make_files(classes=5, train_per_class=40, seed=9))
+    for path, mtime in times.items():
+        os.utime(path, ns=(mtime, mtime))
     assert snakemake_jobs(smk, "data/prepared/imagenet200") == {"prepare": 1}
     assert "prepare@imagenet200" in run(["dvc", "status", "prepare@imagenet200"], dvc).stdout
+    # a link out of the folder stops Snakemake in one line naming it
+    (folder / "elsewhere").symlink_to(folder.parent)
+    try:
+        result = run(["snakemake", "--dry-run", "--cores", "1"], smk, check=False)
+        assert result.returncode != 0 and f"{folder}: elsewhere: link leaves the folder" in result.stdout + result.stderr
+        assert "Traceback" not in result.stdout + result.stderr
+    finally:
+        (folder / "elsewhere").unlink()
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ def source_schema() -> dict:
                           minLength=1),
             "md5": _prop("string", "expected MD5 of the archive", pattern="^[0-9a-f]{32}$"),
             "size": _prop("integer", "expected size of the archive in bytes", minimum=1),
-            "classes": {"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": True,
+            "classes": {"type": "array", "items": {"type": "string", "pattern": "^[^\t\n\r]+$"}, "uniqueItems": True,
                         "description": "mnist_idx: the class names, one per label number (none: the label numbers)"},
             "prefix": _prop("string", "mnist_idx: what the IDX file names start with (EMNIST: 'emnist-balanced-')"),
             "idx_md5": {"type": "object", "additionalProperties": False, "description":
@@ -196,6 +196,14 @@ def _check_consistency(params: dict, origin: str) -> None:
         if subset.get("class_selection") == "list" and len(subset["wnids"]) != subset["n_classes"]:
             raise PipelineError(f"{origin}: data.{dataset}.wnids: lists {len(subset['wnids'])} classes but "
                                 f"n_classes is {subset['n_classes']}")
+        named = params["data"]["sources"].get(subset["source"], {}).get("classes")  # a source that names its classes
+        if named and "n_classes" in subset:
+            if unknown := [w for w in subset["wnids"] if w not in named] if subset["class_selection"] == "list" else []:
+                raise PipelineError(f"{origin}: data.{dataset}.wnids: {unknown[0]!r} is not one of source "
+                                    f"{subset['source']}'s classes")
+            if subset["n_classes"] > len(named):
+                raise PipelineError(f"{origin}: data.{dataset}.n_classes: {subset['n_classes']} but source "
+                                    f"{subset['source']} names {len(named)} classes")
     for name, experiment in experiments.EXPERIMENTS.items():
         experiments.check_params(experiment, params[name], f"{origin}: {name}")
     for name in params["experiments"]:

@@ -229,17 +229,18 @@ def run(metrics_dir: str | Path, live_dir: str | Path, eval_dir: str | Path, out
              "far above it on their training images. Paper figures exactly as the paper prints them, marked "
              "\"(on real data)\" beside a run on other data (the embedded sample, a source of your own); only those "
              "measured on the same task, beside a run on the real data set, are plotted beside ours.\n\n")
-    write_text(out_dir / "results.md", intro + markdown(table) + published(table))
+    write_text(out_dir / "results.md", intro + markdown(table) + published(table, params))
     return table
 
 
-def published(table: pd.DataFrame) -> str:
-    """The figures published on the data of the table's sources (``paper.PUBLISHED``), labelled as
-    such: measured by others on the whole data set, so beside a row that keeps fewer classes (its
-    chance column) they are context, not the same task."""
+def published(table: pd.DataFrame, params: dict) -> str:
+    """The figures published on the data of the table's sources (``paper.PUBLISHED``, found by the
+    MD5 of the source's test images), labelled as such: measured by others on the whole data set,
+    so beside a row that keeps fewer classes (its chance column) they are context, not the same task."""
     parts = []
     for source in dict.fromkeys(table["source"]):
-        if figures := paper.PUBLISHED.get(source):
+        checksum = params["data"]["sources"].get(source, {}).get("idx_md5", {}).get("test_images")
+        if figures := paper.PUBLISHED.get(checksum):
             rows = table[table["source"] == source]
             kept = ", ".join(f"{row.dataset}: {round(1 / row.chance_top1)} classes"
                              for row in rows.drop_duplicates("dataset").itertuples())

@@ -78,7 +78,8 @@ def used_datasets(params: dict) -> list[str]:
 def source_listings(params: dict, origin: str) -> dict[str, str]:
     """Check that every selected source given by ``path`` exists, and scan each folder source
     (``sources.tree.scan``: one line naming any entry it refuses); return each folder-sourced data
-    set's listing digest, Snakemake's rerun trigger for its prepare stage."""
+    set's digest, Snakemake's rerun trigger for its prepare stage: an image tree's listing (names,
+    sizes, times), a folder of IDX files' content."""
     listings = {}
     for dataset in used_datasets(params):
         name, entry = datasets.source_of(dataset, params["data"])
@@ -87,6 +88,8 @@ def source_listings(params: dict, origin: str) -> dict[str, str]:
                                 f"{tree.missing(entry['path'])}")
         if datasets.LAYOUTS[entry["layout"]].suffix is None:
             listings[dataset] = tree.listing_digest(entry["path"])
+        elif datasets.read_in_place(entry):
+            listings[dataset] = tree.content_digest(entry["path"])
     return listings
 
 
@@ -193,16 +196,20 @@ def stage_keys(params: dict) -> dict[str, list[str]]:
     """Each resolved file -> the dotted params keys it holds."""
     keys = {}
     for dataset in used_datasets(params):
-        name, _ = datasets.source_of(dataset, params["data"])
-        keys[paths.resolved_file("download", dataset)] = [f"data.{dataset}.source", f"data.sources.{name}"]
+        name, entry = datasets.source_of(dataset, params["data"])
+        options = datasets.LAYOUTS[entry["layout"]].options  # read by prepare, not by the download
+        keys[paths.resolved_file("download", dataset)] = [f"data.{dataset}.source", *(
+            [f"data.sources.{name}.{key}" for key in entry if key not in options] if options else [f"data.sources.{name}"])]
         keys[paths.resolved_file("prepare", dataset)] = datasets.prepare_keys(dataset, params["data"])
     for name in experiments.selected(params):
         experiment = experiments.EXPERIMENTS[name]
         keys[paths.resolved_file("train", name)] = [f"{name}.{key}" for key in experiments.result_keys(experiment)]
         keys[paths.resolved_file("evaluate", name)] = [f"{name}.{key}" for key in experiments.evaluation_keys()]
+    sources = [datasets.source_of(dataset, params["data"]) for dataset in used_datasets(params)]
     keys[paths.resolved_file("report", "report")] = [
         "experiments", *(f"data.{dataset}.source" for dataset in used_datasets(params)),
-        *(f"{name}.seeds" for name in experiments.selected(params))]
+        *(f"{name}.seeds" for name in experiments.selected(params)),
+        *(f"data.sources.{name}.idx_md5" for name, entry in sources if "idx_md5" in entry)]  # what published figures are on
     return keys
 
 

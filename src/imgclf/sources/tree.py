@@ -74,6 +74,17 @@ def scan(root: str | Path) -> list[tuple[str, int, int]]:
     return found
 
 
+def content_digest(root: str | Path) -> str:
+    """What the prepared data depend on in a folder of a few files (mnist_idx): a digest of its
+    files' names and bytes, so a file rewritten with other bytes reruns prepare whatever its time."""
+    digest = hashlib.sha256()
+    for name, _, _ in scan(root):
+        digest.update(f"{name}\0".encode())
+        with open(Path(root, name), "rb") as handle:
+            digest.update(hashlib.file_digest(handle, "md5").digest())
+    return digest.hexdigest()
+
+
 def listing_digest(root: str | Path) -> str:
     """What the prepared data depend on in a folder source: a digest of its files' names, sizes and
     modification times (``scan``), so an added, removed or rewritten file reruns prepare."""
