@@ -199,6 +199,8 @@ def test_the_cli_exits_2_with_one_line(tmp_path):
      "downloaded), a folder a path and neither"),
     ({"path": "/x", "md5": "0" * 32, "layout": "mnist_idx"}, "an archive source needs md5 and size"),
     ({"path": "/x", "layout": "folder", "classes": ["a", "b"]}, "data.sources.mine.classes: layout 'folder' does not read it"),
+    ({"path": "/data/$(touch PWNED)", "layout": "mnist_idx"}, "data.sources.mine.path: '/data/$(touch PWNED)' does not match"),
+    ({"path": "/data/a\"b", "layout": "folder"}, "data.sources.mine.path:"),
     ({"url": "https://x/t.zip", "md5": "0" * 32, "size": 9, "layout": "tiny_imagenet_zip", "idx_md5": {}},
      "data.sources.mine.idx_md5: layout 'tiny_imagenet_zip' does not read it"),
 ])
@@ -292,7 +294,7 @@ def test_snakemake_takes_a_folder_sources_files_and_their_content(tmp_path):
 @pytest.fixture(scope="module")
 def engines(module_tmp):
     """A folder source with gzipped and plain files, prepared by each engine in its own project."""
-    folder = write_folder(module_tmp / "fashion", make_files(classes=5, train_per_class=40))
+    folder = write_folder(module_tmp / "My Photos; #x", make_files(classes=5, train_per_class=40))  # read literally
     made = []
     for engine in ("smk", "dvc"):
         params = load_params()

@@ -164,7 +164,7 @@ def test_folder_source_replaces_the_tiny_imagenet_archive(tmp_path):
     params["data"]["imagenet200"]["source"] = "imagenet"
     table = stages.by_name(params)
     prepare = table["prepare_folder@imagenet200"]  # the tree is scanned by prepare, never a DVC dep
-    assert prepare.deps == [] and f"--source {tmp_path / 'imagenet'} " in prepare.cmd
+    assert prepare.deps == [] and f'--source "{tmp_path / "imagenet"}" ' in prepare.cmd
     assert prepare.code[-1] == "src/imgclf/sources/folder.py"
     assert not any(name.startswith(("download", "sample@tiny")) and "imagenet200" in name or name == "sample@tiny_imagenet"
                    for name in table)  # read in place

@@ -35,8 +35,9 @@ def source_schema() -> dict:
         "additionalProperties": False, "required": ["layout"],
         "properties": {
             "url": _prop("string", "http(s):// or file: URL of the archive", pattern="^(https?|file):"),
-            "path": _prop("string", "local path of the archive, or of the folder (layout 'folder'; 'mnist_idx' without md5)",
-                          minLength=1),
+            "path": _prop("string", "local path of the archive, or of the folder (layout 'folder'; 'mnist_idx' without md5); "
+                          "both engines pass it in double quotes, so it may hold spaces but no \", $, ` or \\",
+                          pattern='^[^"$`\\\\\n\r]+$'),
             "md5": _prop("string", "expected MD5 of the archive", pattern="^[0-9a-f]{32}$"),
             "size": _prop("integer", "expected size of the archive in bytes", minimum=1),
             "classes": {"type": "array", "items": {"type": "string", "pattern": "^[^\t\n\r]+$"}, "uniqueItems": True,

@@ -149,7 +149,7 @@ def stage_list(params: dict, overrides: dict | None = None) -> list[Stage]:
         # a folder of a few files (mnist_idx) is read in place and hashed by both engines like an archive
         source = entry["path"] if datasets.read_in_place(entry) else paths.raw_archive(dataset, layout.suffix)
         table.append(Stage("prepare_folder" if scanned else "prepare", dataset,
-                           ["prepare", dataset, "--source", source, "--out", paths.prepared(dataset)],
+                           ["prepare", dataset, "--source", f'"{source}"', "--out", paths.prepared(dataset)],
                            [] if scanned else [source], [paths.prepared(dataset)],
                            {"source": source, "module": codedeps.layout_module(layout.module)},
                            paths.resolved_file("prepare", dataset)))

@@ -59,5 +59,5 @@ rule prepare:
         runtime=60,
         **CLUSTER,
     shell:
-        "imgclf prepare {wildcards.dataset} --source {params.source} --out {output} {params.settings}"
+        "imgclf prepare {wildcards.dataset} --source \"{params.source}\" --out {output} {params.settings}"
         " --threads {threads} > {log} 2>&1"
