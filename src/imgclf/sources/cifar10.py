@@ -10,7 +10,7 @@ import numpy as np
 from imgclf import splits
 from imgclf.decode import ResizeSpec, resize_array
 from imgclf.errors import PipelineError
-from imgclf.sources.common import safe_member, write_prepared
+from imgclf.sources.common import keep_classes, safe_member, write_prepared
 
 RECORD = 1 + 32 * 32 * 3
 
@@ -56,10 +56,8 @@ def prepare(archive: str | Path, out_dir: str | Path, settings: dict, workers: i
         raise PipelineError(f"{archive}: batches.meta.txt lists {len(classes)} classes, expected 10")
     kept = splits.select_in_order(classes, settings)
     if kept != classes:  # a class subset: the others' images dropped, labels renumbered in order
-        lookup = np.full(len(classes), -1, np.int32)
-        lookup[[classes.index(name) for name in kept]] = np.arange(len(kept))
-        (images, labels), (test_images, test_labels) = (
-            (x[lookup[y] >= 0], lookup[y][lookup[y] >= 0]) for x, y in ((images, labels), (test_images, test_labels)))
+        images, labels = keep_classes(images, labels, classes, kept)
+        test_images, test_labels = keep_classes(test_images, test_labels, classes, kept)
         classes = kept
     spec = ResizeSpec(settings["image_size"], settings["resize_filter"], False)
     splits.check_classes(labels, classes, f"{archive}: data batches")

@@ -105,3 +105,11 @@ def write_prepared(out_dir: str | Path, parts: dict, classes: list[str], words: 
         arrays.write_classes(tmp / "classes.tsv", classes, words)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return meta
+
+
+def keep_classes(images: np.ndarray, labels: np.ndarray, names: list[str], kept: list[str]):
+    """The images of the classes ``kept`` (label i is ``names[i]``), relabelled by their place in ``kept``."""
+    lookup = np.full(len(names), -1, np.int32)
+    lookup[[names.index(name) for name in kept]] = np.arange(len(kept))
+    new = lookup[labels]
+    return images[new >= 0], new[new >= 0]

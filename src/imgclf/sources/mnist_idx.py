@@ -25,7 +25,7 @@ import numpy as np
 from imgclf import splits
 from imgclf.decode import ResizeSpec, resize_array
 from imgclf.errors import PipelineError
-from imgclf.sources.common import safe_member, write_prepared
+from imgclf.sources.common import keep_classes, safe_member, write_prepared
 from imgclf.sources.tree import missing, scan
 
 # the file roles, the dimensions each holds, and how its name is spelled (after the prefix, before .gz)
@@ -170,16 +170,12 @@ def prepare(path: str | Path, out_dir: str | Path, settings: dict, workers: int 
     if (extra := np.setdiff1d(np.unique(test_y), np.unique(train_y))).size:
         raise PipelineError(f"{files['test_labels'][0]}: label {int(extra[0])} out of range: no training image has it")
     classes = splits.select_in_order(present, settings)
-    number = {name: index for index, name in enumerate(names)}
-    lookup = np.full(len(names), -1, np.int32)
-    lookup[[number[name] for name in classes]] = np.arange(len(classes))
     spec = ResizeSpec(settings["image_size"], settings["resize_filter"], False)
     parts = {}
     for split, images, labels in (("train", train_x, train_y), ("test", test_x, test_y)):
-        new = lookup[labels]
-        keep = new >= 0
-        parts[split] = (to_rgb(images[keep], spec), new[keep])
-        splits.check_classes(parts[split][1], classes, files[f"{split}_labels"][0])
+        images, labels = keep_classes(images, labels, names, classes)
+        parts[split] = (to_rgb(images, spec), labels)
+        splits.check_classes(labels, classes, files[f"{split}_labels"][0])
     splits.check_carve(parts["train"][1], settings["val_fraction"], files["train_labels"][0])
     parts["train"], parts["val"] = splits.carve(*parts["train"], settings["val_fraction"], settings["split_seed"])
     return write_prepared(out_dir, parts, classes, classes, settings)
