@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import shlex
 import signal
 import subprocess
 import zipfile
@@ -368,7 +369,7 @@ def test_every_module_a_stage_loads_is_one_of_its_dependencies(project):
     for name, entry in spec.items():
         if name == "check_params":
             continue
-        argv = entry["cmd"].split()[1:]
+        argv = shlex.split(entry["cmd"])[1:]
         result = run([sys.executable, "-c", probe, *argv], project, timeout=600)
         lines = result.stdout.splitlines()
         cut = lines.index("--")

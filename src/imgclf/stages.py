@@ -41,7 +41,9 @@ class Stage:
 
     @property
     def cmd(self) -> str:
-        return " ".join(["imgclf", *self.command, *self.settings])
+        """The shell line: ``command``'s words, the source path (the one a user gives) in double quotes."""
+        words = [f'"{word}"' if flag == "--source" else word for flag, word in zip(["", *self.command], self.command)]
+        return " ".join(["imgclf", *words, *self.settings])
 
     @property
     def code(self) -> list[str]:
@@ -149,7 +151,7 @@ def stage_list(params: dict, overrides: dict | None = None) -> list[Stage]:
         # a folder of a few files (mnist_idx) is read in place and hashed by both engines like an archive
         source = entry["path"] if datasets.read_in_place(entry) else paths.raw_archive(dataset, layout.suffix)
         table.append(Stage("prepare_folder" if scanned else "prepare", dataset,
-                           ["prepare", dataset, "--source", f'"{source}"', "--out", paths.prepared(dataset)],
+                           ["prepare", dataset, "--source", source, "--out", paths.prepared(dataset)],
                            [] if scanned else [source], [paths.prepared(dataset)],
                            {"source": source, "module": codedeps.layout_module(layout.module)},
                            paths.resolved_file("prepare", dataset)))
