@@ -5,6 +5,7 @@ import errno
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -41,6 +42,24 @@ def test_temporaries_of_killed_runs_are_removed(tmp_path):
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other.name, live.name, "m.json", "out"])
     finally:
         alive.kill()
+
+
+def test_a_zombie_writer_counts_as_gone(tmp_path):
+    """A killed stage whose engine died with it stays a zombie where PID 1 reaps no orphans (as in
+    CI's container): its temporary is stale although a signal to its PID still succeeds."""
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])  # exits; not waited for: a zombie
+    try:
+        for _ in range(200):
+            if open(f"/proc/{zombie.pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+            time.sleep(0.05)
+        os.kill(zombie.pid, 0)  # still there for signals
+        stale = tmp_path / f".m.json.{zombie.pid}.x1.tmp"
+        stale.write_text("{")
+        io_utils.write_json(tmp_path / "m.json", {"a": 1})
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]
+    finally:
+        zombie.wait()
 
 
 @pytest.mark.parametrize("exchange", [True, False])

@@ -2,7 +2,8 @@
 
 Temporaries are hidden siblings of the output named after it and the writing process
 (``.<name>.<pid>.<random>``): a run removes those of its own output that a killed run left behind
-(their process is gone), and a full disk ends in one line naming the output, not a traceback."""
+(their process is gone or a zombie), and a full disk ends in one line naming the output, not a
+traceback."""
 
 import contextlib
 import ctypes
@@ -22,11 +23,18 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs. A killed process whose parent died with it stays a zombie
+    where nothing reaps orphans (a container whose PID 1 is not an init): it writes nothing more,
+    so it counts as gone (its state in /proc is Z)."""
     try:
         os.kill(pid, 0)
     except OSError as exc:  # ESRCH: no such process; EPERM: another user's process
         return isinstance(exc, PermissionError)
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]  # after the command name
+    except FileNotFoundError:  # gone meanwhile; or no /proc (macOS), where os.kill's answer stands
+        return not Path("/proc/self").exists()
+    return state not in ("Z", "X")
 
 
 def remove_stale_temporaries(path: Path) -> list[Path]:
