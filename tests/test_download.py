@@ -281,7 +281,7 @@ def test_a_server_that_never_answers_times_out(tmp_path):
     try:
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/tiny-imagenet-200.zip"
         started = time.monotonic()
-        with pytest.raises(PipelineError, match=r"127\.0\.0\.1:\d+/tiny-imagenet-200.zip: cannot connect \(timed out\)$"):
+        with pytest.raises(PipelineError, match=r"127\.0\.0\.1:\d+/tiny-imagenet-200.zip: no response within 1 s$"):
             download.download(url, tmp_path / "a.zip", md5(PAYLOAD), len(PAYLOAD), progress=False, timeout=1)
         assert time.monotonic() - started < 10
         assert list(tmp_path.iterdir()) == []
@@ -315,3 +315,35 @@ def test_cli_downloads_a_path_source_and_refuses_a_folder(tmp_path, small_tiny_z
     result = subprocess.run([*command[:4], str(tmp_path / "again.zip"), *command[5:]], capture_output=True, text=True)
     assert result.returncode != 0 and not (tmp_path / "again.zip").exists()
     assert result.stderr.strip().splitlines()[-1] == "error: data.sources.tree: a folder source is read in place; nothing to download"
+
+
+def test_the_deadline_covers_the_status_line_and_headers(tmp_path):
+    """A server that sends its status line and headers one byte per 0.3 s never lets a read wait
+    for the per-read timeout (2 s): the deadline (1 s) still ends the download, with nothing kept."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def dribble():
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(4096)
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 1024000\r\nX-Padding: " + b"x" * 200:
+                if stop.wait(0.3):
+                    return
+                connection.sendall(bytes([byte]))
+
+    threading.Thread(target=dribble, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/tiny-imagenet-200.zip"
+    try:
+        started = time.monotonic()
+        with pytest.raises(PipelineError, match=r"not complete after the deadline of 1 s \(data.download_deadline_s\); "
+                                                 r"0 of 1,024,000 bytes kept"):
+            download.download(url, tmp_path / "a.zip", md5(PAYLOAD), len(PAYLOAD), progress=False, timeout=2, deadline=1)
+        assert time.monotonic() - started < 2
+        assert not (tmp_path / "a.zip").exists()
+    finally:
+        stop.set()
+        listener.close()

@@ -4,6 +4,7 @@ dropped connection with HTTP Range, verify size and MD5, and rename into place o
 import http.client
 import os
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -20,9 +21,33 @@ from imgclf.paths import partial_download
 CHUNK = 1 << 20
 
 
-def _open(url: str, timeout: float, start: int = 0) -> tuple[BinaryIO, int | None, int]:
+def _urlopen(request: urllib.request.Request, timeout: float, end: float):
+    """``urlopen`` bounded as a whole by the monotonic time ``end``: its socket timeout bounds each
+    read, not a server that sends its status line and headers a byte at a time. Past ``end`` the
+    blocked call is left in a daemon thread (the stage stops) and TimeoutError is raised."""
+    outcome: list = []
+
+    def call() -> None:
+        try:
+            outcome.append(urllib.request.urlopen(request, timeout=timeout))  # noqa: S310 (scheme checked)
+        except BaseException as exc:  # handed to the caller
+            outcome.append(exc)
+
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    while worker.is_alive() and time.monotonic() < end:
+        worker.join(end - time.monotonic())
+    if not outcome:
+        raise TimeoutError
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
+def _open(url: str, timeout: float, end: float, start: int = 0) -> tuple[BinaryIO, int | None, int]:
     """The stream, its length, and the offset it starts at: ``start`` where the server honours a
-    Range request for the rest of the file, else 0 (the whole file again)."""
+    Range request for the rest of the file, else 0 (the whole file again). Connecting and reading
+    the headers end by the monotonic time ``end`` (TimeoutError)."""
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme == "file":  # file:relative/path is taken relative to the working directory
         path = urllib.parse.unquote(parsed.netloc + parsed.path)
@@ -35,10 +60,12 @@ def _open(url: str, timeout: float, start: int = 0) -> tuple[BinaryIO, int | Non
     if parsed.scheme in ("http", "https"):
         request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
         try:
-            response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (scheme checked)
+            response = _urlopen(request, timeout, end)
+        except TimeoutError:
+            raise
         except urllib.error.HTTPError as exc:
             if exc.code == 416 and start:  # the range is past the end: the partial file is no good
-                return _open(url, timeout, 0)
+                return _open(url, timeout, end, 0)
             raise PipelineError(f"{url}: HTTP {exc.code} {exc.reason}") from None
         except (urllib.error.URLError, OSError) as exc:
             raise PipelineError(f"{url}: cannot connect ({getattr(exc, 'reason', exc)})") from None
@@ -80,7 +107,11 @@ def download(url: str, dest: str | Path, md5: str, size: int, progress: bool = T
             have = part.stat().st_size if part.exists() else 0
             have = have if have < size else 0  # as long as the whole file or longer, yet not renamed: not to be trusted
             stop_past_deadline(have)
-            stream, announced, offset = _open(url, min(timeout, end - time.monotonic()), have)
+            try:
+                stream, announced, offset = _open(url, min(timeout, end - time.monotonic()), end, have)
+            except TimeoutError:  # connecting and the headers took until the deadline
+                stop_past_deadline(have)
+                raise PipelineError(f"{url}: no response within {timeout:g} s") from None
             bar.reset(total=size)
             bar.update(offset)
             try:
