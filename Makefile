@@ -21,7 +21,11 @@ run: $(STAMP)
 report: $(STAMP)
 	snakemake --report reports/report.html
 
+# the params and any folder source checked first, by the project's own reader: DVC reads both
+# itself before any stage runs (a params file whose YAML aliases expand to billions of values
+# exhausts its memory; a FIFO in a folder source stalls its hashing)
 dvc-run: $(STAMP)
+	imgclf check-params
 	dvc repro
 
 # After `dvc repro`, `dvc pull`, `dvc exp run` or a git checkout: if DVC finds every stage up to
@@ -30,6 +34,7 @@ dvc-run: $(STAMP)
 # removes what killed runs left beside the outputs (DVC may restore an output from its run cache
 # without running the stage that would have removed them).
 sync: $(STAMP)
+	@imgclf check-params > /dev/null
 	@dvc status --quiet || { echo "dvc status is not clean: run 'dvc repro' (or 'make run') first"; exit 1; }
 	imgclf tidy
 	snakemake --touch --cores 1 --quiet

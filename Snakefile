@@ -7,6 +7,14 @@ from snakemake.exceptions import WorkflowError
 from imgclf import config as params_config, errors, overrides, paths, resolved, stages
 
 
+# read by the project's loader first: it refuses in one line what Snakemake's own reading of the
+# file (configfile) would take endlessly, such as aliases that expand to billions of values
+try:
+    RAW_PARAMS = params_config.read_raw(paths.PARAMS_FILE)
+except errors.PipelineError as exc:
+    raise WorkflowError(str(exc)) from None
+
+
 configfile: "params.yaml"
 
 
@@ -14,7 +22,6 @@ configfile: "params.yaml"
 # Snakemake workflow: what `config` then holds that differs from params.yaml is checked by the
 # same schema and passed on (`--set`) to the stages that read it; nothing else reruns
 try:
-    RAW_PARAMS = params_config.read_raw(paths.PARAMS_FILE)
     OVERRIDES = overrides.config_overrides(config, RAW_PARAMS)
     PARAMS = params_config.load(paths.PARAMS_FILE, OVERRIDES, RAW_PARAMS)
     LISTINGS = stages.source_listings(PARAMS, paths.PARAMS_FILE)  # folder sources: what their prepare reads

@@ -275,6 +275,42 @@ def test_a_python_tag_in_params_is_never_executed(tmp_path):
     assert result.stderr.count("\n") == 1 and not marker.exists()
 
 
+BOMB = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}' if i else 'x'] * 10)}]\n" for i in range(9))  # 10**9 values
+
+
+def test_aliases_are_counted_as_expanded():
+    from imgclf import config
+
+    assert config.expanded_size(yaml.safe_load("a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]")) == 26
+    assert config.expanded_size(yaml.safe_load("a: &a [1, *a]")) == float("inf")
+    assert config.expanded_size(yaml.safe_load(BOMB)) > 10**9
+
+
+@pytest.mark.parametrize("text, why", [
+    (BOMB, "its YAML aliases expand to {size:,} values (at most 1,000,000)"),
+    ("a: &a [1, *a]\n", "a YAML alias refers to a value that contains it (an endless value)"),
+])
+def test_an_alias_bomb_is_refused_in_one_line_before_either_engine_reads_it(tmp_path, text, why):
+    """Aliases that expand to billions of values (or without end): check-params, Snakemake (whose
+    own reading of params.yaml never came back) and `make dvc-run` (DVC's ran out of memory) stop
+    in one line, and DVC never starts."""
+    from conftest import make_project
+
+    project = make_project(tmp_path / "p")
+    from imgclf import config
+
+    (project / "params.yaml").write_text((project / "params.yaml").read_text() + text)
+    expected = "params.yaml: " + why.format(size=config.expanded_size(yaml.safe_load((project / "params.yaml").read_text())))
+    result = run(["imgclf", "check-params"], project, check=False)
+    assert result.returncode == 2 and result.stderr == f"error: {expected}\n"
+    result = run(["snakemake", "-n", "--cores", "1"], project, check=False, timeout=60)
+    lines = (result.stdout + result.stderr).splitlines()
+    assert result.returncode != 0 and [line for line in lines if "YAML alias" in line] == [expected], lines
+    result = run(["make", "-s", "dvc-run", "STAMP="], project, check=False, timeout=60)
+    assert result.returncode != 0 and "Running stage" not in result.stdout
+    assert [line for line in result.stderr.splitlines() if "YAML alias" in line] == [f"error: {expected}"]
+
+
 # --- overrides: `imgclf ... --set key=value`, `snakemake --config 'section={key: value}'` ---
 
 

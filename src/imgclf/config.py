@@ -4,6 +4,7 @@ CLI and for Snakemake alike, fills defaults, and names the offending key on erro
 import copy
 import io
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -214,15 +215,47 @@ def _check_consistency(params: dict, origin: str) -> None:
                                 f"which is not selected; add {upstream}")
 
 
+MAX_VALUES = 1_000_000  # a params file's values with every alias expanded; the largest real one holds a few thousand
+
+
+def expanded_size(value: Any) -> int:
+    """How many values ``value`` holds once every YAML alias is expanded (what a deep copy or a
+    merge of it builds), computed once per distinct node; a node that contains itself counts as
+    endless (``math.inf``)."""
+    sizes: dict[int, float] = {}
+    open_nodes: set[int] = set()
+    stack = [value]
+    while stack:
+        node = stack[-1]
+        children = list(node.values()) if isinstance(node, dict) else node if isinstance(node, list) else []
+        pending = [child for child in children if id(child) not in sizes]
+        if any(id(child) in open_nodes for child in pending):
+            return math.inf
+        if pending and id(node) not in open_nodes:
+            open_nodes.add(id(node))
+            stack.extend(pending)
+            continue
+        stack.pop()
+        open_nodes.discard(id(node))
+        sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
+    return sizes[id(value)]
+
+
 def read_raw(path: str | Path) -> Any:
-    """A params file as written (not validated, no defaults)."""
+    """A params file as written (not validated, no defaults). One whose aliases expand to more than
+    ``MAX_VALUES`` values (a "billion laughs" file) is refused before anything copies it."""
     path = Path(path)
     try:
-        return yaml.load(path.read_text(), Loader=_SafeLoader)
+        raw = yaml.load(path.read_text(), Loader=_SafeLoader)
     except FileNotFoundError:
         raise PipelineError(f"{path}: params file not found") from None
     except yaml.YAMLError as exc:
         raise PipelineError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if (size := expanded_size(raw)) > MAX_VALUES:
+        raise PipelineError(f"{path}: a YAML alias refers to a value that contains it (an endless value)"
+                            if size == math.inf else
+                            f"{path}: its YAML aliases expand to {size:,} values (at most {MAX_VALUES:,})")
+    return raw
 
 
 def load(path: str | Path = paths.PARAMS_FILE, overrides: dict | None = None, raw: Any = None) -> dict:
