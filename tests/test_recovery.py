@@ -16,6 +16,7 @@ import shutil
 import shlex
 import signal
 import subprocess
+import time
 import zipfile
 from pathlib import Path
 
@@ -234,6 +235,25 @@ def test_bad_params_stop_dvc_repro_before_any_output_is_touched(finished, projec
         assert "Running stage 'check_params'" in dvc.stdout and dvc.stdout.count("Running stage") == 1
         assert outputs(project) == expected
         assert file_hashes(project, "config/resolved") == resolved  # the last good values stay
+
+
+def test_make_sync_under_clock_skew_stops_in_one_line_and_deletes_nothing(finished, project):
+    """Prepared data dated a day ahead (copied from a machine whose clock runs fast): make sync
+    names the file, says what to do and exits non-zero, and every output stays; after the fix it
+    gives, make sync works and both engines have nothing to do."""
+    _, expected = finished
+    ahead = time.time() + 86400
+    for path in [project / "data/prepared/imagenet200", *(project / "data/prepared/imagenet200").iterdir()]:
+        os.utime(path, (ahead, ahead))
+    result = run(["make", "-s", "sync", "STAMP="], project, check=False, timeout=300)
+    lines = [line for line in result.stderr.splitlines() if "ahead of this machine's clock" in line]
+    assert result.returncode != 0 and len(lines) == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    assert lines[0].startswith("error: data/prepared/imagenet200") and "(and 6 more)" in lines[0]
+    assert "(find data -newermt now -exec touch -h -c {} +)" in lines[0]
+    assert outputs(project) == expected
+    run(["find", "data", "-newermt", "now", "-exec", "touch", "-h", "-c", "{}", "+"], project)
+    run(["make", "-s", "sync", "STAMP="], project, timeout=300)
+    assert both_idle(project) and outputs(project) == expected
 
 
 def test_the_success_hook_says_why_dvc_commit_failed(project):

@@ -131,7 +131,9 @@ def cmd_report(args) -> None:
 
 
 def cmd_tidy(args) -> None:
-    for path in stages.tidy(_params(args)):
+    params = _params(args)
+    stages.check_clock(params)
+    for path in stages.tidy(params):
         print(f"removed {path} (left by a killed run)")
 
 
@@ -211,8 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-dir", required=True)
     p.add_argument("--out", required=True)
 
-    add("tidy", cmd_tidy, "remove the temporaries killed runs left beside the stage outputs "
-                          "(each stage also removes its own when it runs)")
+    add("tidy", cmd_tidy, "refuse stage files dated in the future (clock skew); remove the temporaries "
+                          "killed runs left beside the stage outputs (each stage also removes its own when it runs)")
 
     p = add("runs", cmd_runs, "write config/runs.yaml (dvc.yaml's vars: the stages params.yaml asks for)")
     p.add_argument("--out", default="config/runs.yaml")

@@ -7,6 +7,7 @@ import functools
 import operator
 import os
 import shlex
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -236,6 +237,33 @@ def runs_vars(params: dict) -> dict:
         if stage.key:
             families[stage.family][stage.key] = stage.item
     return families
+
+
+def _walk(path: str) -> list[str]:
+    """``path`` and, for a directory, everything under it (links not followed)."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        return [path, *(os.path.join(top, name) for top, dirs, files in os.walk(path) for name in dirs + files)]
+    return [path] if os.path.lexists(path) else []
+
+
+def check_clock(params: dict, now: float | None = None) -> None:
+    """Refuse, in one line, stage inputs and outputs dated after ``now`` (data copied from a machine
+    whose clock runs fast): Snakemake fails a job whose output is older than its input as a clock
+    skew, and removes that output, so ``snakemake --touch`` (make sync) would delete a trained model."""
+    now = time.time() if now is None else now
+    table = stage_list(params)
+    paths_ = dict.fromkeys(path for stage in table for dep in (*stage.deps, *stage.outs) for path in _walk(dep))
+    ahead = [(os.lstat(path).st_mtime, path) for path in paths_ if os.lstat(path).st_mtime > now + 1]
+    if ahead:
+        when, first = max(ahead)
+        roots = " ".join(dict.fromkeys(shlex.quote(path if os.path.isabs(path) else Path(path).parts[0])
+                                       for _, path in sorted(ahead, key=operator.itemgetter(1))))
+        more = f" (and {len(ahead) - 1} more)" if len(ahead) > 1 else ""
+        raise PipelineError(
+            f"{first}: modified {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(when))}, "
+            f"{(when - now) / 3600:.1f} h ahead of this machine's clock{more}; Snakemake would take it for "
+            f"clock skew and remove outputs. Fix the clock, or set such times to now "
+            f"(find {roots} -newermt now -exec touch -h -c {{}} +), then run this again")
 
 
 def tidy(params: dict) -> list:
