@@ -256,6 +256,41 @@ def test_make_sync_under_clock_skew_stops_in_one_line_and_deletes_nothing(finish
     assert both_idle(project) and outputs(project) == expected
 
 
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_sigterm_to_dvc_repro_leaves_no_trainer_behind(finished, project):
+    """DVC exits at once on SIGTERM without stopping its stage: the trainer notices it has lost its
+    parent and stops within seconds, so the rerun is the only trainer; it ends with the undisturbed
+    run's outputs and both engines have nothing to do."""
+    _, expected = finished
+    dvc = subprocess.Popen(["dvc", "repro", "--force", "--single-item", DVC_STAGE["train"]], cwd=project,
+                           env={**fault_env(), "IMGCLF_BATCH_SLEEP_S": "1"},  # a trainer still at work
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    lock = project / ".resume/seed_cnn/seed0.lock"  # the trainer writes its pid there (the last run's may be in it)
+    last = lock.read_text() if lock.exists() else ""
+    deadline = time.monotonic() + 120
+    while not (lock.exists() and lock.read_text() not in ("", last)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    trainer = int(lock.read_text())
+    assert b"\0train\0seed_cnn\0" in Path(f"/proc/{trainer}/cmdline").read_bytes()
+    time.sleep(2)
+    assert not _gone(trainer)
+    dvc.terminate()
+    assert dvc.wait(timeout=30) != 0
+    deadline = time.monotonic() + 15
+    while not _gone(trainer) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _gone(trainer), "the trainer outlived dvc repro"
+    rerun(project, "dvc")
+    assert both_idle(project)
+    assert outputs(project) == expected
+
+
 def test_the_success_hook_says_why_dvc_commit_failed(project):
     (project / ".dvc" / "config").write_text("[core]\n    no_such_option = 1\n")
     result = run(["snakemake", "--cores", "2", "--forcerun", "report"], project)

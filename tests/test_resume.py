@@ -171,3 +171,31 @@ def test_autokeras_killed_inside_a_trial(workspace):
     killed_then_resumed(workspace, "autokeras", "ak-resumed", "batch:20")
     assert_same_model(workspace / "ak-clean", workspace / "ak-resumed")
     assert (workspace / "ak-clean/trials.csv").read_text() == (workspace / "ak-resumed/trials.csv").read_text()
+
+
+def test_a_second_trainer_of_the_same_run_stops_in_one_line(tmp_path):
+    """While a process holds run (seed_cnn, 0)'s lock, `imgclf train` of that run stops at once,
+    naming the holder; once the holder is gone (killed: the kernel drops its lock), the run is free."""
+    import signal
+    import sys
+
+    from conftest import ROOT
+
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom imgclf import resume\n"
+                               "with resume.exclusive('seed_cnn', 0, 'm'):\n    print('held', flush=True)\n"
+                               "    time.sleep(60)\n"], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        train = ["imgclf", "train", "seed_cnn", "--seed", "0", "--data", "nowhere", "--out", "models/seed_cnn/seed0"]
+        result = run(train, tmp_path, check=False)
+        assert result.returncode == 2 and result.stderr == (
+            f"error: models/seed_cnn/seed0: another process (pid {holder.pid}) is training seed_cnn seed 0; "
+            "wait for it to end or stop it\n")
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        result = run(train, tmp_path, check=False)
+        assert result.returncode != 0 and "another process" not in result.stderr and "nowhere" in result.stderr
+    finally:
+        holder.kill()
+        holder.wait()

@@ -3,7 +3,10 @@ DVC stages call exactly these commands. Heavy modules (TensorFlow) load only whe
 
 import argparse
 import os
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 import yaml
@@ -225,8 +228,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def stop_with_parent(poll_s: float = 1.0) -> None:
+    """End this process (SIGTERM) once the process that started it has gone: ``dvc repro`` exits at
+    once on SIGTERM, leaving its stage running outside its control (Snakemake waits for its jobs).
+    The stage's parent is the engine itself (its shell runs a single command in place); an orphan is
+    handed to another parent, which is what the watch notices."""
+    parent = os.getppid()
+    if parent == 1 or any(t.name == "stop-with-parent" for t in threading.enumerate()):
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        print(f"error: the process that started this stage (pid {parent}) has ended; stopping", file=sys.stderr,
+              flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="stop-with-parent", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    stop_with_parent()
     try:
         args.func(args)
     except PipelineError as exc:

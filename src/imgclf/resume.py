@@ -10,13 +10,16 @@ epoch's validation pass with statistics recalibrated for that epoch's weights on
 training after it: the logged figures are what the model would score if training stopped there,
 and the training itself is the same as without the pass."""
 
+import fcntl
 import hashlib
 import json
+import os
 import shutil
 import statistics
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -39,6 +42,31 @@ def fingerprint(name: str, result: dict, seed: int, data_dir: Path, upstream_dir
     if upstream_dir is not None:
         parts["upstream"] = md5sum(upstream_dir / "model.keras")
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@contextmanager
+def exclusive(name: str, seed: int, out_dir: str | Path) -> Iterator[None]:
+    """Hold run (``name``, ``seed``)'s lock, ``.resume/<name>/seed<seed>.lock``, while it trains: a
+    second trainer of the same run (another engine, or a rerun beside an orphaned one) stops in one
+    line instead of working in the same folders. The lock is the kernel's (flock): it goes with the
+    process that holds it, however that process ends."""
+    path = RESUME_ROOT / name / f"seed{seed}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise PipelineError(f"{out_dir}: another process (pid {holder}) is training {name} seed {seed}; "
+                                f"wait for it to end or stop it") from None
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def resume_dir(name: str, seed: int, key: str) -> Path:

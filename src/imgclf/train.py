@@ -19,7 +19,7 @@ from imgclf import models
 from imgclf.batchnorm import recalibrate_batchnorm
 from imgclf.errors import PipelineError
 from imgclf.io_utils import atomic_dir, write_json
-from imgclf.resume import HISTORY_FIELDS, fingerprint, fit, resume_dir
+from imgclf.resume import HISTORY_FIELDS, exclusive, fingerprint, fit, resume_dir
 from imgclf.runtime import configure_runtime, distribution, model_scope, replicas
 from imgclf.training_log import TrainingLog
 
@@ -160,7 +160,15 @@ def run(experiment: "Experiment", data_dir: str | Path, out_dir: str | Path, sec
     """Train ``experiment`` (with its params ``section``, of which ``result`` are those its result
     depends on) with ``seed`` into ``out_dir``; per-epoch logs go to ``live_dir`` (DVCLive) and
     ``tensorboard_dir``, and how long it took to ``timings_path``, where given (the model directory
-    holds results only). Returns train.json's record with the timings."""
+    holds results only). Returns train.json's record with the timings. One trainer per run at a
+    time (``resume.exclusive``)."""
+    with exclusive(experiment.name, seed, out_dir):
+        return _train(experiment, data_dir, out_dir, section, result, threads, seed, upstream_dir, live_dir,
+                      tensorboard_dir, timings_path)
+
+
+def _train(experiment, data_dir, out_dir, section, result, threads, seed, upstream_dir, live_dir, tensorboard_dir,
+           timings_path) -> dict:
     name, data_dir = experiment.name, Path(data_dir)
     upstream_dir = Path(upstream_dir) if upstream_dir else None
     if experiment.upstream and upstream_dir is None:

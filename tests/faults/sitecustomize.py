@@ -19,6 +19,9 @@ first) it reaches ``<point>``:
 ``IMGCLF_KILL_GROUP=1`` kills the whole process group instead: the engine that started the stage
 (Snakemake, DVC) dies with it, as on a power cut or ``kill -9 -<pgid>``.
 
+``IMGCLF_BATCH_SLEEP_S=<s>`` makes every training batch take ``s`` seconds more: a stage that is
+still running when the test acts on it.
+
 ``IMGCLF_LOGICAL_CPUS=<n>`` (n > 1) splits the CPU into n logical TensorFlow devices right after
 ``tensorflow`` is imported, so the multi-device path (``gpus`` > 1) runs on a machine without
 GPUs.
@@ -56,6 +59,7 @@ def _target() -> tuple[str, int] | None:
 
 TARGET = _target()
 LOGICAL_CPUS = int(os.environ.get("IMGCLF_LOGICAL_CPUS", "0") or 0)
+BATCH_SLEEP_S = float(os.environ.get("IMGCLF_BATCH_SLEEP_S", "0") or 0)
 
 
 def reached(point: str, before_kill=None) -> None:
@@ -110,11 +114,15 @@ def _patch_io_utils(io_utils) -> None:
 
 
 def _patch_keras(keras) -> None:
-    """``batch``: every ``Model.fit`` gets a callback that reports each finished batch."""
+    """``batch``: every ``Model.fit`` gets a callback that reports each finished batch (and sleeps
+    ``BATCH_SLEEP_S`` after it)."""
+    import time
+
     fit = keras.Model.fit
 
     class BatchPoint(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
+            time.sleep(BATCH_SLEEP_S)
             reached("batch")
 
     @functools.wraps(fit)
@@ -189,8 +197,8 @@ def _install() -> None:
     patches = {}
     if TARGET is not None:
         patches["imgclf.io_utils"] = _patch_io_utils
-        if TARGET[0] == "batch":
-            patches["keras"] = _patch_keras
+    if TARGET is not None and TARGET[0] == "batch" or BATCH_SLEEP_S > 0:
+        patches["keras"] = _patch_keras
     if LOGICAL_CPUS > 1:
         patches["tensorflow"] = _split_cpu
     if patches:
