@@ -29,11 +29,11 @@ dvc-run: $(STAMP)
 	dvc repro
 
 # After `dvc repro`, `dvc pull`, `dvc exp run` or a git checkout: if DVC finds every stage up to
-# date (outputs match their deps by content), tell Snakemake so: touch the outputs in DAG order
-# and refresh its params records, so it does not rerun anything because of file times. `imgclf tidy`
-# refuses files dated in the future (Snakemake would remove outputs as clock skew; --keep-incomplete
-# too keeps what a failed touch would remove) and removes what killed runs left beside the outputs
-# (DVC may restore an output from its run cache without running the stage that would have removed them).
+# date (outputs match their deps by content), tell Snakemake so: touch the outputs in DAG order,
+# so it does not rerun anything because of file times. `imgclf tidy` refuses files dated in the
+# future (Snakemake would remove outputs as clock skew; --keep-incomplete too keeps what a failed
+# touch would remove) and removes what killed runs left beside the outputs (DVC may restore an
+# output from its run cache without running the stage that would have removed them).
 sync: $(STAMP)
 	@imgclf check-params > /dev/null
 	@dvc status --quiet || { echo "dvc status is not clean: run 'dvc repro' (or 'make run') first"; exit 1; }

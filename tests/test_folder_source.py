@@ -12,7 +12,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import file_hashes, load_params, make_project, run, snakemake_jobs
+from conftest import dvc_stages_to_run, file_hashes, load_params, make_project, run, snakemake_jobs
 from imgclf import decode, sample
 from imgclf.errors import PipelineError
 from imgclf.sources import common, tree
@@ -112,8 +112,8 @@ def test_an_undecodable_image_says_what_is_wrong(data, expected):
     assert " at 0x" not in message
 
 
-def _params(root, path):
-    params = load_params()
+def _params(root, path, profile="params.yaml"):
+    params = load_params(profile)
     params["data"].setdefault("sources", {})["mine"] = {"path": str(path), "layout": "folder"}
     params["data"]["imagenet200"].update(source="mine", n_classes=4)
     params["experiments"] = ["seed_cnn"]
@@ -166,17 +166,16 @@ def test_both_engines_prepare_the_folder_and_record_its_source(projects):
 
 @pytest.mark.slow
 def test_a_changed_folder_reruns_prepare_in_both_engines(projects):
-    """Snakemake plans nothing for an unchanged folder and prepare for a changed one; DVC scans it
-    on every run and rewrites the same arrays (so nothing downstream reruns) until it changes."""
+    """Both engines plan nothing for an unchanged folder and prepare for a changed one."""
     root, smk, dvc = projects
     assert snakemake_jobs(smk, PREPARED) == {}
+    assert dvc_stages_to_run(dvc, "prepare_folder@imagenet200") == set()
     before = file_hashes(dvc, PREPARED)
-    run(["dvc", "repro", "prepare_folder@imagenet200"], dvc)
-    assert file_hashes(dvc, PREPARED) == before
     images = _meta(smk)["train_images"] + _meta(smk)["val_images"] + _meta(smk)["test_images"]
     for i in range(20, 25):
         (root / "class0" / f"{i}.JPEG").write_bytes((root / "class1" / f"{i - 20}.JPEG").read_bytes())
     assert snakemake_jobs(smk, PREPARED) == {"prepare": 1}
+    assert dvc_stages_to_run(dvc, "prepare_folder@imagenet200") == {"prepare_folder@imagenet200"}
     run(["snakemake", "--cores", "2", PREPARED], smk)
     run(["dvc", "repro", "prepare_folder@imagenet200"], dvc)
     assert file_hashes(smk, PREPARED) == file_hashes(dvc, PREPARED) != before
@@ -190,8 +189,9 @@ def test_a_bad_entry_stops_both_engines_before_any_output_is_touched(projects, t
     name = hostile(kind, root, tmp_path)
     try:
         kept = {project: file_hashes(project, PREPARED) for project in (smk, dvc)}
+        # DVC would follow the link or wait on the device while hashing the folder: make dvc-run checks it first
         results = [run(["snakemake", "--cores", "2", PREPARED], smk, check=False, timeout=120),
-                   run(["dvc", "repro", "prepare_folder@imagenet200"], dvc, check=False, timeout=120)]
+                   run(["make", "-s", "dvc-run", "STAMP="], dvc, check=False, timeout=120)]
         for project, result in zip((smk, dvc), results):
             assert result.returncode != 0
             lines = [line for line in (result.stdout + result.stderr).splitlines() if f"{root}: {name}: " in line]
@@ -220,3 +220,22 @@ def test_a_missing_folder_is_refused_by_both_engines_by_its_key(projects):
         for project in (smk, dvc):
             text = (project / "params.yaml").read_text()
             (project / "params.yaml").write_text(text.replace("/does/not/exist", str(root)))
+
+
+@pytest.mark.slow
+def test_a_folder_source_settles_in_both_engines(tmp_path):
+    """After `dvc repro` of the whole pipeline on a folder source, `dvc status` is clean, make sync
+    works and Snakemake has nothing to do; a changed folder is noticed by both."""
+    root = image_tree(tmp_path / "tree")
+    project = make_project(tmp_path / "p")
+    params = yaml.safe_load(_params(project, root, "config/ci.yaml").read_text())
+    params["seed_cnn"]["seeds"] = [0]
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["imgclf", "runs"], project)
+    run(["dvc", "repro"], project, timeout=900)
+    assert run(["dvc", "status", "--quiet"], project, check=False).returncode == 0
+    run(["make", "-s", "sync", "STAMP="], project, timeout=300)
+    assert snakemake_jobs(project) == {} and dvc_stages_to_run(project) == set()
+    (root / "class0" / "20.JPEG").write_bytes((root / "class1" / "0.JPEG").read_bytes())
+    assert "prepare_folder@imagenet200" in dvc_stages_to_run(project)
+    assert snakemake_jobs(project).get("prepare") == 1

@@ -163,8 +163,8 @@ def test_folder_source_replaces_the_tiny_imagenet_archive(tmp_path):
     params["data"]["sources"]["imagenet"] = {"path": str(tmp_path / "imagenet"), "layout": "folder"}
     params["data"]["imagenet200"]["source"] = "imagenet"
     table = stages.by_name(params)
-    prepare = table["prepare_folder@imagenet200"]  # the tree is scanned by prepare, never a DVC dep
-    assert prepare.deps == [] and f'--source "{tmp_path / "imagenet"}" ' in prepare.cmd
+    prepare = table["prepare_folder@imagenet200"]  # read in place: DVC hashes the tree
+    assert prepare.deps == [str(tmp_path / "imagenet")] and f'--source "{tmp_path / "imagenet"}" ' in prepare.cmd
     assert prepare.code[-1] == "src/imgclf/sources/folder.py"
     assert not any(name.startswith(("download", "sample@tiny")) and "imagenet200" in name or name == "sample@tiny_imagenet"
                    for name in table)  # read in place

@@ -25,6 +25,11 @@ def raw_archive(dataset: str, suffix: str) -> str:
     return f"{RAW_DIR}/{dataset}{suffix}"
 
 
+def listing_file(dataset: str) -> str:
+    """Snakemake's record of the folder a data set is read from in place (``stages.write_listings``)."""
+    return f".snakemake/listings/{dataset}"
+
+
 def prepared(dataset: str) -> str:
     return f"data/prepared/{dataset}"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from imgclf import codedeps, datasets, experiments, paths
 from imgclf.errors import PipelineError
-from imgclf.io_utils import remove_stale_temporaries, stale_partial_downloads
+from imgclf.io_utils import remove_stale_temporaries, stale_partial_downloads, write_text
 from imgclf.overrides import format_override
 from imgclf.paths import PARAMS_FILE
 from imgclf.sources import tree
@@ -96,13 +96,19 @@ def source_listings(params: dict, origin: str) -> dict[str, str]:
     return listings
 
 
-def prepare_inputs(stage: Stage) -> list[str]:
-    """A prepare stage's source as Snakemake tracks it: an archive, or the files of a folder read
-    in place (mnist_idx), whose times change only when they are written (the folder's own time
-    changes whenever a package manager replaces a file, even by the same bytes). DVC hashes the
-    folder's content instead."""
-    return [os.path.join(dep, name) for dep in stage.deps for name, _, _ in tree.scan(dep)] \
-        if stage.deps and os.path.isdir(stage.deps[0]) else stage.deps
+def write_listings(listings: dict[str, str]) -> dict[str, str]:
+    """Snakemake's record of each folder source (``paths.listing_file``): its digest, rewritten only
+    when it differs, so the file's time is when the folder last changed as far as Snakemake knows.
+    It is prepare's input in place of the folder: a changed folder reruns prepare whoever ran it
+    last (Snakemake records no params for what ``make sync`` touched after DVC ran it). DVC hashes
+    the folder itself. Returns the files by data set."""
+    files = {}
+    for dataset, digest in listings.items():
+        path = Path(paths.listing_file(dataset))
+        if not path.exists() or path.read_text() != f"{digest}\n":
+            write_text(path, f"{digest}\n")
+        files[dataset] = str(path)
+    return files
 
 
 def upstream_dir(experiment: experiments.Experiment, seed: int, params: dict) -> str | None:
@@ -148,12 +154,11 @@ def stage_list(params: dict, overrides: dict | None = None) -> list[Stage]:
                            [item["sample"]] if sample else [], [out], item, paths.resolved_file("download", dataset)))
     for dataset, entry in entries.items():
         layout = datasets.LAYOUTS[entry["layout"]]
-        scanned = layout.suffix is None  # an image tree: scanned by prepare itself, never hashed by DVC
-        # a folder of a few files (mnist_idx) is read in place and hashed by both engines like an archive
+        # a folder source (an image tree, a folder of IDX files) is read in place: DVC hashes it
         source = entry["path"] if datasets.read_in_place(entry) else paths.raw_archive(dataset, layout.suffix)
-        table.append(Stage("prepare_folder" if scanned else "prepare", dataset,
+        table.append(Stage("prepare_folder" if layout.suffix is None else "prepare", dataset,
                            ["prepare", dataset, "--source", source, "--out", paths.prepared(dataset)],
-                           [] if scanned else [source], [paths.prepared(dataset)],
+                           [source], [paths.prepared(dataset)],
                            {"source": source, "module": codedeps.layout_module(layout.module)},
                            paths.resolved_file("prepare", dataset)))
     evaluations = []  # after every training stage

@@ -40,7 +40,7 @@ rule download:
 
 rule prepare:
     input:
-        source=lambda w: stages.prepare_inputs(PREPARE_OF[w.dataset]),  # the archive, or a folder's files
+        source=lambda w: LISTINGS.get(w.dataset) or PREPARE_OF[w.dataset].deps,  # a folder's listing, or the archive
         code=lambda w: PREPARE_OF[w.dataset].code,
     output:
         directory("data/prepared/{dataset}"),
@@ -48,7 +48,6 @@ rule prepare:
         source=lambda w: PREPARE_OF[w.dataset].item["source"],
         settings=lambda w: settings(PREPARE_OF[w.dataset]),
         values=lambda w: values(PREPARE_OF[w.dataset]),
-        listing=lambda w: LISTINGS.get(w.dataset, ""),  # a folder source's files: a change reruns prepare
     log:
         "logs/prepare/{dataset}.log",
     benchmark:
