@@ -140,7 +140,8 @@ def test_prepare_and_check_params_refuse_in_one_line(tmp_path):
 
 @pytest.fixture(scope="module")
 def projects(module_tmp):
-    root = image_tree(module_tmp / "images" / "tree")
+    # a name that would end the command and run another if a shell saw it unquoted: read literally
+    root = image_tree(module_tmp / "images" / "tree --out h7out --params params.yaml;touch PWNED;#")
     made = []
     for engine in ("smk", "dvc"):
         project = make_project(module_tmp / engine)
@@ -162,6 +163,7 @@ def test_both_engines_prepare_the_folder_and_record_its_source(projects):
     root, smk, dvc = projects
     assert file_hashes(smk, PREPARED) == file_hashes(dvc, PREPARED)
     assert _meta(smk)["source"] == "mine" and _meta(smk)["n_classes"] == 4
+    assert not any((project / name).exists() for project in (smk, dvc) for name in ("PWNED", "h7out"))
 
 
 @pytest.mark.slow
@@ -205,9 +207,14 @@ def test_a_bad_entry_stops_both_engines_before_any_output_is_touched(projects, t
 @pytest.mark.slow
 def test_a_missing_folder_is_refused_by_both_engines_by_its_key(projects):
     root, smk, dvc = projects
+
+    def point_at(project, path):
+        params = yaml.safe_load((project / "params.yaml").read_text())
+        params["data"]["sources"]["mine"]["path"] = str(path)
+        (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
     for project in (smk, dvc):
-        text = (project / "params.yaml").read_text()
-        (project / "params.yaml").write_text(text.replace(str(root), "/does/not/exist"))
+        point_at(project, "/does/not/exist")
     try:
         kept = {project: file_hashes(project, PREPARED) for project in (smk, dvc)}
         expected = "params.yaml: data.sources.mine.path: /does/not/exist does not exist"
@@ -218,8 +225,7 @@ def test_a_missing_folder_is_refused_by_both_engines_by_its_key(projects):
         assert not (smk / "reports/results.md").exists() and not (dvc / "reports/results.md").exists()
     finally:
         for project in (smk, dvc):
-            text = (project / "params.yaml").read_text()
-            (project / "params.yaml").write_text(text.replace("/does/not/exist", str(root)))
+            point_at(project, root)
 
 
 @pytest.mark.slow
