@@ -148,8 +148,8 @@ def test_check_params_writes_each_stages_params(tmp_path, params):
     assert train["experiment"] == {"model": "alexnet32", "dataset": "imagenet200", "kind": "keras", "upstream": None,
                                    "module": "alexnet"}
     evaluate = json.loads((out / "evaluate" / "alexnet32.json").read_text())
-    assert set(evaluate) == {f"alexnet32.{key}" for key in ("train_subset", "train_eval_images", "cpu_isa", "threads",
-                                                             "run_eagerly")}
+    assert set(evaluate) == {f"alexnet32.{key}" for key in ("train_subset", "train_eval_images", "backend", "cpu_isa",
+                                                             "threads", "run_eagerly")}
 
 
 def test_a_stale_run_list_stops_both_engines(tmp_path):

@@ -199,3 +199,17 @@ def test_a_second_trainer_of_the_same_run_stops_in_one_line(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_jax_run_killed_mid_epoch_resumes_to_the_undisturbed_jax_run(workspace):
+    """On the JAX backend (augmentation, dropout, BatchNorm recalibration, DVCLive and TensorBoard
+    logs as on TensorFlow): killed mid-epoch 2, the rerun ends with the undisturbed JAX run's weights,
+    history and logs, and train.json records the backend."""
+    jax = ("--set", "cifar_base_cnn.backend=jax")
+    clean = train(workspace, "cifar_base_cnn", "jax-clean", extra=jax)
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    log = killed_then_resumed(workspace, "cifar_base_cnn", "jax-resumed", "batch:40", jax)
+    assert "resuming after epoch 1" in log
+    assert_same_model(workspace / "jax-clean", workspace / "jax-resumed")
+    meta = json.loads((workspace / "jax-resumed" / "train.json").read_text())
+    assert meta["backend"] == "jax" and meta["jax"] and meta["bn_recalibrated_layers"] > 0

@@ -39,11 +39,13 @@ class Recalibration:
         def forward(x):
             return model(x, training=True)
 
-        self.forward = forward if eager else tf.function(forward, reduce_retracing=True)
+        # traced once on TensorFlow; on JAX the layers' state updates need the eager call
+        self.forward = forward if eager or keras.backend.backend() != "tensorflow" else \
+            tf.function(forward, reduce_retracing=True)
 
     def __call__(self) -> int:
         """Recalibrate; the number of layers recalibrated."""
-        import tensorflow as tf
+        import keras
         if not self.layers:
             return 0
         if not self.batches:
@@ -56,7 +58,7 @@ class Recalibration:
         sums = [np.zeros(variable.shape, np.float64) for variable in self.statistics]
         try:
             for chosen in self.batches:
-                self.forward(tf.constant(self.images[chosen], tf.float32))
+                self.forward(keras.ops.convert_to_tensor(self.images[chosen], "float32"))
                 for total, variable in zip(sums, self.statistics):
                     total += variable.numpy()
         finally:

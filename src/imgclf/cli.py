@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from imgclf import config, datasets, experiments, overrides, paths, resolved, stages
+from imgclf import config, datasets, experiments, overrides, paths, resolved, runtime, stages
 from imgclf.errors import PipelineError
 from imgclf.io_utils import DISK_FULL, write_text
 
@@ -105,9 +105,10 @@ def _seed(value: int | None, section: dict) -> int:
 
 
 def cmd_train(args) -> None:
-    from imgclf import train
     params = _params(args)
     experiment, section = experiments.get(args.experiment), params[args.experiment]
+    runtime.select_backend(section["backend"])
+    from imgclf import train
     seed = _seed(args.seed, section)
     meta = train.run(experiment, args.data, args.out, section, experiments.result_params(section),
                      _threads(args.threads, section), seed, args.upstream, args.live, args.tensorboard,
@@ -117,8 +118,9 @@ def cmd_train(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from imgclf import evaluate
     experiment, section = experiments.get(args.experiment), _params(args)[args.experiment]
+    runtime.select_backend(section["backend"])
+    from imgclf import evaluate
     seed = _seed(args.seed, section)
     metrics = evaluate.run(experiment, args.data, args.model, args.metrics, args.out, _threads(args.threads, section),
                            section, seed, args.confusion,

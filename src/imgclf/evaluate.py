@@ -25,7 +25,8 @@ from imgclf.runtime import pin_cpu_isa, set_threads
 
 # What a result depends on beyond code, params and data (train.json's record of it), kept beside
 # the figures: the same figures bit for bit are promised on the same CPU model and stack
-ENVIRONMENT = ("cpu_model", "cpu_flags", "device", "threads", "cpu_isa", "op_determinism", "tensorflow", "keras")
+ENVIRONMENT = ("cpu_model", "cpu_flags", "device", "threads", "cpu_isa", "op_determinism", "backend", "tensorflow", "jax",
+               "keras")
 
 
 def top_k_accuracy(probabilities: np.ndarray, labels: np.ndarray, k: int) -> float:

@@ -110,6 +110,10 @@ COMMON: dict[str, Param] = {
         {"type": ["integer", "null"], "minimum": 10}, 1000,
         "evaluate also scores a stratified subset of this many of the images the model trained on, in "
         "inference mode, as a sanity check (null: all of them)", role="evaluation", evaluated=True),
+    "backend": Param(
+        {"type": "string", "enum": ["tensorflow", "jax"]}, "tensorflow",
+        "Keras backend of the train and evaluate jobs (KERAS_BACKEND); 'jax' needs the jax extra "
+        "(pip install -e '.[jax]'); AutoKeras and the fused CPU optimizers are TensorFlow's", evaluated=True),
     "cpu_isa": Param(
         {"type": "string", "enum": ["native", "sse41", "avx", "avx2", "avx2_vnni", "avx512_core", "avx512_core_vnni"]},
         "avx2", "highest instruction set oneDNN's CPU kernels may use (ONEDNN_MAX_CPU_ISA): a fixed set makes "
@@ -143,6 +147,8 @@ def experiment_schema(experiment: Experiment) -> dict:
 
 def check_params(experiment: Experiment, section: dict, where: str) -> None:
     """Checks across keys of one section (the schema checks each key on its own)."""
+    if experiment.kind == "autokeras" and section["backend"] != "tensorflow":
+        raise PipelineError(f"{where}.backend: AutoKeras runs on the TensorFlow backend only")
     subset = section["train_subset"]
     if experiment.kind == "finetune" and isinstance(subset, int) and subset < 2 * section["kfold"]:
         raise PipelineError(f"{where}.train_subset: {section['train_subset']} is too few for {section['kfold']} folds")

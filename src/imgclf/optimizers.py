@@ -12,8 +12,9 @@ and update each variable with one fused kernel, the ones ``tf.keras`` 2 used
 - SGD with momentum μ: ``a = μa - lr·g``, then ``w += μa - lr·g`` (Nesterov) or ``w += a``.
 
 Weight decay, gradient clipping, schedules and loss scaling stay Keras' own (they run before the
-update). Where the fused kernels do not apply (a distribution strategy's replica context, AMSGrad,
-a non-float32 variable, gradient accumulation) the Keras update runs unchanged. The one numerical
+update). Where the fused kernels do not apply (another Keras backend than TensorFlow, a distribution
+strategy's replica context, AMSGrad, a non-float32 variable, gradient accumulation) the Keras update
+runs unchanged. The one numerical
 difference: the kernels form ``1 - b1`` in float32 where Keras forms it in float64 and rounds, a
 difference in the last bit of each step's factors."""
 
@@ -21,6 +22,8 @@ import keras
 
 
 def _fusable(optimizer, variables) -> bool:
+    if keras.backend.backend() != "tensorflow":  # the kernels are TensorFlow's: elsewhere Keras' own update
+        return False
     import tensorflow as tf
     return (not tf.distribute.has_strategy() and not optimizer.gradient_accumulation_steps
             and all(variable.dtype == "float32" for variable in variables))

@@ -1,6 +1,7 @@
-"""The process's compute set-up: TensorFlow's thread pools, the instruction set oneDNN may use and the
-CPU a result came from (train and evaluate), and for training op determinism, seeds, GPU memory growth,
-mixed precision, XLA and the devices. TensorFlow is imported inside the functions, after the ISA is pinned."""
+"""The process's compute set-up: Keras' backend (TensorFlow or JAX), its threads, the instruction set
+its CPU kernels may use and the CPU a result came from (train and evaluate), and for training op
+determinism, seeds, GPU memory growth, mixed precision, XLA and the devices. TensorFlow and JAX are
+imported inside the functions, after the backend is chosen and the ISA pinned."""
 
 import os
 import platform
@@ -17,13 +18,33 @@ CPU_ISAS = {"native": None, "sse41": "SSE41", "avx": "AVX", "avx2": "AVX2", "avx
             "avx512_core": "AVX512_CORE", "avx512_core_vnni": "AVX512_CORE_VNNI"}
 
 
+def select_backend(backend: str) -> None:
+    """Make ``backend`` Keras' backend (KERAS_BACKEND, read when Keras is first imported): the
+    ``backend`` param decides, whatever the environment says. Where Keras is loaded already with
+    another one (tests), or the backend's package is missing, one line says so."""
+    if "keras" in sys.modules:
+        import keras
+        if keras.backend.backend() != backend:
+            raise PipelineError(f"backend: {backend} asked for, but Keras runs on {keras.backend.backend()} in this process")
+        return
+    if backend == "jax":
+        try:
+            import jax  # noqa: F401
+        except ImportError:
+            raise PipelineError("backend: jax needs JAX (pip install -e '.[jax]'; on a GPU node jax[cuda12])") from None
+    os.environ["KERAS_BACKEND"] = backend
+
+
 def pin_cpu_isa(isa: str) -> str | None:
-    """Set ONEDNN_MAX_CPU_ISA before TensorFlow loads oneDNN (it reads it once); return what is in
-    force. The commands call this before importing TensorFlow; where TensorFlow is loaded already
+    """Set ONEDNN_MAX_CPU_ISA before TensorFlow loads oneDNN (it reads it once), and on the JAX
+    backend XLA's --xla_cpu_max_isa before JAX first computes; return oneDNN's setting in force.
+    The commands call this before importing TensorFlow; where TensorFlow is loaded already
     (tests), a different value would not take effect, and is not set."""
     value = CPU_ISAS[isa]
     if value is not None and "tensorflow" not in sys.modules:
         os.environ["ONEDNN_MAX_CPU_ISA"] = value
+    if XLA_CPU_ISAS[isa] and os.environ.get("KERAS_BACKEND") == "jax" and "--xla_cpu_max_isa" not in os.environ.get("XLA_FLAGS", ""):
+        _add_xla_flag(f"--xla_cpu_max_isa={XLA_CPU_ISAS[isa]}")
     return os.environ.get("ONEDNN_MAX_CPU_ISA")
 
 
@@ -43,19 +64,49 @@ def cpu_description() -> dict:
 
 
 def set_threads(threads: int) -> None:
-    """TensorFlow's thread pools, sized to what Snakemake gave the job (no oversubscription)."""
+    """The backend's CPU threads, sized to what Snakemake gave the job (no oversubscription):
+    TensorFlow's thread pools; on JAX, whose XLA thread pool takes every core the process may use,
+    the process held to ``threads`` cores (sched_setaffinity)."""
+    import keras
+    if keras.backend.backend() == "jax":
+        cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        if 0 < threads < len(cores):
+            os.sched_setaffinity(0, cores[:threads])
+        return
     import tensorflow as tf
     with suppress(RuntimeError):  # TensorFlow already started in this process (tests): keep its pools
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
 
 
-def configure_runtime(threads: int, section: dict, seed: int) -> dict:
-    """Threads, instruction set, op determinism, seeds, GPU memory growth, mixed precision and
-    XLA, before any TF op runs; returns what a result depends on, for train.json."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    isa = pin_cpu_isa(section["cpu_isa"])
-    import keras
+# the same sets as XLA's CPU code generation names them (--xla_cpu_max_isa), for the JAX backend
+XLA_CPU_ISAS = {"native": None, "sse41": "SSE4_2", "avx": "AVX", "avx2": "AVX2", "avx2_vnni": "AVX2_VNNI",
+                "avx512_core": "AVX512", "avx512_core_vnni": "AVX512_VNNI"}
+
+
+def _add_xla_flag(flag: str) -> None:
+    """Append ``flag`` to XLA_FLAGS (read when JAX first computes)."""
+    os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS"), flag]))
+
+
+def _configure_jax(threads: int, section: dict) -> dict:
+    """JAX's share of ``configure_runtime``. XLA's CPU thread pool takes every core the process may
+    use, so the process is held to ``threads`` of them (sched_setaffinity); ``cpu_isa`` caps XLA's
+    code generation as ONEDNN_MAX_CPU_ISA caps oneDNN's; XLA's CPU kernels are deterministic, and on
+    a GPU ``op_determinism`` asks for XLA's deterministic ops. Every training step is XLA-compiled."""
+    import jax
+
+    set_threads(threads)
+    if section["op_determinism"] and "--xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
+        _add_xla_flag("--xla_gpu_deterministic_ops=true")
+    gpus = [device for device in jax.devices() if device.platform == "gpu"]
+    return {"device": "GPU" if gpus else "CPU", "gpus": len(gpus), "mixed_precision": bool(gpus) and section["mixed_precision"],
+            "xla": True, "intra_op_threads": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else threads,
+            "xla_flags": os.environ.get("XLA_FLAGS", ""), "jax": jax.__version__}
+
+
+def _configure_tensorflow(threads: int, section: dict) -> dict:
+    """TensorFlow's share of ``configure_runtime``: thread pools, op determinism, GPU memory growth."""
     import tensorflow as tf
     set_threads(threads)
     if section["op_determinism"]:
@@ -63,16 +114,28 @@ def configure_runtime(threads: int, section: dict, seed: int) -> dict:
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)
-    mixed = bool(gpus) and section["mixed_precision"]
-    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
-    # Python's, NumPy's, TensorFlow's and Keras' seeds, before the first model is built: its initial
-    # weights depend on nothing else
-    keras.utils.set_random_seed(seed)
-    return {"device": "GPU" if gpus else "CPU", "gpus": len(gpus), "mixed_precision": mixed,
-            "xla": bool(gpus) and section["xla"], "threads": threads, "seed": seed,
+    return {"device": "GPU" if gpus else "CPU", "gpus": len(gpus), "mixed_precision": bool(gpus) and section["mixed_precision"],
+            "xla": bool(gpus) and section["xla"],
             # what TensorFlow's pools really are (tests import TF first: then they are TF's defaults)
             "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads()}
+
+
+def configure_runtime(threads: int, section: dict, seed: int) -> dict:
+    """Threads, instruction set, op determinism, seeds, GPU memory growth, mixed precision and
+    XLA, before any op runs, on Keras' backend (``select_backend``); returns what a result depends
+    on, for train.json. The input pipeline is tf.data on either backend."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    isa = pin_cpu_isa(section["cpu_isa"])
+    import keras
+    import tensorflow as tf
+    backend = keras.backend.backend()
+    facts = _configure_jax(threads, section) if backend == "jax" else _configure_tensorflow(threads, section)
+    keras.mixed_precision.set_global_policy("mixed_float16" if facts["mixed_precision"] else "float32")
+    # Python's, NumPy's, the backend's and Keras' seeds, before the first model is built: its initial
+    # weights depend on nothing else
+    keras.utils.set_random_seed(seed)
+    return {**facts, "backend": backend, "threads": threads, "seed": seed,
             "cpu_isa": section["cpu_isa"], "onednn_max_cpu_isa": isa,
             "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
             "op_determinism": bool(section["op_determinism"]),
@@ -86,9 +149,13 @@ def distribution(section: dict):
     process's logical CPU devices where it has two or more), else None. ``batch_size`` stays the
     global batch, split evenly across the replicas, and the learning rate stays as set: the
     recipe does not depend on how many GPUs a job got (docs/design.md, "GPUs")."""
-    import tensorflow as tf
     if section["gpus"] <= 1:
         return None
+    import keras
+    if keras.backend.backend() != "tensorflow":
+        raise PipelineError(f"gpus: {section['gpus']}: training on several devices uses TensorFlow's "
+                            f"MirroredStrategy; on the {keras.backend.backend()} backend set gpus: 1")
+    import tensorflow as tf
     gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
     cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
     devices = gpus if len(gpus) >= 2 else cpus if len(cpus) >= 2 else gpus
