@@ -121,3 +121,18 @@ def test_registry_errors_name_the_known_entries():
 def test_every_experiment_uses_a_registered_model():
     for experiment in experiments.EXPERIMENTS.values():
         assert experiment.kind == "autokeras" or experiment.model in models.names()
+
+
+def test_imagenet_normalize_is_densenets_preprocess_input():
+    """The DenseNets' in-model preprocessing is keras.applications.densenet.preprocess_input
+    ('torch' mode: scale to [0, 1], subtract ImageNet's mean, divide by its std) on raw pixels."""
+    import keras
+    import numpy as np
+
+    from imgclf.models.layers import imagenet_normalize
+
+    images = np.random.default_rng(0).uniform(0, 255, (4, 8, 8, 3)).astype("float32")
+    inputs = keras.Input((8, 8, 3))
+    normalized = keras.Model(inputs, imagenet_normalize(inputs)).predict(images, verbose=0)
+    expected = keras.applications.densenet.preprocess_input(images.copy())
+    np.testing.assert_allclose(normalized, expected, rtol=1e-5, atol=1e-4)

@@ -306,15 +306,23 @@ def _lay_over(node, overlay: dict) -> None:
             return seq
         return value
 
+    def tail(mapping, key):
+        """Where the text after ``key``'s entry hangs: on the key, or, for a nested mapping, on
+        the last key of its last key's ... mapping."""
+        value = mapping[key]
+        return tail(value, next(reversed(value))) if isinstance(value, CommentedMap) and len(value) else (mapping, key)
+
     last = next(reversed(node), None) if len(node) else None
     for key, value in overlay.items():
         if isinstance(value, dict) and isinstance(node.get(key), dict):
             _lay_over(node[key], value)
         else:
             node[key] = plain(value)
-    # a comment or blank line after the section's last key stays after the section
-    if last is not None and last != next(reversed(node)) and last in node.ca.items:
-        node.ca.items[next(reversed(node))] = node.ca.items.pop(last)
+    # a comment or blank line after the section's last entry (nested ones included) stays after the section
+    if last is not None and last != next(reversed(node)):
+        (owner, key), (new_owner, new_key) = tail(node, last), tail(node, next(reversed(node)))
+        if key in owner.ca.items:
+            new_owner.ca.items[new_key] = owner.ca.items.pop(key)
 
 
 def apply_profile(params_path: str | Path, name: str) -> tuple[str, dict]:
