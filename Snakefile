@@ -24,7 +24,7 @@ configfile: "params.yaml"
 try:
     OVERRIDES = overrides.config_overrides(config, RAW_PARAMS)
     PARAMS = params_config.load(paths.PARAMS_FILE, OVERRIDES, RAW_PARAMS)
-    LISTINGS = stages.write_listings(stages.source_listings(PARAMS, paths.PARAMS_FILE))  # folder sources read in place
+    LISTINGS = stages.write_listings(PARAMS, stages.source_listings(PARAMS, paths.PARAMS_FILE))  # folder sources read in place
     if not OVERRIDES:
         resolved.check_runs(PARAMS, paths.PARAMS_FILE)
 except errors.PipelineError as exc:

@@ -284,18 +284,21 @@ def test_snakemake_records_a_folder_sources_content(tmp_path, monkeypatch):
     folder = write_folder(tmp_path / "files", make_files())
     params = config.validate({"experiments": ["seed_cnn"], "data": {"sources": {"mine": {"path": str(folder), "layout": "mnist_idx"}},
                                                                     "imagenet200": {"source": "mine", "n_classes": 4}}})
-    listing = Path(stages.write_listings(stages.source_listings(params, "params.yaml"))["imagenet200"])
+    listing = Path(stages.write_listings(params, stages.source_listings(params, "params.yaml"))["imagenet200"])
     assert listing == Path(".snakemake/listings/imagenet200")
     os.utime(listing, ns=(0, 0))
     for path in folder.iterdir():
         os.utime(path, ns=(10**18, 10**18))
-    stages.write_listings(stages.source_listings(params, "params.yaml"))
+    stages.write_listings(params, stages.source_listings(params, "params.yaml"))
     assert listing.stat().st_mtime_ns == 0  # the same content: the record keeps its time
+    listing.unlink()  # written anew (.snakemake removed): the newest file's time, newer than no output
+    stages.write_listings(params, stages.source_listings(params, "params.yaml"))
+    assert listing.stat().st_mtime_ns == 10**18
     path = folder / NAMES["train_labels"]
     mtime = path.stat().st_mtime_ns
     path.write_bytes(path.read_bytes()[:-1] + b"\x00")
     os.utime(path, ns=(mtime, mtime))
-    stages.write_listings(stages.source_listings(params, "params.yaml"))
+    stages.write_listings(params, stages.source_listings(params, "params.yaml"))
     assert listing.stat().st_mtime_ns > 0
 
 

@@ -276,31 +276,37 @@ def test_a_python_tag_in_params_is_never_executed(tmp_path):
 
 
 BOMB = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}' if i else 'x'] * 10)}]\n" for i in range(9))  # 10**9 values
+# merge keys multiply inside the YAML reader itself, while the mapping it builds stays small
+MERGE_BOMB = "l0: &l0 {a: 1}\n" + "".join(f"l{i}: &l{i} {{<<: [{', '.join([f'*l{i - 1}'] * 9)}], k{i}: 1}}\n"
+                                           for i in range(1, 10))
 
 
 def test_aliases_are_counted_as_expanded():
     from imgclf import config
 
-    assert config.expanded_size(yaml.safe_load("a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]")) == 26
-    assert config.expanded_size(yaml.safe_load("a: &a [1, *a]")) == float("inf")
-    assert config.expanded_size(yaml.safe_load(BOMB)) > 10**9
+    # the mapping, its 3 keys, and the lists: a 1 + 2, b 1 + 2 x 3, c 1 + 2 x 7
+    assert config.expanded_size(yaml.compose("a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]")) == 29
+    assert config.expanded_size(yaml.compose("a: &a [1, *a]")) == float("inf")
+    assert config.expanded_size(yaml.compose(BOMB)) > 10**9
+    assert config.expanded_size(yaml.compose(MERGE_BOMB)) > 10**9
 
 
 @pytest.mark.parametrize("text, why", [
     (BOMB, "its YAML aliases expand to {size:,} values (at most 1,000,000)"),
+    (MERGE_BOMB, "its YAML aliases expand to {size:,} values (at most 1,000,000)"),
     ("a: &a [1, *a]\n", "a YAML alias refers to a value that contains it (an endless value)"),
 ])
 def test_an_alias_bomb_is_refused_in_one_line_before_either_engine_reads_it(tmp_path, text, why):
-    """Aliases that expand to billions of values (or without end): check-params, Snakemake (whose
-    own reading of params.yaml never came back) and `make dvc-run` (DVC's ran out of memory) stop
-    in one line, and DVC never starts."""
+    """Aliases or merge keys that expand to billions of values (or without end): check-params,
+    Snakemake (whose own reading of params.yaml never came back) and `make dvc-run` (DVC's ran out
+    of memory) stop in one line, and DVC never starts."""
     from conftest import make_project
 
     project = make_project(tmp_path / "p")
     from imgclf import config
 
     (project / "params.yaml").write_text((project / "params.yaml").read_text() + text)
-    expected = "params.yaml: " + why.format(size=config.expanded_size(yaml.safe_load((project / "params.yaml").read_text())))
+    expected = "params.yaml: " + why.format(size=config.expanded_size(yaml.compose((project / "params.yaml").read_text())))
     result = run(["imgclf", "check-params"], project, check=False)
     assert result.returncode == 2 and result.stderr == f"error: {expected}\n"
     result = run(["snakemake", "-n", "--cores", "1"], project, check=False, timeout=60)

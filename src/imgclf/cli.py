@@ -231,12 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def stop_with_parent(poll_s: float = 1.0) -> None:
-    """End this process (SIGTERM) once the process that started it has gone: ``dvc repro`` exits at
-    once on SIGTERM, leaving its stage running outside its control (Snakemake waits for its jobs).
-    The stage's parent is the engine itself (its shell runs a single command in place); an orphan is
-    handed to another parent, which is what the watch notices."""
+    """Under DVC (which names the stage in DVC_STAGE), end this process (SIGTERM) once the process
+    that started it has gone: ``dvc repro`` exits at once on SIGTERM, leaving its stage running
+    outside its control. Snakemake waits for its jobs, and a command a user starts by hand (say under
+    ``nohup``) is left alone. The stage's parent is DVC itself (its shell runs a single command in
+    place); an orphan is handed to another parent, which is what the watch notices."""
     parent = os.getppid()
-    if parent == 1 or any(t.name == "stop-with-parent" for t in threading.enumerate()):
+    if "DVC_STAGE" not in os.environ or parent == 1 or any(t.name == "stop-with-parent" for t in threading.enumerate()):
         return
 
     def watch() -> None:

@@ -218,44 +218,56 @@ def _check_consistency(params: dict, origin: str) -> None:
 MAX_VALUES = 1_000_000  # a params file's values with every alias expanded; the largest real one holds a few thousand
 
 
-def expanded_size(value: Any) -> int:
-    """How many values ``value`` holds once every YAML alias is expanded (what a deep copy or a
-    merge of it builds), computed once per distinct node; a node that contains itself counts as
-    endless (``math.inf``)."""
+def expanded_size(node: yaml.Node | None) -> float:
+    """How many nodes the YAML node graph ``node`` (``yaml.compose``) holds once every alias and merge
+    key (``<<: [*a, *a]``) is expanded: what constructing or copying it builds. Each distinct node is
+    counted once; one that contains itself is endless (``math.inf``)."""
+    if node is None:
+        return 0
     sizes: dict[int, float] = {}
     open_nodes: set[int] = set()
-    stack = [value]
+    stack = [node]
     while stack:
-        node = stack[-1]
-        children = list(node.values()) if isinstance(node, dict) else node if isinstance(node, list) else []
+        current = stack[-1]
+        if id(current) in sizes:
+            stack.pop()
+            continue
+        children = ([part for pair in current.value for part in pair] if isinstance(current, yaml.MappingNode)
+                    else current.value if isinstance(current, yaml.SequenceNode) else [])
         pending = [child for child in children if id(child) not in sizes]
         if any(id(child) in open_nodes for child in pending):
             return math.inf
-        if pending and id(node) not in open_nodes:
-            open_nodes.add(id(node))
+        if pending and id(current) not in open_nodes:
+            open_nodes.add(id(current))
             stack.extend(pending)
             continue
         stack.pop()
-        open_nodes.discard(id(node))
-        sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
-    return sizes[id(value)]
+        open_nodes.discard(id(current))
+        sizes[id(current)] = 1 + sum(sizes[id(child)] for child in children)
+    return sizes[id(node)]
 
 
 def read_raw(path: str | Path) -> Any:
-    """A params file as written (not validated, no defaults). One whose aliases expand to more than
-    ``MAX_VALUES`` values (a "billion laughs" file) is refused before anything copies it."""
+    """A params file as written (not validated, no defaults). One whose aliases and merge keys
+    expand to more than ``MAX_VALUES`` nodes (a "billion laughs" file) is refused from its node
+    graph, before anything is constructed or copied."""
     path = Path(path)
     try:
-        raw = yaml.load(path.read_text(), Loader=_SafeLoader)
+        loader = _SafeLoader(path.read_text())
     except FileNotFoundError:
         raise PipelineError(f"{path}: params file not found") from None
+    try:
+        node = loader.get_single_node()
+        size = expanded_size(node)
+        if size > MAX_VALUES:
+            raise PipelineError(f"{path}: a YAML alias refers to a value that contains it (an endless value)"
+                                if size == math.inf else
+                                f"{path}: its YAML aliases expand to {size:,} values (at most {MAX_VALUES:,})")
+        return loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         raise PipelineError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if (size := expanded_size(raw)) > MAX_VALUES:
-        raise PipelineError(f"{path}: a YAML alias refers to a value that contains it (an endless value)"
-                            if size == math.inf else
-                            f"{path}: its YAML aliases expand to {size:,} values (at most {MAX_VALUES:,})")
-    return raw
+    finally:
+        loader.dispose()
 
 
 def load(path: str | Path = paths.PARAMS_FILE, overrides: dict | None = None, raw: Any = None) -> dict:

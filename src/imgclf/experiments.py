@@ -123,7 +123,8 @@ COMMON: dict[str, Param] = {
     "threads": Param(
         {"type": "integer", "minimum": 1}, 4,
         "CPU threads of the train and evaluate jobs (Snakemake caps them at --cores). Graph building is "
-        "single-threaded, so on few cores 1 lets two DenseNet jobs overlap", evaluated=True),
+        "single-threaded, so on few cores 1 lets two DenseNet jobs overlap. On JAX: 1, or every core the job "
+        "may use (XLA has no thread-count setting)", evaluated=True),
     "run_eagerly": Param(
         {"type": "boolean"}, False, "skip TensorFlow graph building (about a minute for a DenseNet): faster for a "
         "handful of steps, as on the embedded sample; far slower for real training", evaluated=True),

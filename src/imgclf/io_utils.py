@@ -30,10 +30,14 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except OSError as exc:  # ESRCH: no such process; EPERM: another user's process
         return isinstance(exc, PermissionError)
+    if not Path("/proc/self/stat").exists():  # no Linux /proc (macOS, BSD): os.kill's answer stands
+        return True
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]  # after the command name
-    except FileNotFoundError:  # gone meanwhile; or no /proc (macOS), where os.kill's answer stands
-        return not Path("/proc/self").exists()
+    except (FileNotFoundError, ProcessLookupError):  # gone meanwhile
+        return False
+    except OSError:  # not ours to read: os.kill's answer stands
+        return True
     return state not in ("Z", "X")
 
 

@@ -10,12 +10,14 @@ epoch's validation pass with statistics recalibrated for that epoch's weights on
 training after it: the logged figures are what the model would score if training stopped there,
 and the training itself is the same as without the pass."""
 
+import errno
 import fcntl
 import hashlib
 import json
 import os
 import shutil
 import statistics
+import sys
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -52,14 +54,20 @@ def exclusive(name: str, seed: int, out_dir: str | Path) -> Iterator[None]:
     process that holds it, however that process ends."""
     path = RESUME_ROOT / name / f"seed{seed}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
+    with open(os.open(path, os.O_RDWR | os.O_CREAT, 0o664), "r+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
             holder = handle.read().strip() or "unknown"
             raise PipelineError(f"{out_dir}: another process (pid {holder}) is training {name} seed {seed}; "
                                 f"wait for it to end or stop it") from None
+        except OSError as exc:  # a file system without flock (Lustre mounted noflock, some NFS)
+            if exc.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise
+            print(f"note: {path}: no file locks here ({exc.strerror}); a second trainer of this run is not "
+                  f"refused", file=sys.stderr, flush=True)
+            yield
+            return
         handle.truncate(0)
         handle.write(f"{os.getpid()}\n")
         handle.flush()

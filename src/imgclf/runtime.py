@@ -65,13 +65,13 @@ def cpu_description() -> dict:
 
 def set_threads(threads: int) -> None:
     """The backend's CPU threads, sized to what Snakemake gave the job (no oversubscription):
-    TensorFlow's thread pools; on JAX, whose XLA thread pool takes every core the process may use,
-    the process held to ``threads`` cores (sched_setaffinity)."""
+    TensorFlow's thread pools. On JAX, XLA's CPU runtime has no thread-count setting: one thread
+    (``--xla_cpu_multi_thread_eigen=false``, before JAX first computes) where one is asked for,
+    else every core the process may use, so bind a job with more (SLURM does, or ``taskset``)."""
     import keras
     if keras.backend.backend() == "jax":
-        cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-        if 0 < threads < len(cores):
-            os.sched_setaffinity(0, cores[:threads])
+        if threads == 1 and "--xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
+            _add_xla_flag("--xla_cpu_multi_thread_eigen=false")
         return
     import tensorflow as tf
     with suppress(RuntimeError):  # TensorFlow already started in this process (tests): keep its pools
@@ -80,7 +80,8 @@ def set_threads(threads: int) -> None:
 
 
 # the same sets as XLA's CPU code generation names them (--xla_cpu_max_isa), for the JAX backend
-XLA_CPU_ISAS = {"native": None, "sse41": "SSE4_2", "avx": "AVX", "avx2": "AVX2", "avx2_vnni": "AVX2_VNNI",
+# (XLA has no SSE4.1 or AVX2-VNNI cap: the next set up, and AVX2, which leaves AVX-VNNI on)
+XLA_CPU_ISAS = {"native": None, "sse41": "SSE4_2", "avx": "AVX", "avx2": "AVX2", "avx2_vnni": "AVX2",
                 "avx512_core": "AVX512", "avx512_core_vnni": "AVX512_VNNI"}
 
 
@@ -90,10 +91,10 @@ def _add_xla_flag(flag: str) -> None:
 
 
 def _configure_jax(threads: int, section: dict) -> dict:
-    """JAX's share of ``configure_runtime``. XLA's CPU thread pool takes every core the process may
-    use, so the process is held to ``threads`` of them (sched_setaffinity); ``cpu_isa`` caps XLA's
-    code generation as ONEDNN_MAX_CPU_ISA caps oneDNN's; XLA's CPU kernels are deterministic, and on
-    a GPU ``op_determinism`` asks for XLA's deterministic ops. Every training step is XLA-compiled."""
+    """JAX's share of ``configure_runtime``: threads (``set_threads``); ``cpu_isa`` caps XLA's code
+    generation as ONEDNN_MAX_CPU_ISA caps oneDNN's (``pin_cpu_isa``); XLA's CPU kernels are
+    deterministic, and on a GPU ``op_determinism`` asks for XLA's deterministic ops. Every training
+    step is XLA-compiled."""
     import jax
 
     set_threads(threads)
@@ -101,7 +102,9 @@ def _configure_jax(threads: int, section: dict) -> dict:
         _add_xla_flag("--xla_gpu_deterministic_ops=true")
     gpus = [device for device in jax.devices() if device.platform == "gpu"]
     return {"device": "GPU" if gpus else "CPU", "gpus": len(gpus), "mixed_precision": bool(gpus) and section["mixed_precision"],
-            "xla": True, "intra_op_threads": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else threads,
+            "xla": True,
+            "intra_op_threads": 1 if threads == 1 else len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+            else os.cpu_count(),
             "xla_flags": os.environ.get("XLA_FLAGS", ""), "jax": jax.__version__}
 
 

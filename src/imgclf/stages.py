@@ -96,16 +96,22 @@ def source_listings(params: dict, origin: str) -> dict[str, str]:
     return listings
 
 
-def write_listings(listings: dict[str, str]) -> dict[str, str]:
+def write_listings(params: dict, listings: dict[str, str]) -> dict[str, str]:
     """Snakemake's record of each folder source (``paths.listing_file``): its digest, rewritten only
     when it differs, so the file's time is when the folder last changed as far as Snakemake knows.
     It is prepare's input in place of the folder: a changed folder reruns prepare whoever ran it
-    last (Snakemake records no params for what ``make sync`` touched after DVC ran it). DVC hashes
-    the folder itself. Returns the files by data set."""
+    last (Snakemake records no params for what ``make sync`` touched after DVC ran it). A record
+    written anew (first run, ``.snakemake`` removed) takes the time of the folder's newest file, so
+    that alone reruns nothing. DVC hashes the folder itself. Returns the files by data set."""
     files = {}
     for dataset, digest in listings.items():
         path = Path(paths.listing_file(dataset))
-        if not path.exists() or path.read_text() != f"{digest}\n":
+        if not path.exists():
+            folder = datasets.source_of(dataset, params["data"])[1]["path"]
+            newest = max((mtime for _, _, mtime in tree.scan(folder)), default=0)
+            write_text(path, f"{digest}\n")
+            os.utime(path, ns=(newest, newest))
+        elif path.read_text() != f"{digest}\n":
             write_text(path, f"{digest}\n")
         files[dataset] = str(path)
     return files
@@ -252,17 +258,25 @@ def _walk(path: str) -> list[str]:
 
 
 def check_clock(params: dict, now: float | None = None) -> None:
-    """Refuse, in one line, stage inputs and outputs dated after ``now`` (data copied from a machine
-    whose clock runs fast): Snakemake fails a job whose output is older than its input as a clock
-    skew, and removes that output, so ``snakemake --touch`` (make sync) would delete a trained model."""
+    """Refuse, in one line, what Snakemake compares dated after ``now`` (data copied from a machine
+    whose clock runs fast): the stage outputs and the inputs inside the project, code included (a
+    folder source is compared through its listing file). Snakemake fails a job whose output is
+    older than its input as a clock skew, and removes that output, so ``snakemake --touch`` (make
+    sync) would delete a trained model."""
     now = time.time() if now is None else now
-    table = stage_list(params)
-    paths_ = dict.fromkeys(path for stage in table for dep in (*stage.deps, *stage.outs) for path in _walk(dep))
-    ahead = [(os.lstat(path).st_mtime, path) for path in paths_ if os.lstat(path).st_mtime > now + 1]
+    inside = [path for stage in stage_list(params) for path in (*stage.deps, *stage.code, *stage.outs)
+              if not os.path.isabs(path) and not path.startswith("..")]
+    ahead = []
+    for path in dict.fromkeys(found for path in inside for found in _walk(path)):
+        try:
+            mtime = os.lstat(path).st_mtime
+        except FileNotFoundError:  # gone meanwhile
+            continue
+        if mtime > now + 1:
+            ahead.append((mtime, path))
     if ahead:
         when, first = max(ahead)
-        roots = " ".join(dict.fromkeys(shlex.quote(path if os.path.isabs(path) else Path(path).parts[0])
-                                       for _, path in sorted(ahead, key=operator.itemgetter(1))))
+        roots = " ".join(dict.fromkeys(shlex.quote(Path(path).parts[0]) for _, path in sorted(ahead, key=operator.itemgetter(1))))
         more = f" (and {len(ahead) - 1} more)" if len(ahead) > 1 else ""
         raise PipelineError(
             f"{first}: modified {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(when))}, "
