@@ -50,6 +50,16 @@ def killed_then_resumed(root, name, out, kill_at, extra=()):
     return second.stdout
 
 
+def clean_and_resumed(root, name, prefix, kill_at, extra=()) -> str:
+    """An undisturbed run into ``<prefix>-clean`` and a killed-then-resumed one into
+    ``<prefix>-resumed`` with the same weights, history and logs; the resumed run's output."""
+    clean = train(root, name, f"{prefix}-clean", extra=extra)
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    log = killed_then_resumed(root, name, f"{prefix}-resumed", kill_at, extra)
+    assert_same_model(root / f"{prefix}-clean", root / f"{prefix}-resumed")
+    return log
+
+
 def weights(model_dir):
     import keras
 
@@ -154,22 +164,15 @@ def test_finetune_killed_between_folds(workspace, tmp_path):
     if not upstream.exists():
         upstream.mkdir()
         transfer.transfer_model((32, 32, 3), 12, weights=_local_weights()).save(upstream / "model.keras")
-    extra = ("--upstream", "transfer")
-    clean = train(workspace, "cifar_densenet201_finetune", "ft-clean", extra=extra)
-    assert clean.returncode == 0, clean.stderr[-3000:]
-    log = killed_then_resumed(workspace, "cifar_densenet201_finetune", "ft-resumed", "fold:1", extra)
+    log = clean_and_resumed(workspace, "cifar_densenet201_finetune", "ft", "fold:1", ("--upstream", "transfer"))
     assert "fold 1/2" in log
-    assert_same_model(workspace / "ft-clean", workspace / "ft-resumed")
     a, b = (json.loads((workspace / d / "train.json").read_text()) for d in ("ft-clean", "ft-resumed"))
     assert a["cv_top1_folds"] == b["cv_top1_folds"]
 
 
 def test_autokeras_killed_inside_a_trial(workspace):
     """Two trials of 2 epochs x 8 batches: batch:20 is inside the second trial."""
-    clean = train(workspace, "autokeras", "ak-clean")
-    assert clean.returncode == 0, clean.stderr[-3000:]
-    killed_then_resumed(workspace, "autokeras", "ak-resumed", "batch:20")
-    assert_same_model(workspace / "ak-clean", workspace / "ak-resumed")
+    clean_and_resumed(workspace, "autokeras", "ak", "batch:20")
     assert (workspace / "ak-clean/trials.csv").read_text() == (workspace / "ak-resumed/trials.csv").read_text()
 
 
@@ -205,11 +208,7 @@ def test_a_jax_run_killed_mid_epoch_resumes_to_the_undisturbed_jax_run(workspace
     """On the JAX backend (augmentation, dropout, BatchNorm recalibration, DVCLive and TensorBoard
     logs as on TensorFlow): killed mid-epoch 2, the rerun ends with the undisturbed JAX run's weights,
     history and logs, and train.json records the backend."""
-    jax = ("--set", "cifar_base_cnn.backend=jax")
-    clean = train(workspace, "cifar_base_cnn", "jax-clean", extra=jax)
-    assert clean.returncode == 0, clean.stderr[-3000:]
-    log = killed_then_resumed(workspace, "cifar_base_cnn", "jax-resumed", "batch:40", jax)
+    log = clean_and_resumed(workspace, "cifar_base_cnn", "jax", "batch:40", ("--set", "cifar_base_cnn.backend=jax"))
     assert "resuming after epoch 1" in log
-    assert_same_model(workspace / "jax-clean", workspace / "jax-resumed")
     meta = json.loads((workspace / "jax-resumed" / "train.json").read_text())
     assert meta["backend"] == "jax" and meta["jax"] and meta["bn_recalibrated_layers"] > 0

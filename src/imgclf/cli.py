@@ -16,19 +16,12 @@ from imgclf.errors import PipelineError
 from imgclf.io_utils import DISK_FULL, write_text
 
 
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
 def _threads(value: int | None, section: dict | None = None) -> int:
     """``--threads``, else the ``threads`` param of ``section``, else all cores. For train/evaluate's
     TensorFlow threads Snakemake passes the rule's threads (the experiment's ``threads`` param unless
     --cores is smaller); without it, that param. Never "all cores" there: CPU results depend on the
     thread count, so a DVC run (no ``--threads``) must use the same count as a Snakemake run."""
-    return value if value and value > 0 else (section or {}).get("threads") or available_cores()
+    return value if value and value > 0 else (section or {}).get("threads") or runtime.available_cores()
 
 
 def _write_generated(path: str, text: str, check: bool, how: str) -> None:

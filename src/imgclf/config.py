@@ -222,29 +222,22 @@ def expanded_size(node: yaml.Node | None) -> float:
     """How many nodes the YAML node graph ``node`` (``yaml.compose``) holds once every alias and merge
     key (``<<: [*a, *a]``) is expanded: what constructing or copying it builds. Each distinct node is
     counted once; one that contains itself is endless (``math.inf``)."""
-    if node is None:
-        return 0
     sizes: dict[int, float] = {}
-    open_nodes: set[int] = set()
-    stack = [node]
-    while stack:
-        current = stack[-1]
+    open_nodes: set[int] = set()  # on the path from the top: met again, it contains itself
+
+    def size(current: yaml.Node) -> float:
         if id(current) in sizes:
-            stack.pop()
-            continue
+            return sizes[id(current)]
+        if id(current) in open_nodes:
+            return math.inf
+        open_nodes.add(id(current))
         children = ([part for pair in current.value for part in pair] if isinstance(current, yaml.MappingNode)
                     else current.value if isinstance(current, yaml.SequenceNode) else [])
-        pending = [child for child in children if id(child) not in sizes]
-        if any(id(child) in open_nodes for child in pending):
-            return math.inf
-        if pending and id(current) not in open_nodes:
-            open_nodes.add(id(current))
-            stack.extend(pending)
-            continue
-        stack.pop()
+        sizes[id(current)] = 1 + sum(size(child) for child in children)
         open_nodes.discard(id(current))
-        sizes[id(current)] = 1 + sum(sizes[id(child)] for child in children)
-    return sizes[id(node)]
+        return sizes[id(current)]
+
+    return size(node) if node is not None else 0
 
 
 def read_raw(path: str | Path) -> Any:

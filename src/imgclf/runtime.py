@@ -18,6 +18,13 @@ CPU_ISAS = {"native": None, "sse41": "SSE41", "avx": "AVX", "avx2": "AVX2", "avx
             "avx512_core": "AVX512_CORE", "avx512_core_vnni": "AVX512_CORE_VNNI"}
 
 
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
 def select_backend(backend: str) -> None:
     """Make ``backend`` Keras' backend (KERAS_BACKEND, read when Keras is first imported): the
     ``backend`` param decides, whatever the environment says. Where Keras is loaded already with
@@ -43,7 +50,7 @@ def pin_cpu_isa(isa: str) -> str | None:
     value = CPU_ISAS[isa]
     if value is not None and "tensorflow" not in sys.modules:
         os.environ["ONEDNN_MAX_CPU_ISA"] = value
-    if XLA_CPU_ISAS[isa] and os.environ.get("KERAS_BACKEND") == "jax" and "--xla_cpu_max_isa" not in os.environ.get("XLA_FLAGS", ""):
+    if XLA_CPU_ISAS[isa] and os.environ.get("KERAS_BACKEND") == "jax":
         _add_xla_flag(f"--xla_cpu_max_isa={XLA_CPU_ISAS[isa]}")
     return os.environ.get("ONEDNN_MAX_CPU_ISA")
 
@@ -70,7 +77,7 @@ def set_threads(threads: int) -> None:
     else every core the process may use, so bind a job with more (SLURM does, or ``taskset``)."""
     import keras
     if keras.backend.backend() == "jax":
-        if threads == 1 and "--xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
+        if threads == 1:
             _add_xla_flag("--xla_cpu_multi_thread_eigen=false")
         return
     import tensorflow as tf
@@ -86,8 +93,11 @@ XLA_CPU_ISAS = {"native": None, "sse41": "SSE4_2", "avx": "AVX", "avx2": "AVX2",
 
 
 def _add_xla_flag(flag: str) -> None:
-    """Append ``flag`` to XLA_FLAGS (read when JAX first computes)."""
-    os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS"), flag]))
+    """Append ``flag`` to XLA_FLAGS (read when JAX first computes), unless the flag is set already
+    (by the user's environment, or by an earlier call in this process)."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if flag.split("=")[0] not in flags:
+        os.environ["XLA_FLAGS"] = " ".join(filter(None, [flags, flag]))
 
 
 def _configure_jax(threads: int, section: dict) -> dict:
@@ -98,13 +108,12 @@ def _configure_jax(threads: int, section: dict) -> dict:
     import jax
 
     set_threads(threads)
-    if section["op_determinism"] and "--xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
+    if section["op_determinism"]:
         _add_xla_flag("--xla_gpu_deterministic_ops=true")
     gpus = [device for device in jax.devices() if device.platform == "gpu"]
     return {"device": "GPU" if gpus else "CPU", "gpus": len(gpus), "mixed_precision": bool(gpus) and section["mixed_precision"],
             "xla": True,
-            "intra_op_threads": 1 if threads == 1 else len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-            else os.cpu_count(),
+            "intra_op_threads": 1 if threads == 1 else available_cores(),
             "xla_flags": os.environ.get("XLA_FLAGS", ""), "jax": jax.__version__}
 
 

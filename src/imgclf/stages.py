@@ -259,13 +259,12 @@ def _walk(path: str) -> list[str]:
 
 def check_clock(params: dict, now: float | None = None) -> None:
     """Refuse, in one line, what Snakemake compares dated after ``now`` (data copied from a machine
-    whose clock runs fast): the stage outputs and the inputs inside the project, code included (a
-    folder source is compared through its listing file). Snakemake fails a job whose output is
+    whose clock runs fast): the stage outputs, which are the other stages' data inputs, the code and
+    the resolved params files (a folder source is compared through its listing file). Snakemake fails a job whose output is
     older than its input as a clock skew, and removes that output, so ``snakemake --touch`` (make
     sync) would delete a trained model."""
     now = time.time() if now is None else now
-    inside = [path for stage in stage_list(params) for path in (*stage.deps, *stage.code, *stage.outs)
-              if not os.path.isabs(path) and not path.startswith("..")]
+    inside = [path for stage in stage_list(params) for path in (*stage.outs, *stage.code, *filter(None, [stage.resolved]))]
     ahead = []
     for path in dict.fromkeys(found for path in inside for found in _walk(path)):
         try:
