@@ -2,6 +2,7 @@
 looks complete; temporaries of killed runs are removed by the next run of the same output."""
 
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -60,6 +61,19 @@ def test_a_zombie_writer_counts_as_gone(tmp_path):
         assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]
     finally:
         zombie.wait()
+
+
+@pytest.mark.parametrize("shell", ["/bin/sh", "/bin/bash"])
+def test_the_launcher_is_found_through_the_shell_dvc_runs(shell):
+    """A stage's command runs under ``$SHELL -c``: dash stays between DVC and the stage (the chain
+    passes over it to this test's process, the launcher); bash runs a lone command in its place."""
+    code = "import json; from imgclf.cli import launcher_chain; print(json.dumps(launcher_chain()))"
+    out = subprocess.run([shell, "-c", f"{sys.executable} -c '{code}'"], capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")}).stdout
+    chain = json.loads(out)
+    assert chain[-1][1] == os.getpid()
+    assert all(child == parent for (_, parent), (child, _) in zip(chain, chain[1:]))
+    assert len(chain) == (1 if shell == "/bin/bash" else 2)
 
 
 @pytest.mark.parametrize("exchange", [True, False])

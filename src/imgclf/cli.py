@@ -223,21 +223,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SHELLS = frozenset({"sh", "dash", "bash", "zsh", "ksh", "mksh", "ash", "busybox"})
+
+
+def _parent_of(pid: int) -> int | None:
+    """The parent of ``pid`` (from /proc), or None where it has gone or /proc cannot say."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])  # after the command name
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _command_of(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def launcher_chain(pid: int | None = None) -> list[tuple[int, int]]:
+    """(process, its parent) pairs from ``pid`` (this process) up to the first ancestor that is not a
+    shell: the program that started this one. DVC runs a stage's command with ``$SHELL -c``, or
+    ``/bin/sh -c`` where SHELL is unset; bash runs a lone command in its own place, dash stays
+    between as its parent."""
+    pid = os.getpid() if pid is None else pid
+    chain = [(pid, os.getppid() if pid == os.getpid() else _parent_of(pid))]
+    while chain[-1][1] and chain[-1][1] > 1 and _command_of(chain[-1][1]) in SHELLS:
+        shell = chain[-1][1]
+        chain.append((shell, _parent_of(shell)))
+    return chain if all(parent for _, parent in chain) else chain[:1]
+
+
 def stop_with_parent(poll_s: float = 1.0) -> None:
-    """Under DVC (which names the stage in DVC_STAGE), end this process (SIGTERM) once the process
+    """Under DVC (which names the stage in DVC_STAGE), end this process (SIGTERM) once the program
     that started it has gone: ``dvc repro`` exits at once on SIGTERM, leaving its stage running
     outside its control. Snakemake waits for its jobs, and a command a user starts by hand (say under
-    ``nohup``) is left alone. The stage's parent is DVC itself (its shell runs a single command in
-    place); an orphan is handed to another parent, which is what the watch notices."""
-    parent = os.getppid()
-    if "DVC_STAGE" not in os.environ or parent == 1 or any(t.name == "stop-with-parent" for t in threading.enumerate()):
+    ``nohup``) is left alone. An orphan is handed to another parent, which is what the watch notices,
+    on this process or on a shell between it and DVC (see ``launcher_chain``)."""
+    if "DVC_STAGE" not in os.environ or any(t.name == "stop-with-parent" for t in threading.enumerate()):
         return
+    chain = launcher_chain()
+    if chain[-1][1] == 1:
+        return
+    shells = chain[1:]
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while os.getppid() == chain[0][1] and all(_parent_of(pid) == parent for pid, parent in shells):
             time.sleep(poll_s)
-        print(f"error: the process that started this stage (pid {parent}) has ended; stopping", file=sys.stderr,
-              flush=True)
+        print(f"error: the process that started this stage (pid {chain[-1][1]}) has ended; stopping",
+              file=sys.stderr, flush=True)
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, name="stop-with-parent", daemon=True).start()
