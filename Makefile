@@ -47,10 +47,10 @@ pull: $(STAMP)
 # Two pytest-xdist workers: the shared pipeline run and every test of it on one, the other
 # modules on the other (the scheduler is in tests/conftest.py).
 test: $(STAMP)
-	pytest -q -ra -n 2
+	pytest -q -ra -n 2 --random-order-bucket=module
 
 test-fast: $(STAMP)
-	pytest -q -ra -m "not slow"
+	pytest -q -ra -m "not slow" --random-order-bucket=module
 
 # Mutation testing of the cores that decide numbers and reruns ([tool.mutmut] in pyproject.toml):
 # prints mutmut's last lines, the score and every surviving mutant with its reason, records them in

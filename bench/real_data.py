@@ -7,7 +7,11 @@ Clones HEAD into ``--workdir``, lays ``config/<profile>.yaml`` over its params (
 import path, then checks that neither engine has anything left to do (``dvc status`` and
 ``snakemake -n``). Needs a clean work tree: the record names the commit it ran.
 
-    python bench/real_data.py [--profile fashion] [--cores 2] [--workdir bench/out/real_data]
+    python bench/real_data.py [--profile fashion] [--seeds 0 1 2] [--set KEY=VALUE ...] [--cores 2]
+                              [--workdir bench/out/real_data]
+
+``--seeds`` gives every experiment those seeds; ``--set`` overrides one param (as ``imgclf params
+--set``). The tests' margins of learning come from ``--profile ci --seeds 0 1 2``.
 
 Writes ``bench/records/<profile>-<date>/``: ``results.md``, ``results.csv`` and ``figures/``
 (the report: test top-1 mean ± std over seeds, top-5, epochs, the learning curves), ``metrics/``
@@ -62,9 +66,24 @@ def training_timings(project: Path) -> dict:
     return timings
 
 
+def gpu_used(project: Path) -> str | None:
+    """The GPU the runs trained on (nvidia-smi's name), where any evaluation record says GPU."""
+    devices = {json.loads(path.read_text()).get("device") for path in (project / "reports" / "eval").glob("*/*/environment.json")}
+    if "GPU" not in devices:
+        return None
+    try:
+        found = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                               text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return "GPU"
+    return found.stdout.strip().splitlines()[0] if found.returncode == 0 and found.stdout.strip() else "GPU"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="fashion")
+    parser.add_argument("--seeds", type=int, nargs="+", help="every experiment's seeds")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--workdir", type=Path, default=ROOT / "bench" / "out" / "real_data")
     args = parser.parse_args()
@@ -77,7 +96,12 @@ def main() -> None:
     sh(["git", "clone", "-q", str(ROOT), str(project)], ROOT, dict(os.environ))
     # the clone's code, not the editable install's (which a later edit of this tree would change mid-run)
     env = {**os.environ, "PYTHONPATH": str(project / "src"), "IMGCLF_SLURM": "off"}
-    sh(["imgclf", "params", "--profile", args.profile], project, env)
+    overrides = list(args.set)
+    if args.seeds:
+        from imgclf import experiments
+
+        overrides += [f"{name}.seeds={args.seeds}" for name in experiments.EXPERIMENTS]
+    sh(["imgclf", "params", "--profile", args.profile, *(f"--set={o}" for o in overrides)], project, env)
     sh(["imgclf", "runs"], project, env)
     log_path = args.workdir / "snakemake.log"
     started = time.perf_counter()
@@ -94,8 +118,8 @@ def main() -> None:
         copy(project / "reports" / name, out / name)
     for name in ("metrics", "live"):
         shutil.copytree(project / "reports" / name, out / name)
-    record = {"profile": args.profile, "commit": commit, "date": datetime.date.today().isoformat(), "cpu": cpu_model(),
-              "cores": args.cores, "command": f"snakemake --cores {args.cores}", "dag_wall_seconds": round(wall, 1),
+    record = {"profile": args.profile, "overrides": overrides, "commit": commit, "date": datetime.date.today().isoformat(), "cpu": cpu_model(),
+              "gpu": gpu_used(project), "cores": args.cores, "command": f"snakemake --cores {args.cores}", "dag_wall_seconds": round(wall, 1),
               "dag_wall_minutes": round(wall / 60, 1), "dvc_status_after": dvc_status,
               "snakemake_dry_run_after": dry_run[-1] if dry_run else "", "jobs": job_benchmarks(project),
               "training": training_timings(project)}

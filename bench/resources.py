@@ -21,11 +21,17 @@ AutoKeras' trials are not timed step by step (the search runs its own fits), so 
 scales the whole stage by its steps: an upper bound, marked so; its GPU figure takes DenseNet-121's
 rate.
 
+Measured stages replace projections: a record of the ``full`` profile's DAG run to its end
+(``bench/records/full-*/run.json``, written by ``python bench/real_data.py --profile full``; each
+job's wall seconds and peak RSS from Snakemake's benchmark files) gives an experiment's seed-0
+train and evaluate stages as they ran, on the CPU (same core count as the rehearsal) or on the GPU
+the record names. Each figure of the table says which it is: ``m`` measured, ``p`` projected.
+
 ``--write`` sets ``mem_mb`` (peak RSS x 1.5, rounded up to 500 MB) and ``runtime_min`` (the GPU
 projection x 3 + 15 min, rounded up to 15 min: the profile asks for a GPU) of every experiment in
 ``config/full.yaml``. On a CPU partition (``gpus: 0``) a job needs the CPU projection instead.
 
-    python bench/resources.py [--record bench/records/paper_scale-DATE.json] [--write]
+    python bench/resources.py [--record bench/records/paper_scale-DATE.json] [--measured RUN.json ...] [--write]
 """
 
 from __future__ import annotations
@@ -57,6 +63,45 @@ def fits(name: str, full: dict, train_images: int) -> list[int]:
     if "max_trials" in full:
         return [train_images] * (full["max_trials"] + 1)
     return [train_images]
+
+
+def measured_stages(runs: list[dict], cores: int) -> dict[str, dict]:
+    """Experiment -> the seed-0 train and evaluate stages of the ``full`` profile's finished runs
+    (``bench/real_data.py``'s run.json): ``{"cpu" or "gpu": (train s, evaluate s, record)}`` and the
+    peak RSS. A CPU run counts where it had the rehearsal's ``cores``; the latest record wins."""
+    found: dict[str, dict] = {}
+    for run in runs:
+        if run.get("profile") != "full" or run.get("dvc_status_after") != "Data and pipelines are up to date.":
+            continue
+        device = "gpu" if run.get("gpu") else "cpu"
+        if device == "cpu" and run.get("cores") != cores:
+            continue
+        for job, row in run["jobs"].items():
+            stage, name, seed = (job.split("/") + ["", ""])[:3]
+            evaluate = run["jobs"].get(f"evaluate/{name}/seed0")
+            if stage == "train" and seed == "seed0" and evaluate:
+                entry = found.setdefault(name, {})
+                entry[device] = (row["seconds"], evaluate["seconds"], run["source"])
+                entry["peak_rss_mb"] = max(row["max_rss_mb"] or 0, evaluate["max_rss_mb"] or 0)
+    return found
+
+
+def with_measurements(projected: dict[str, dict], measured: dict[str, dict]) -> dict[str, dict]:
+    """``projected`` with each measured stage in place of its projection, and per figure its basis:
+    ``cpu_basis``/``gpu_basis`` "m" (measured) or "p" (projected; evaluation on the CPU is measured
+    at full size by the rehearsal itself, training is not)."""
+    out = {}
+    for name, row in projected.items():
+        row = {**row, "cpu_basis": "p", "gpu_basis": "p", "sources": []}
+        for device in ("cpu", "gpu"):
+            if device in measured.get(name, {}):
+                train_s, evaluate_s, source = measured[name][device]
+                row.update({f"train_{device}_s": train_s, f"evaluate_{device}_s": evaluate_s, f"{device}_basis": "m"})
+                row["sources"].append(source)
+        if measured.get(name, {}).get("peak_rss_mb"):
+            row["peak_rss_mb"] = measured[name]["peak_rss_mb"]
+        out[name] = row
+    return out
 
 
 def project(record: dict) -> dict[str, dict]:
@@ -110,17 +155,22 @@ def dag_hours(record: dict, projected: dict, key: str, slots: int, speedup: floa
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--record", type=Path, default=None)
+    parser.add_argument("--measured", type=Path, nargs="*", default=None,
+                        help="run.json records of the full profile (default: bench/records/full-*/run.json)")
     parser.add_argument("--write", action="store_true", help=f"set mem_mb and runtime_min in {FULL_PROFILE}")
     args = parser.parse_args()
     path = args.record or latest_record()
     record = json.loads(path.read_text())
+    runs = [{**json.loads(run.read_text()), "source": str(run)}
+            for run in (args.measured if args.measured is not None else sorted(Path("bench/records").glob("full-*/run.json")))]
     val = {"imagenet200": 0.1 * 100000, "cifar10": 0.1 * 50000}  # data.val_fraction of the training split
     record["data_val_images"] = {name: val["cifar10" if name.startswith("cifar") else "imagenet200"]
                                  for name in record["experiments"]}
-    projected = project(record)
+    projected = with_measurements(project(record), measured_stages(runs, record["cores"]))
     print(f"projection of the full reproduction from {path} (commit {record['commit'][:10]}, "
-          f"{record['cpu_model']}, {record['cores']} cores)\n")
-    print(f"{'experiment':<28} {'peak RSS MB':>11} {'mem_mb':>7} {'CPU h (2 cores)':>15} {'GPU h':>7} "
+          f"{record['cpu_model']}, {record['cores']} cores); measured stages: "
+          f"{', '.join(sorted({s for row in projected.values() for s in row['sources']})) or 'none'}\n")
+    print(f"{'experiment':<28} {'peak RSS MB':>11} {'mem_mb':>7} {'CPU h (2 cores)':>17} {'GPU h':>9} "
           f"{'runtime_min':>11} {'img/s CPU':>10}")
     requests = {}
     for name, row in projected.items():
@@ -130,10 +180,13 @@ def main() -> int:
         rate = f"{row['steady_img_s']:.0f}" if row["steady_img_s"] else "-"
         bound = "<=" if row["steady_img_s"] is None else ""
         print(f"{name:<28} {row['peak_rss_mb']:11.0f} {mem:7d} {bound:>3}{(row['train_cpu_s'] + row['evaluate_cpu_s']) / 3600:12.1f} "
-              f"{(row['train_gpu_s'] + row['evaluate_gpu_s']) / 3600:7.2f} {runtime:11d} {rate:>10}")
+              f"{row['cpu_basis']} {(row['train_gpu_s'] + row['evaluate_gpu_s']) / 3600:7.2f} {row['gpu_basis']} "
+              f"{runtime:11d} {rate:>10}")
     print(f"\nwhole DAG: {dag_hours(record, projected, 'cpu', 1, 1):.0f} h on {record['cores']} CPU cores, "
           f"{dag_hours(record, projected, 'cpu', 2, 2):.0f} h on 8 cores (snakemake --cores 8), "
           f"{dag_hours(record, projected, 'gpu', 1, 1):.1f} h on one GPU")
+    print("m: a measured stage (the record named above); p: projected as this script's docstring says "
+          "(CPU: training projected from the rehearsal's steps, evaluation measured in it; GPU: bare models' H200 img/s)")
     disk = record["disk_mb"]
     print(f"disk: archives {record['archives_mb']:,.0f} MB (+ the downloaded copies {disk['data/raw']:,.0f} MB), "
           f"prepared {disk['data/prepared']:,.0f} MB, models {disk['models']:,.0f} MB, reports {disk['reports']:,.0f} MB, "

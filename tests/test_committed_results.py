@@ -1,16 +1,18 @@
-"""The committed results rerun bit for bit: two runs of the committed sample run (seed_cnn seed 0,
-cifar_base_cnn seed 0), rerun in a fresh copy of the project with params.yaml as committed, give
-every file under reports/ that git holds for them byte for byte (timings are not among them), on
-the CPU model that made them; environment.json differs only by this machine's own CPU flags."""
+"""The committed results hold together and rerun bit for bit. Every file of the committed run that
+git holds is the one dvc.lock records, and the README's table is the report of the committed
+metrics. Two runs of it (seed_cnn seed 0, cifar_base_cnn seed 0), rerun in a fresh copy of the
+project with params.yaml as committed, give every file under reports/ that git holds for them byte
+for byte (timings are not among them), on the CPU model that made them; environment.json differs
+only by this machine's own CPU flags."""
 
 import json
+import os
+import subprocess
 
 import pytest
 
 from conftest import ROOT, file_hashes, make_project, run
-from imgclf import paths, runtime
-
-pytestmark = pytest.mark.slow
+from imgclf import config, paths, report, runtime, stages
 
 RUNS = (("seed_cnn", 0), ("cifar_base_cnn", 0))
 
@@ -22,6 +24,35 @@ def committed_cpu_model() -> str:
     return models.pop()
 
 
+def test_dvc_lock_records_the_committed_files():
+    """Each output that dvc.lock records and git holds (the resolved params; every run's metrics,
+    eval and live files) hashes, by DVC's own reckoning, to what dvc.lock says."""
+    from dvc.repo import Repo
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+    repo = Repo(str(ROOT))
+    checked, differ = set(), []
+    for stage in repo.index.stages:
+        for out in stage.outs:
+            path = os.path.relpath(out.fs_path, repo.root_dir)
+            if not out.use_cache:
+                assert path in tracked or any(name.startswith(path + "/") for name in tracked), f"{path}: not in git"
+                checked.add(path)
+                if out.get_hash() != out.hash_info:
+                    differ.append(path)
+    assert not differ, f"dvc.lock records other content for {differ}"
+    for name, seed in stages.runs(config.load(ROOT / "params.yaml")):
+        assert {paths.metrics_file(name, seed), paths.eval_dir(name, seed), paths.confusion_file(name, seed)} <= checked
+
+
+def test_the_readmes_table_is_the_report_of_the_committed_metrics():
+    params = config.load(ROOT / "params.yaml")
+    table = report.markdown(report.collect(ROOT / "reports/metrics", params, ROOT / "reports/eval"))
+    assert table in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.slow
 def test_committed_results_rerun_bit_for_bit(tmp_path):
     recorded, here = committed_cpu_model(), runtime.cpu_description()["cpu_model"]
     if recorded != here:

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import make_project, run
+from conftest import fault_env, make_project, run
 from imgclf import paths, report
 
 pytestmark = pytest.mark.slow
@@ -43,3 +43,21 @@ def test_a_collapsed_run_is_flagged(project):
     assert table.loc[0, "flag"].startswith("collapsed: "), table.loc[0, "flag"]
     row = next(line for line in report.markdown(table).splitlines() if line.startswith("| seed_cnn_hwc |"))
     assert "| ⚠ collapsed: " in row
+
+
+@pytest.mark.parametrize("broken", ["frozen", "shuffled_labels"])
+def test_a_model_that_learned_nothing_is_flagged(project, broken):
+    """seed_cnn with test_learning_signal_on_the_sample's settings, broken on purpose by the fault
+    harness (its weights put back after every batch, or its training labels shuffled): it sits near
+    chance on both splits, and the check column says so."""
+    from imgclf import config
+
+    seed = {"frozen": 1, "shuffled_labels": 2}[broken]
+    target = paths.metrics_file("seed_cnn", seed)
+    run(["snakemake", "--cores", "2", target, "--config", f"seed_cnn={{seeds: [{seed}]}}"], project, timeout=900,
+        env={**fault_env(), "IMGCLF_BREAK": broken})
+    metrics = json.loads((project / target).read_text())
+    assert metrics["top1"] <= 2 * metrics["chance_top1"] and metrics["train_top1"] <= 2 * metrics["chance_top1"], metrics
+    params = config.load(project / "params.yaml", {"experiments": ["seed_cnn"], "seed_cnn.seeds": [seed]})
+    flag = report.collect(project / "reports/metrics", params, project / "reports/eval").loc[0, "flag"]
+    assert "chance on both splits" in flag, flag

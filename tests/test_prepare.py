@@ -1,3 +1,4 @@
+import collections
 import io
 import json
 import tarfile
@@ -109,14 +110,26 @@ SPECS = [decode.ResizeSpec(32, "box", True), decode.ResizeSpec(32, "bicubic", Fa
 
 @pytest.mark.parametrize("spec", SPECS, ids=str)
 def test_turbo_decoder_gives_exactly_the_pil_pixels_on_every_sample_image(small_tiny_zip, spec):
+    """The sample holds each kind of odd image real data has; every image decodes to PIL's pixels,
+    and all but the CMYK JPEGs and the PNGs named .JPEG take the fast path."""
     members = common.open_zip(small_tiny_zip)
     names = [n for n in members.names() if n.endswith(".JPEG")]
-    turbo = 0
+    kinds = collections.Counter()
     for name in names:
         data = members.read(name)
+        kind = _kind(Image.open(io.BytesIO(data)))
+        kinds[kind] += 1
         assert np.array_equal(decode.decode_resize(data, spec), pil_reference(data, spec)), name
-        turbo += decode._decode_turbo(data, spec, None) is not None
-    assert turbo >= len(names) - 12  # all but the CMYK and PNG-named-.JPEG ones take the fast path
+        assert (decode._decode_turbo(data, spec, None) is not None) == (kind not in ("cmyk", "png")), (name, kind)
+    assert set(kinds) == {"plain", "gray", "cmyk", "progressive", "odd_size", "png"}, kinds
+
+
+def _kind(image: Image.Image) -> str:
+    if image.format == "PNG":
+        return "png"
+    if image.mode in ("L", "CMYK"):
+        return {"L": "gray", "CMYK": "cmyk"}[image.mode]
+    return "progressive" if image.info.get("progressive") else "odd_size" if image.size != (64, 64) else "plain"
 
 
 @pytest.mark.parametrize("width,height", [(500, 375), (333, 500), (65, 63), (256, 256), (31, 40), (1000, 20)])

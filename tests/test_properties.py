@@ -103,7 +103,8 @@ def _flag_names(top1, train_top1, share, chance):
        more=st.floats(0, 1))
 def test_flags_are_monotone(top1, train_top1, share, classes, more):
     """A more collapsed spread never loses the collapse flag; a better test top-1 never gains the
-    chance flag; a better train top-1 never loses it."""
+    chance flag; a better train top-1 never loses it; a better top-1 on either split never gains
+    the nothing-learned flag."""
     chance = 1 / classes
     base = _flag_names(top1, train_top1, share, chance)
     assert ("collapsed" in base) <= ("collapsed" in _flag_names(top1, train_top1, min(1, share + more), chance))
@@ -111,15 +112,20 @@ def test_flags_are_monotone(top1, train_top1, share, classes, more):
     assert ("chance on test" in base) <= ("chance on test" in _flag_names(top1, min(1, train_top1 + more), share, chance))
     assert "collapsed" not in _flag_names(top1, train_top1, min(share, 0.49), chance)  # under half: never
     assert "chance on test" not in _flag_names(max(top1, 2.01 * chance), train_top1, share, chance)
+    both = "chance on both splits"
+    assert (both in _flag_names(min(1, top1 + more), train_top1, share, chance)) <= (both in base)
+    assert (both in _flag_names(top1, min(1, train_top1 + more), share, chance)) <= (both in base)
+    assert both not in _flag_names(top1, max(train_top1, 2.01 * chance), share, chance)
 
 
 @SETTINGS
 @given(top1=st.floats(0, 1), train_top1=st.floats(0, 1), share=st.floats(0, 1))
 def test_flags_at_200_classes_follow_the_documented_rule(top1, train_top1, share):
-    """README: collapsed at >= 50 % of predictions on one class; chance on test at <= 2x chance
-    while train top-1 is >= 10x chance."""
+    """README: collapsed at >= 50 % of predictions on one class; chance on both splits at <= 2x
+    chance on each; chance on test at <= 2x chance while train top-1 is >= 10x chance."""
     names = _flag_names(top1, train_top1, share, 1 / 200)
     assert ("collapsed" in names) == (share >= 0.5)
+    assert ("chance on both splits" in names) == (top1 <= 0.01 and train_top1 <= 0.01)
     assert ("chance on test" in names) == (top1 <= 0.01 and train_top1 >= 0.05)
 
 

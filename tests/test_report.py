@@ -73,7 +73,15 @@ def _metrics(top1, train_top1, share, chance=1 / 200):
     (_metrics(0.01, 0.049, 0.05), []),  # train top-1 below 10x chance: nothing learned, nothing odd
     (_metrics(0.10, 0.20, 0.93), ["collapsed"]),
     (_metrics(0.10, 0.99, 0.97, chance=0.1), ["collapsed", "chance on test"]),  # 10 classes: halfway rule
-    (_metrics(0.55, 0.60, 0.50, chance=0.5), []),  # 2 classes: half the predictions on one is normal
+    (_metrics(0.70, 0.75, 0.50, chance=0.5), []),  # 2 classes: half the predictions on one is normal
+    (_metrics(0.01, 0.01, 0.05), ["chance on both splits"]),  # 2x chance on both: nothing learned
+    (_metrics(0.011, 0.01, 0.05), []),
+    (_metrics(0.01, 0.011, 0.05), []),
+    (_metrics(0.2, 0.2, 0.1, chance=0.1), ["chance on both splits"]),
+    (_metrics(0.2, 0.99, 0.1, chance=0.1), ["chance on test"]),
+    (_metrics(0.62, 0.625, 0.5, chance=0.5), ["chance on both splits"]),  # 2 classes: a quarter of the way
+    (_metrics(0.62, 0.63, 0.5, chance=0.5), []),
+    (_metrics(0.02, 0.01, 0.93, chance=0.01), ["collapsed", "chance on both splits"]),
 ])
 def test_flags(metrics, expected):
     found = report.flags(metrics)
@@ -160,7 +168,7 @@ def test_flag_texts_and_boundaries():
 
 
 def _write_metrics(root, name, seed, **values):
-    base = {"top1": 0.1, "top5": 0.5, "loss": 2.0, "train_top1": 0.2, "chance_top1": 0.1, "params": 1234567,
+    base = {"top1": 0.1, "top5": 0.5, "loss": 2.0, "train_top1": 0.2, "chance_top1": 0.04, "params": 1234567,
             "epochs": 3, "train_images": 90, "train_seconds": 10.0, "train_images_per_second": 27.0,
             "top_class_share": 0.2}
     path = root / name / f"seed{seed}.json"
@@ -199,12 +207,12 @@ def test_results_table_cells_exactly(tmp_path):
     assert lines["densenet121"].split(" | ")[9] == "1.001"
     note = paper.of("seed_cnn").note
     assert lines["seed_cnn"] == (
-        "| seed_cnn | imagenet200 (sample_tiny_imagenet) | 0 1 | 20.00 ± 7.07 | 40.00 ± 14.14 | 60.00 ± 14.14 | 2.000 ± 0.707 | 10.00 "
+        "| seed_cnn | imagenet200 (sample_tiny_imagenet) | 0 1 | 20.00 ± 7.07 | 40.00 ± 14.14 | 60.00 ± 14.14 | 2.000 ± 0.707 | 4.00 "
         "| ⚠ seed 1: collapsed: 80% of test predictions are one class | 1.235 | 3 |  |  |  | 0.795 "
         f"| {note} |")
     finetune = paper.of("cifar_densenet201_finetune")
     assert lines["cifar_densenet201_finetune"] == (
-        "| cifar_densenet201_finetune | cifar10 (sample_cifar10) | 0 | 10.00 | 20.00 | 50.00 | 2.000 | 10.00 | ok | 1.235 | 3 "
+        "| cifar_densenet201_finetune | cifar10 (sample_cifar10) | 0 | 10.00 | 20.00 | 50.00 | 2.000 | 4.00 | ok | 1.235 | 3 "
         f"| 40.00 ± 5.00 | {report._pct(finetune.top1)} (on real data) | {report._pct(finetune.top5)} | "
         f"{'' if finetune.params_m is None else f'{finetune.params_m:g}'} | {finetune.note} |")
     two = {**_metrics(0.001, 0.9, 0.9), "top5": 0.1, "loss": 1.0}
@@ -288,3 +296,101 @@ def test_a_corrupt_metrics_file_is_one_line_naming_it_and_the_rebuild(tmp_path, 
         report.collect(tmp_path, params, _recorded(tmp_path, params))
     assert re.fullmatch(rf"{broken}: {problem}; rebuild it: `snakemake --cores 1 --forcerun {broken}`, or `dvc repro` "
                         r"\(which reruns a stage whose output changed\)", str(raised.value)), str(raised.value)
+
+
+def _figure_table(tmp_path, params):
+    """Every ci run's metrics, the i-th experiment with test top-1 10 + 5i % and train top-1 30 %
+    more; alexnet32 flagged (collapsed)."""
+    for index, name in enumerate(experiments.EXPERIMENTS):
+        for seed in params[name]["seeds"]:
+            _write_metrics(tmp_path, name, seed, top1=(10 + 5 * index) / 100, train_top1=(40 + 5 * index) / 100,
+                           top_class_share=0.9 if name == "alexnet32" else 0.2)
+    return report.collect(tmp_path, params, _recorded(tmp_path, params))
+
+
+def _bars(ax) -> dict[str, list[float]]:
+    from matplotlib.container import BarContainer
+
+    return {c.get_label(): [p.get_height() for p in c.patches] for c in ax.containers if isinstance(c, BarContainer)}
+
+
+def test_the_accuracy_figure_draws_the_table(tmp_path):
+    """accuracy.png as drawn: one group per row of the table in its order, test and train top-1 at
+    the table's values, the chance marks, a ⚠ over each flagged run's test bar and nowhere else, and
+    the paper's bars only beside runs on the real data, of the same task."""
+    import matplotlib.pyplot as plt
+
+    params = config.validate(load_params("config/ci.yaml"))
+    table = _figure_table(tmp_path, params)
+    names = list(experiments.EXPERIMENTS)
+    fig = report.accuracy_figure(table)
+    ax = fig.axes[0]
+    assert [label.get_text() for label in ax.get_xticklabels()] == names
+    bars = _bars(ax)
+    assert bars["ours: test top-1"] == pytest.approx([10 + 5 * i for i in range(len(names))])
+    assert bars["ours: train top-1 (inference mode)"] == pytest.approx([40 + 5 * i for i in range(len(names))])
+    assert np.isnan(bars["paper, same task on the real data (test top-1)"]).all()  # the sample: no paper bar
+    chance = next(line for line in ax.lines if line.get_label() == "chance")
+    assert list(chance.get_ydata()) == pytest.approx(list(100 * table["chance_top1"]))
+    marks = [text for text in ax.texts if text.get_text() == "⚠"]
+    flagged = names.index("alexnet32")
+    assert [mark.xy for mark in marks] == [pytest.approx((flagged - 0.27, 10 + 5 * flagged))]
+    assert ax.get_title() == "⚠ = check column of results.md: alexnet32"
+    plt.close(fig)
+
+    params["data"]["imagenet200"]["source"], params["data"]["cifar10"]["source"] = "tiny_imagenet", "cifar10"
+    _write_metrics(tmp_path, "alexnet32", 0, top1=0.2, train_top1=0.5)  # no longer flagged
+    real = report.collect(tmp_path, params, _recorded(tmp_path, params))
+    fig = report.accuracy_figure(real)
+    paper = dict(zip(names, _bars(fig.axes[0])["paper, same task on the real data (test top-1)"]))
+    assert {name: value for name, value in paper.items() if not np.isnan(value)} == pytest.approx({
+        "autokeras": 22.36, "alexnet32": 12.0, "cifar_base_cnn": 82.0, "cifar_densenet201_transfer": 9.8,
+        "cifar_densenet201_finetune": 80.5})  # the DenseNets' printed figures are ImageNet-1k error rates: none
+    assert not [text for text in fig.axes[0].texts if text.get_text() == "⚠"]
+    assert fig.axes[0].get_title() == "no run flagged"
+    plt.close(fig)
+
+
+def test_the_learning_curves_draw_every_seeds_live_log(tmp_path):
+    """learning_curves.png as drawn: one panel per experiment, titled with it, holding each seed's
+    train and validation accuracy at the epochs and values of its DVCLive log; panels past the
+    last experiment are blank."""
+    import matplotlib.pyplot as plt
+
+    params = config.validate(load_params("config/ci.yaml"))
+    table = _figure_table(tmp_path, params)
+    live = tmp_path / "live"
+    expected = {}
+    for index, name in enumerate(experiments.EXPERIMENTS):
+        for seed in params[name]["seeds"]:
+            for column in ("accuracy", "val_accuracy"):
+                points = [(epoch, round(0.01 * (index + seed + epoch), 4)) for epoch in range(1 + index % 3)]
+                path = live / name / f"seed{seed}" / "plots" / "metrics" / f"{column}.tsv"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(f"step\t{column}\n" + "".join(f"{e}\t{v}\n" for e, v in points))
+                expected[name, f"{column} s{seed}"] = points
+    fig = report.learning_curves_figure(table, params, live)
+    drawn = {}
+    for ax in fig.axes:
+        for line in ax.lines:
+            drawn[ax.get_title(), line.get_label()] = list(zip(line.get_xdata(), line.get_ydata()))
+    assert drawn == expected
+    assert [ax.get_title() for ax in fig.axes] == list(experiments.EXPERIMENTS)  # 12: three full rows of 4
+    plt.close(fig)
+    fig = report.learning_curves_figure(table.iloc[:5], params, live)
+    assert [(ax.get_title(), ax.axison) for ax in fig.axes] == [
+        (name, True) for name in list(experiments.EXPERIMENTS)[:5]] + [("", False)] * 3
+    plt.close(fig)
+
+
+def test_a_confusion_figure_draws_each_row_as_rates(tmp_path):
+    import matplotlib.pyplot as plt
+
+    path = tmp_path / "seed_cnn" / "seed3" / "confusion_matrix.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text("3,1,0\n0,0,0\n2,2,4\n")  # class 1 has no test image
+    fig = report.confusion_figure("seed_cnn", 3, tmp_path)
+    rates = fig.axes[0].images[0].get_array()
+    assert np.asarray(rates) == pytest.approx(np.array([[0.75, 0.25, 0], [0, 0, 0], [0.25, 0.25, 0.5]]))
+    assert fig.axes[0].get_title() == "seed_cnn seed 3: confusion (row-normalised)"
+    plt.close(fig)

@@ -115,30 +115,41 @@ def undisturbed(workspace):
     return workspace / "clean"
 
 
-def test_run_killed_again_and_again_ends_with_the_undisturbed_model(workspace, undisturbed):
+KILLS = (("batch:40", None), ("checkpoint:1", 1), ("state:2", 1), ("batch:30", 2))
+
+
+@pytest.fixture(scope="module")
+def killed_and_resumed(workspace):
+    """The run of the undisturbed one's settings killed four times, then run to its end: each
+    killed run's result, what it left (a model directory? DVCLive's summary), and the last run."""
+    out, killed = "resumed", []
+    for kill_at, _ in KILLS:
+        result = train(workspace, "cifar_base_cnn", out, kill_at)
+        killed.append((result, (workspace / out).exists(), json.loads((workspace / "live" / out / "metrics.json").read_text())))
+    return workspace / out, killed, train(workspace, "cifar_base_cnn", out)
+
+
+def test_run_killed_again_and_again_ends_with_the_undisturbed_model(workspace, undisturbed, killed_and_resumed):
     """One run killed four times, each rerun resuming from what the last kill left (27 batches an
     epoch, 4 epochs; flips, crops, dropout and BatchNorm all on):
     batch:40, mid-epoch 2, with epoch 1's checkpoint on disk; then checkpoint:1, with epoch 2's
     weights in a temporary file; then state:2, with epoch 3's checkpoint renamed into place but
     not yet recorded; then batch:30, in the last epoch. The fifth run finishes."""
-    out = "resumed"
-    for kill_at, resumes_after in (("batch:40", None), ("checkpoint:1", 1), ("state:2", 1), ("batch:30", 2)):
-        result = train(workspace, "cifar_base_cnn", out, kill_at)
+    resumed, killed, final = killed_and_resumed
+    for (kill_at, resumes_after), (result, left_a_model, live) in zip(KILLS, killed):
         assert result.returncode == -9, f"not killed at {kill_at}:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
         if resumes_after:
             assert f"resuming after epoch {resumes_after} " in result.stdout, (kill_at, result.stdout[-2000:])
-        assert not (workspace / out).exists(), "a killed run must not leave a model that looks complete"
+        assert not left_a_model, "a killed run must not leave a model that looks complete"
         # what `dvc exp show` reads while a run trains: the last checkpointed epoch, no later one
-        live = json.loads((workspace / "live" / out / "metrics.json").read_text())
         assert live["step"] == {"batch:40": 1, "checkpoint:1": 1, "state:2": 2, "batch:30": 3}[kill_at], (kill_at, live)
-    final = train(workspace, "cifar_base_cnn", out)
     assert final.returncode == 0 and "resuming after epoch 3 " in final.stdout, final.stdout[-2000:] + final.stderr[-2000:]
-    assert_same_model(undisturbed, workspace / out)
+    assert_same_model(undisturbed, resumed)
     assert not (workspace / ".resume/cifar_base_cnn/seed3").exists()
     assert not list((workspace / ".resume").rglob("*.tmp"))
 
 
-def test_same_commit_params_and_data_give_identical_metrics(workspace, undisturbed):
+def test_same_commit_params_and_data_give_identical_metrics(workspace, undisturbed, killed_and_resumed):
     """Two runs in separate processes (the undisturbed one and the one killed four times) give
     bit-identical weights, and evaluation gives identical metrics; train.json says what they
     depend on."""

@@ -22,6 +22,14 @@ first) it reaches ``<point>``:
 ``IMGCLF_BATCH_SLEEP_S=<s>`` makes every training batch take ``s`` seconds more: a stage that is
 still running when the test acts on it.
 
+``IMGCLF_BREAK=<how>`` breaks training on purpose, for the tests that the report catches a model
+that learned nothing:
+
+- ``frozen``: every ``keras.Model.fit`` leaves the weights as they were before it (they are put
+  back after each batch);
+- ``shuffled_labels``: the train stage (``imgclf train``) reads its training split's labels in a
+  random order; evaluation reads the true ones.
+
 ``IMGCLF_LOGICAL_CPUS=<n>`` (n > 1) splits the CPU into n logical TensorFlow devices right after
 ``tensorflow`` is imported, so the multi-device path (``gpus`` > 1) runs on a machine without
 GPUs.
@@ -60,6 +68,7 @@ def _target() -> tuple[str, int] | None:
 TARGET = _target()
 LOGICAL_CPUS = int(os.environ.get("IMGCLF_LOGICAL_CPUS", "0") or 0)
 BATCH_SLEEP_S = float(os.environ.get("IMGCLF_BATCH_SLEEP_S", "0") or 0)
+BREAK = os.environ.get("IMGCLF_BREAK", "")
 
 
 def reached(point: str, before_kill=None) -> None:
@@ -125,11 +134,35 @@ def _patch_keras(keras) -> None:
             time.sleep(BATCH_SLEEP_S)
             reached("batch")
 
+    class Frozen(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.weights = self.model.get_weights()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.model.set_weights(self.weights)
+
     @functools.wraps(fit)
     def fit_with_batch_point(self, *args, callbacks=None, **kwargs):
-        return fit(self, *args, callbacks=[*(callbacks or []), BatchPoint()], **kwargs)
+        added = [BatchPoint(), *([Frozen()] if BREAK == "frozen" else [])]
+        return fit(self, *args, callbacks=[*(callbacks or []), *added], **kwargs)
 
     keras.Model.fit = fit_with_batch_point
+
+
+def _patch_arrays(arrays) -> None:
+    """``shuffled_labels``: in the train stage, the training split's labels in a random order."""
+    import numpy as np
+
+    load_split = arrays.load_split
+
+    @functools.wraps(load_split)
+    def shuffled_load_split(path):
+        images, labels = load_split(path)
+        if Path(path).name == "train.npz" and sys.argv[1:2] == ["train"]:
+            labels = np.random.default_rng(0).permutation(labels)
+        return images, labels
+
+    arrays.load_split = shuffled_load_split
 
 
 def _split_cpu(tf) -> None:
@@ -197,8 +230,10 @@ def _install() -> None:
     patches = {}
     if TARGET is not None:
         patches["imgclf.io_utils"] = _patch_io_utils
-    if TARGET is not None and TARGET[0] == "batch" or BATCH_SLEEP_S > 0:
+    if TARGET is not None and TARGET[0] == "batch" or BATCH_SLEEP_S > 0 or BREAK == "frozen":
         patches["keras"] = _patch_keras
+    if BREAK == "shuffled_labels":
+        patches["imgclf.arrays"] = _patch_arrays
     if LOGICAL_CPUS > 1:
         patches["tensorflow"] = _split_cpu
     if patches:
