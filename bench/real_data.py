@@ -10,8 +10,9 @@ import path, then checks that neither engine has anything left to do (``dvc stat
     python bench/real_data.py [--profile fashion] [--seeds 0 1 2] [--set KEY=VALUE ...] [--cores 2]
                               [--workdir bench/out/real_data]
 
-``--seeds`` gives every experiment those seeds; ``--set`` overrides one param (as ``imgclf params
---set``). The tests' margins of learning come from ``--profile ci --seeds 0 1 2``.
+``--seeds`` gives every experiment those seeds and ``--set`` one param (dotted key, YAML value),
+laid over the profile as one more overlay. The tests' margins of learning come from ``--profile ci
+--seeds 0 1 2``.
 
 Writes ``bench/records/<profile>-<date>/``: ``results.md``, ``results.csv`` and ``figures/``
 (the report: test top-1 mean ± std over seeds, top-5, epochs, the learning curves), ``metrics/``
@@ -101,7 +102,20 @@ def main() -> None:
         from imgclf import experiments
 
         overrides += [f"{name}.seeds={args.seeds}" for name in experiments.EXPERIMENTS]
-    sh(["imgclf", "params", "--profile", args.profile, *(f"--set={o}" for o in overrides)], project, env)
+    sh(["imgclf", "params", "--profile", args.profile], project, env)
+    if overrides:  # laid over the profile as one more overlay
+        import yaml
+
+        overlay: dict = {}
+        for item in overrides:
+            key, _, value = item.partition("=")
+            *parents, last = key.split(".")
+            node = overlay
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[last] = yaml.safe_load(value)
+        (args.workdir / "overrides.yaml").write_text(yaml.safe_dump(overlay, sort_keys=False))
+        sh(["imgclf", "params", "--profile", str(args.workdir / "overrides.yaml")], project, env)
     sh(["imgclf", "runs"], project, env)
     log_path = args.workdir / "snakemake.log"
     started = time.perf_counter()
