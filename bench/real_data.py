@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--workdir", type=Path, default=ROOT / "bench" / "out" / "real_data")
     args = parser.parse_args()
+    args.workdir = args.workdir.resolve()  # the commands below run inside the clone
     if sh(["git", "status", "--porcelain", "--untracked-files=no"], ROOT, dict(os.environ)).stdout.strip():
         raise SystemExit("the work tree has uncommitted changes: commit them, the record names the commit it ran")
     commit = sh(["git", "rev-parse", "HEAD"], ROOT, dict(os.environ)).stdout.strip()
@@ -97,23 +98,14 @@ def main() -> None:
     sh(["git", "clone", "-q", str(ROOT), str(project)], ROOT, dict(os.environ))
     # the clone's code, not the editable install's (which a later edit of this tree would change mid-run)
     env = {**os.environ, "PYTHONPATH": str(project / "src"), "IMGCLF_SLURM": "off"}
-    overrides = list(args.set)
-    if args.seeds:
-        from imgclf import experiments
+    from imgclf import experiments, overrides as sets
 
-        overrides += [f"{name}.seeds={args.seeds}" for name in experiments.EXPERIMENTS]
+    overrides = list(args.set) + [f"{name}.seeds={args.seeds}" for name in experiments.EXPERIMENTS if args.seeds]
     sh(["imgclf", "params", "--profile", args.profile], project, env)
     if overrides:  # laid over the profile as one more overlay
         import yaml
 
-        overlay: dict = {}
-        for item in overrides:
-            key, _, value = item.partition("=")
-            *parents, last = key.split(".")
-            node = overlay
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[last] = yaml.safe_load(value)
+        overlay = sets.apply_overrides({}, sets.parse_sets(overrides), "--set")
         (args.workdir / "overrides.yaml").write_text(yaml.safe_dump(overlay, sort_keys=False))
         sh(["imgclf", "params", "--profile", str(args.workdir / "overrides.yaml")], project, env)
     sh(["imgclf", "runs"], project, env)

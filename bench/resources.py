@@ -68,10 +68,11 @@ def fits(name: str, full: dict, train_images: int) -> list[int]:
 def measured_stages(runs: list[dict], cores: int) -> dict[str, dict]:
     """Experiment -> the seed-0 train and evaluate stages of the ``full`` profile's finished runs
     (``bench/real_data.py``'s run.json): ``{"cpu" or "gpu": (train s, evaluate s, record)}`` and the
-    peak RSS. A CPU run counts where it had the rehearsal's ``cores``; the latest record wins."""
+    peak RSS of the CPU run. A CPU run counts where it had the rehearsal's ``cores``; of several
+    records of one device, the last given wins."""
     found: dict[str, dict] = {}
     for run in runs:
-        if run.get("profile") != "full" or run.get("dvc_status_after") != "Data and pipelines are up to date.":
+        if run.get("profile") != "full" or "up to date" not in run.get("dvc_status_after", ""):
             continue
         device = "gpu" if run.get("gpu") else "cpu"
         if device == "cpu" and run.get("cores") != cores:
@@ -82,7 +83,8 @@ def measured_stages(runs: list[dict], cores: int) -> dict[str, dict]:
             if stage == "train" and seed == "seed0" and evaluate:
                 entry = found.setdefault(name, {})
                 entry[device] = (row["seconds"], evaluate["seconds"], run["source"])
-                entry["peak_rss_mb"] = max(row["max_rss_mb"] or 0, evaluate["max_rss_mb"] or 0)
+                if device == "cpu":  # a job's memory request is host memory, as a CPU run uses it
+                    entry["peak_rss_mb"] = max(row["max_rss_mb"] or 0, evaluate["max_rss_mb"] or 0)
     return found
 
 

@@ -234,32 +234,26 @@ def pytest_sessionfinish(session, exitstatus):
 PIPELINE_MODULES = ("test_pipeline.py", "test_versioning.py", "test_slurm.py")
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-random-order shuffles
+@pytest.hookimpl(wrapper=True)
 def pytest_collection_modifyitems(config, items):
     """No test outside the pipeline modules may use ``ci_project`` (it would build the pipeline again
     on another worker). Under ``--random-order-bucket=module`` (``make test``) the modules run in a
     random order and so do the fast tests within each; the end-to-end runs (``slow``) keep their
-    module's order, as they act in turn on projects their module builds once."""
+    module's written order, as they act in turn on projects their module builds once. After any
+    shuffle: the shared pipeline's modules first, in their written order (under pytest-xdist the
+    longest task starts at once), and each module's tests together (its fixtures built once)."""
     elsewhere = [i.nodeid for i in items if "ci_project" in getattr(i, "fixturenames", ()) and i.path.name not in PIPELINE_MODULES]
     if elsewhere:
         raise pytest.UsageError(f"tests using ci_project belong in {', '.join(PIPELINE_MODULES)}: {elsewhere}")
     for item in items:
         if item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.random_order(disabled=True))
-
-
-class _PipelineFirst:
-    """The shared pipeline's modules first, in their written order (under pytest-xdist: the longest
-    task starts at once), after any shuffle; the rest keep the order they have."""
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_collection_modifyitems(self, items):
-        rank = {name: index for index, name in enumerate(PIPELINE_MODULES)}
-        items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable
-
-
-def pytest_configure(config):
-    config.pluginmanager.register(_PipelineFirst(), "imgclf-pipeline-first")
+    yield
+    rank = {name: index for index, name in enumerate(PIPELINE_MODULES)}
+    first: dict = {}
+    for index, item in enumerate(items):
+        first.setdefault(item.path, index)
+    items.sort(key=lambda item: (rank.get(item.path.name, len(rank)), first[item.path]))  # stable
 
 
 # Long modules whose test functions may go to different workers (test_recovery's ``finished``

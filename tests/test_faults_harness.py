@@ -3,6 +3,7 @@ package: no production module knows of it, and from outside it still stops a pro
 point the resume and recovery tests rely on, leaving on disk what a kill there leaves."""
 
 import ast
+import json
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import pytest
 from conftest import ROOT, fault_env
 
 PACKAGE = ROOT / "src" / "imgclf"
-HARNESS_WORDS = ("IMGCLF_KILL_AT", "IMGCLF_KILL_GROUP", "IMGCLF_LOGICAL_CPUS", "sitecustomize")
+HARNESS_WORDS = ("IMGCLF_KILL_AT", "IMGCLF_KILL_GROUP", "IMGCLF_LOGICAL_CPUS", "IMGCLF_BREAK", "sitecustomize")
 
 
 def _imported_names(tree: ast.AST) -> set[str]:
@@ -112,3 +113,37 @@ def test_logical_cpus_give_distribution_two_devices(tmp_path):
     plain = _python(code, tmp_path, fault_env())
     assert plain.returncode == 0, plain.stderr[-2000:]
     assert (split.stdout.split()[-1], plain.stdout.split()[-1]) == ("2", "1")
+
+
+def test_break_shuffles_the_train_stages_labels_only(tmp_path):
+    """``IMGCLF_BREAK=shuffled_labels``: the train stage reads the training split's labels in another
+    order (the same labels); evaluation and the other splits read them as written."""
+    import numpy as np
+
+    from imgclf import arrays
+
+    labels = np.arange(100) % 10
+    arrays.save_split(tmp_path / "train.npz", np.zeros((100, 2, 2, 3), np.uint8), labels)
+    arrays.save_split(tmp_path / "val.npz", np.zeros((100, 2, 2, 3), np.uint8), labels)
+    code = ("import json, sys; sys.argv[1:] = [{stage!r}]; from imgclf import arrays; "
+            "print(json.dumps(arrays.load_split({path!r})[1].tolist()))")
+    env = {**fault_env(), "IMGCLF_BREAK": "shuffled_labels"}
+    read = {(stage, split): _python(code.format(stage=stage, path=str(tmp_path / f"{split}.npz")), tmp_path, env)
+            for stage in ("train", "evaluate") for split in ("train", "val")}
+    assert all(result.returncode == 0 for result in read.values()), read
+    got = {key: json.loads(result.stdout) for key, result in read.items()}
+    assert got["train", "train"] != labels.tolist() and sorted(got["train", "train"]) == sorted(labels.tolist())
+    assert got["evaluate", "train"] == got["train", "val"] == got["evaluate", "val"] == labels.tolist()
+
+
+def test_break_freezes_every_fit(tmp_path):
+    """``IMGCLF_BREAK=frozen``: a ``Model.fit`` leaves the weights as they were; without it they move."""
+    code = ("import numpy as np, keras; keras.utils.set_random_seed(0); "
+            "m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)]); m.compile('sgd', 'mse'); "
+            "before = [w.copy() for w in m.get_weights()]; "
+            "m.fit(np.ones((32, 4)), np.zeros((32, 3)), batch_size=8, epochs=2, verbose=0); "
+            "print(all(np.array_equal(a, b) for a, b in zip(before, m.get_weights())))")
+    frozen = _python(code, tmp_path, {**fault_env(), "IMGCLF_BREAK": "frozen"})
+    free = _python(code, tmp_path, fault_env())
+    assert (frozen.stdout.split()[-1:], free.stdout.split()[-1:]) == (["True"], ["False"]), (frozen.stderr[-2000:],
+                                                                                           free.stderr[-2000:])

@@ -18,20 +18,22 @@ EXPERIMENTS = list(experiments.EXPERIMENTS)
 # classes) may leave half of their predictions on one class: the check column may flag them, as collapsed
 CI_COLLAPSED = {"seed_cnn", "seed_cnn_hwc"}
 # the ci DAG with three seeds of every experiment (`python bench/real_data.py --profile ci --seeds 0 1 2`):
-# each experiment must reach half its lowest test and train top-1 there, as multiples of chance
+# each experiment must keep half of its lowest margin over chance there, on the test split and on
+# its training images
 LEARNING_RECORD = ROOT / "bench" / "records" / "ci-2026-12-07"
 MARGIN = 0.5
 
 
 def learning_floors(record: Path = LEARNING_RECORD) -> dict[str, tuple[float, float]]:
-    """Experiment -> (test, train) top-1 over chance that a ci run must reach: ``MARGIN`` times the
-    lowest of the record's seeds."""
+    """Experiment -> (test, train) top-1 over chance that a ci run must reach: chance plus ``MARGIN``
+    times the lowest excess over chance among the record's seeds."""
     ratios: dict[str, list[tuple[float, float]]] = {}
     for path in sorted((record / "metrics").glob("*/seed*.json")):
         metrics = json.loads(path.read_text())
         ratios.setdefault(path.parent.name, []).append(
             (metrics["top1"] / metrics["chance_top1"], metrics["train_top1"] / metrics["chance_top1"]))
-    return {name: (MARGIN * min(t for t, _ in seeds), MARGIN * min(r for _, r in seeds)) for name, seeds in ratios.items()}
+    return {name: (1 + MARGIN * (min(t for t, _ in seeds) - 1), 1 + MARGIN * (min(r for _, r in seeds) - 1))
+            for name, seeds in ratios.items()}
 COLLAPSED = re.compile(r"(seed \d+: )?collapsed: \d+% of test predictions are one class")
 
 
@@ -76,8 +78,8 @@ def test_every_experiment_reaches_the_report(ci_project):
 
 
 def test_every_experiment_learns(ci_project):
-    """Every run of the ci DAG scores above chance on the test split and reaches its experiment's
-    floors (``learning_floors``: half the lowest of three seeds in the record), on both splits."""
+    """Every run of the ci DAG reaches its experiment's floors on both splits (``learning_floors``:
+    half of the lowest margin over chance of three seeds in the record), so it scores above chance."""
     floors = learning_floors()
     assert set(floors) == set(EXPERIMENTS) and all(len(list((LEARNING_RECORD / "metrics" / name).glob("seed*.json"))) == 3
                                                    for name in EXPERIMENTS)
@@ -85,7 +87,7 @@ def test_every_experiment_learns(ci_project):
     for name, seed in stages.runs(config.load(ci_project / "params.yaml")):
         metrics = json.loads((ci_project / paths.metrics_file(name, seed)).read_text())
         test, train = metrics["top1"] / metrics["chance_top1"], metrics["train_top1"] / metrics["chance_top1"]
-        if not (test > 1 and test >= floors[name][0] and train >= floors[name][1]):
+        if not (test >= floors[name][0] and train >= floors[name][1]):
             below[f"{name} seed {seed}"] = (round(test, 2), round(train, 2), floors[name])
     assert not below, f"test and train top-1 over chance, against the floors: {below}"
 

@@ -223,9 +223,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-SHELLS = frozenset({"sh", "dash", "bash", "zsh", "ksh", "mksh", "ash", "busybox"})
-
-
 def _parent_of(pid: int) -> int | None:
     """The parent of ``pid`` (from /proc), or None where it has gone or /proc cannot say."""
     try:
@@ -234,24 +231,29 @@ def _parent_of(pid: int) -> int | None:
         return None
 
 
-def _command_of(pid: int) -> str:
+def _runs_the_stage(pid: int) -> bool:
+    """Whether process ``pid`` was started with DVC's stage environment (DVC_STAGE): the shell DVC
+    runs a stage's command in, not DVC itself."""
     try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
+        return b"\0DVC_STAGE=" in b"\0" + Path(f"/proc/{pid}/environ").read_bytes()
     except OSError:
-        return ""
+        return False
 
 
-def launcher_chain(pid: int | None = None) -> list[tuple[int, int]]:
-    """(process, its parent) pairs from ``pid`` (this process) up to the first ancestor that is not a
-    shell: the program that started this one. DVC runs a stage's command with ``$SHELL -c``, or
-    ``/bin/sh -c`` where SHELL is unset; bash runs a lone command in its own place, dash stays
-    between as its parent."""
-    pid = os.getpid() if pid is None else pid
-    chain = [(pid, os.getppid() if pid == os.getpid() else _parent_of(pid))]
-    while chain[-1][1] and chain[-1][1] > 1 and _command_of(chain[-1][1]) in SHELLS:
+def launcher_chain() -> list[tuple[int, int]]:
+    """(process, its parent) pairs from this process up to the program that started the stage.
+    DVC runs a stage's command with ``$SHELL -c`` (``/bin/sh -c`` where SHELL is unset) and gives
+    that shell its stage environment: bash runs a lone command in its own place, while dash (and
+    other shells) stay between as the stage's parent, so the walk passes over every ancestor that
+    carries DVC_STAGE."""
+    chain = [(os.getpid(), os.getppid())]
+    while chain[-1][1] > 1 and _runs_the_stage(chain[-1][1]):
         shell = chain[-1][1]
-        chain.append((shell, _parent_of(shell)))
-    return chain if all(parent for _, parent in chain) else chain[:1]
+        parent = _parent_of(shell)
+        if parent is None:
+            return chain[:1]
+        chain.append((shell, parent))
+    return chain
 
 
 def stop_with_parent(poll_s: float = 1.0) -> None:
@@ -259,7 +261,7 @@ def stop_with_parent(poll_s: float = 1.0) -> None:
     that started it has gone: ``dvc repro`` exits at once on SIGTERM, leaving its stage running
     outside its control. Snakemake waits for its jobs, and a command a user starts by hand (say under
     ``nohup``) is left alone. An orphan is handed to another parent, which is what the watch notices,
-    on this process or on a shell between it and DVC (see ``launcher_chain``)."""
+    on this process or on a shell between it and DVC (``launcher_chain``)."""
     if "DVC_STAGE" not in os.environ or any(t.name == "stop-with-parent" for t in threading.enumerate()):
         return
     chain = launcher_chain()

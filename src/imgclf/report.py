@@ -14,9 +14,10 @@ from imgclf.io_utils import atomic_dir, write_text
 from imgclf.training_log import read_live
 
 COLLAPSE_SHARE = 0.5  # at least half of the test predictions on one class (or all of them, with 2 classes)
-NEAR_CHANCE = 2.0  # a top-1 at most this many times chance is near it (with 3 classes or fewer: a quarter
-# of the way from chance to 100 %) ...
-LEARNED_TRAIN = 10.0  # ... and one at least this many times chance is learned (10 classes or fewer: halfway)
+NEAR_CHANCE = 2.0  # a top-1 at most this many times chance is near it, or a quarter of the way from chance
+# to 100 % where that is lower (4 classes or fewer) ...
+LEARNED_TRAIN = 10.0  # ... and one at least this many times chance is learned, or halfway from chance to
+# 100 % where that is lower (18 classes or fewer)
 
 
 def flags(metrics: dict) -> list[str]:

@@ -35,7 +35,7 @@ that learned nothing:
 GPUs.
 
 The points are reached through wrappers installed by an import hook (a ``sys.meta_path`` finder):
-right after ``imgclf.io_utils``, ``keras`` or ``tensorflow`` is executed, and before the module
+right after ``imgclf.io_utils``, ``imgclf.arrays``, ``keras`` or ``tensorflow`` is executed, and before the module
 that imports it sees it, its functions are wrapped, so ``from imgclf.io_utils import atomic_path``
 binds the wrapper too."""
 
