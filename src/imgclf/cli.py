@@ -13,7 +13,7 @@ import yaml
 
 from imgclf import config, datasets, experiments, overrides, paths, resolved, runtime, stages
 from imgclf.errors import PipelineError
-from imgclf.io_utils import DISK_FULL, write_text
+from imgclf.io_utils import DISK_FULL, proc_stat, write_text
 
 
 def _threads(value: int | None, section: dict | None = None) -> int:
@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _parent_of(pid: int) -> int | None:
     """The parent of ``pid`` (from /proc), or None where it has gone or /proc cannot say."""
     try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])  # after the command name
+        return int(proc_stat(pid)[1])
     except (OSError, IndexError, ValueError):
         return None
 

@@ -33,12 +33,18 @@ def _alive(pid: int) -> bool:
     if not Path("/proc/self/stat").exists():  # no Linux /proc (macOS, BSD): os.kill's answer stands
         return True
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]  # after the command name
+        state = proc_stat(pid)[0]
     except (FileNotFoundError, ProcessLookupError):  # gone meanwhile
         return False
     except OSError:  # not ours to read: os.kill's answer stands
         return True
     return state not in ("Z", "X")
+
+
+def proc_stat(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state, parent pid, ...); OSError
+    where the process has gone or /proc cannot say."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
 def remove_stale_temporaries(path: Path) -> list[Path]:

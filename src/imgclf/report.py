@@ -30,11 +30,12 @@ def flags(metrics: dict) -> list[str]:
     found = []
     if metrics["top_class_share"] >= max(COLLAPSE_SHARE, 2 * chance):
         found.append(f"collapsed: {100 * metrics['top_class_share']:.0f}% of test predictions are one class")
-    if metrics["top1"] <= near and train is not None and train <= near:
-        found.append(f"chance on both splits ({100 * metrics['top1']:.1f}% test, {100 * train:.1f}% train): "
-                     "nothing learned")
-    if metrics["top1"] <= near and train is not None and train >= learned:
-        found.append(f"chance on test ({100 * metrics['top1']:.1f}%) but {100 * train:.1f}% on training images")
+    if metrics["top1"] <= near and train is not None:
+        if train <= near:
+            found.append(f"chance on both splits ({100 * metrics['top1']:.1f}% test, {100 * train:.1f}% train): "
+                         "nothing learned")
+        elif train >= learned:
+            found.append(f"chance on test ({100 * metrics['top1']:.1f}%) but {100 * train:.1f}% on training images")
     return found
 
 
