@@ -34,6 +34,10 @@ that learned nothing:
 ``tensorflow`` is imported, so the multi-device path (``gpus`` > 1) runs on a machine without
 GPUs.
 
+``IMGCLF_REPLICA_BATCHES=<file>`` appends, for every training step of every ``keras.Model.fit``,
+the number of images each replica's ``train_step`` was handed (one line per replica per step): what
+``gpus`` > 1 splits the global batch into, observed where Keras hands it over.
+
 The points are reached through wrappers installed by an import hook (a ``sys.meta_path`` finder):
 right after ``imgclf.io_utils``, ``imgclf.arrays``, ``keras`` or ``tensorflow`` is executed, and before the module
 that imports it sees it, its functions are wrapped, so ``from imgclf.io_utils import atomic_path``
@@ -69,6 +73,7 @@ TARGET = _target()
 LOGICAL_CPUS = int(os.environ.get("IMGCLF_LOGICAL_CPUS", "0") or 0)
 BATCH_SLEEP_S = float(os.environ.get("IMGCLF_BATCH_SLEEP_S", "0") or 0)
 BREAK = os.environ.get("IMGCLF_BREAK", "")
+REPLICA_BATCHES = os.environ.get("IMGCLF_REPLICA_BATCHES", "")
 
 
 def reached(point: str, before_kill=None) -> None:
@@ -124,7 +129,8 @@ def _patch_io_utils(io_utils) -> None:
 
 def _patch_keras(keras) -> None:
     """``batch``: every ``Model.fit`` gets a callback that reports each finished batch (and sleeps
-    ``BATCH_SLEEP_S`` after it)."""
+    ``BATCH_SLEEP_S`` after it); ``frozen`` puts the weights back after each batch; with
+    ``REPLICA_BATCHES``, each replica's ``train_step`` writes the size of the batch it was handed."""
     import time
 
     fit = keras.Model.fit
@@ -141,9 +147,27 @@ def _patch_keras(keras) -> None:
         def on_train_batch_end(self, batch, logs=None):
             self.model.set_weights(self.weights)
 
+    def recording_train_step(train_step):
+        import tensorflow as tf
+
+        def write(size):
+            with open(REPLICA_BATCHES, "a") as handle:
+                handle.write(f"{int(size)}\n")
+            return 0
+
+        @functools.wraps(train_step)
+        def step(data):
+            images = data[0] if isinstance(data, (tuple, list)) else data
+            tf.py_function(write, [tf.shape(images)[0]], tf.int64)
+            return train_step(data)
+
+        return step
+
     @functools.wraps(fit)
     def fit_with_batch_point(self, *args, callbacks=None, **kwargs):
         added = [BatchPoint(), *([Frozen()] if BREAK == "frozen" else [])]
+        if REPLICA_BATCHES:
+            self.train_step = recording_train_step(type(self).train_step.__get__(self))
         return fit(self, *args, callbacks=[*(callbacks or []), *added], **kwargs)
 
     keras.Model.fit = fit_with_batch_point
@@ -230,7 +254,8 @@ def _install() -> None:
     patches = {}
     if TARGET is not None:
         patches["imgclf.io_utils"] = _patch_io_utils
-    if TARGET is not None and TARGET[0] == "batch" or BATCH_SLEEP_S > 0 or BREAK == "frozen":
+    if TARGET is not None and TARGET[0] == "batch" or BATCH_SLEEP_S > 0 or BREAK == "frozen" \
+            or REPLICA_BATCHES:
         patches["keras"] = _patch_keras
     if BREAK == "shuffled_labels":
         patches["imgclf.arrays"] = _patch_arrays
