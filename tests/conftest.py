@@ -130,7 +130,7 @@ def make_project(dest: Path, params: dict | None = None) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
     if params is not None:
-        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        write_params(dest / "params.yaml", params)
         run(["imgclf", "runs"], dest)  # config/runs.yaml: dvc.yaml's stages for these params
     run(["git", "init", "-q"], dest)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], dest)
@@ -154,21 +154,42 @@ def snakemake_jobs(cwd, *args) -> dict:
     return jobs
 
 
+def snakemake_commands(cwd, *args, env=None) -> list[str]:
+    """The shell command of every job ``snakemake --dry-run --printshellcmds`` plans, in its order."""
+    out = run(["snakemake", "--dry-run", "--printshellcmds", "--cores", "1", *args], cwd, env=env).stdout
+    return [line.split("Shell command: ", 1)[1] for line in out.splitlines() if "Shell command: " in line]
+
+
 def dvc_stages_to_run(cwd, *args) -> set:
     """Stages that ``dvc repro --dry`` would run."""
     out = run(["dvc", "repro", "--dry", *args], cwd).stdout
     return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
 
 
-def file_hashes(root: Path, *dirs: str) -> dict:
+def dvc_commands(cwd, env=None) -> dict:
+    """Stage address -> command, of every stage in the project's dvc.yaml (as DVC resolves them)."""
+    out = run(["python", "-c", "from dvc.repo import Repo\nwith Repo('.') as r:\n"
+               "    [print(s.addressing, '|', s.cmd) for s in r.index.stages]"], cwd, env=env).stdout
+    return dict(line.split(" | ", 1) for line in out.splitlines() if " | " in line)
+
+
+def dvc_up_to_date(cwd) -> bool:
+    """Whether ``dvc status`` finds every stage's outputs current."""
+    return run(["dvc", "status", "--quiet"], cwd, check=False).returncode == 0
+
+
+def digest(data: bytes | Path) -> str:
+    """The MD5 of bytes or of a file's bytes (what DVC records of a file)."""
     import hashlib
 
-    hashes = {}
-    for directory in dirs:
-        for path in sorted((root / directory).rglob("*")):
-            if path.is_file() and path.name != ".snakemake_timestamp":  # Snakemake's marker (.dvcignore'd)
-                hashes[str(path.relative_to(root))] = hashlib.md5(path.read_bytes()).hexdigest()
-    return hashes
+    return hashlib.md5(data if isinstance(data, bytes) else Path(data).read_bytes()).hexdigest()
+
+
+def file_hashes(root: Path, *dirs: str) -> dict:
+    """Path (relative to ``root``) -> ``digest`` of every file under ``dirs``."""
+    return {str(path.relative_to(root)): digest(path) for directory in dirs
+            for path in sorted((root / directory).rglob("*"))
+            if path.is_file() and path.name != ".snakemake_timestamp"}  # Snakemake's marker (.dvcignore'd)
 
 
 def load_params(name: str = "params.yaml") -> dict:
@@ -188,6 +209,21 @@ def put(params: dict, key: str, value) -> dict:
     for part in sections:
         node = node.setdefault(part, {})
     node[last] = value
+    return params
+
+
+def write_params(path: Path, params: dict) -> Path:
+    """``params`` as a params file at ``path`` (keys in their order, as a user's file keeps them)."""
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def edit_params(path: Path, changes: dict) -> dict:
+    """Set each dotted key of ``changes`` in the params file at ``path``; return what it now holds."""
+    params = yaml.safe_load(path.read_text())
+    for key, value in changes.items():
+        put(params, key, value)
+    write_params(path, params)
     return params
 
 

@@ -1,9 +1,9 @@
-import hashlib
 
 import pytest
 
 from pathlib import Path
 
+from conftest import digest, write_params
 from imgclf import download, io_utils, paths
 from imgclf.errors import PipelineError
 
@@ -17,13 +17,11 @@ def served(http_server):
     return f"{base}/archive.bin"
 
 
-def md5(data: bytes) -> str:
-    return hashlib.md5(data).hexdigest()
 
 
 def test_http_download_verifies_and_writes(served, tmp_path):
     dest = tmp_path / "out" / "archive.bin"
-    assert download.download(served, dest, md5(PAYLOAD), len(PAYLOAD), progress=False) == md5(PAYLOAD)
+    assert download.download(served, dest, digest(PAYLOAD), len(PAYLOAD), progress=False) == digest(PAYLOAD)
     assert dest.read_bytes() == PAYLOAD
     assert [p.name for p in dest.parent.iterdir()] == ["archive.bin"]  # no temporary file left
 
@@ -37,7 +35,7 @@ def test_wrong_checksum_leaves_nothing(served, tmp_path):
 
 def test_wrong_size_is_reported_as_truncation(served, tmp_path):
     with pytest.raises(PipelineError, match="expected 2,000,000 .truncated"):
-        download.download(served, tmp_path / "a", md5(PAYLOAD), 2_000_000, progress=False)
+        download.download(served, tmp_path / "a", digest(PAYLOAD), 2_000_000, progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -58,9 +56,9 @@ def test_http_404_is_one_clear_error(http_server, tmp_path):
 def test_file_urls_absolute_and_relative(tmp_path, monkeypatch):
     source = tmp_path / "src.bin"
     source.write_bytes(PAYLOAD)
-    download.download(source.as_uri(), tmp_path / "a.bin", md5(PAYLOAD), len(PAYLOAD), progress=False)
+    download.download(source.as_uri(), tmp_path / "a.bin", digest(PAYLOAD), len(PAYLOAD), progress=False)
     monkeypatch.chdir(tmp_path)
-    download.download("file:src.bin", tmp_path / "b.bin", md5(PAYLOAD), len(PAYLOAD), progress=False)
+    download.download("file:src.bin", tmp_path / "b.bin", digest(PAYLOAD), len(PAYLOAD), progress=False)
     assert (tmp_path / "a.bin").read_bytes() == (tmp_path / "b.bin").read_bytes() == PAYLOAD
 
 
@@ -130,7 +128,7 @@ def test_a_dropped_connection_is_resumed(tmp_path, ranges):
     server = _Flaky(PAYLOAD, ranges=ranges)
     try:
         dest = tmp_path / "archive.zip"
-        assert download.download(server.url, dest, md5(PAYLOAD), len(PAYLOAD), progress=False) == md5(PAYLOAD)
+        assert download.download(server.url, dest, digest(PAYLOAD), len(PAYLOAD), progress=False) == digest(PAYLOAD)
         assert dest.read_bytes() == PAYLOAD and sorted(p.name for p in tmp_path.iterdir()) == ["archive.zip"]
         assert server.requests[0] is None and server.requests[1] == f"bytes={len(PAYLOAD) // 2}-"
         assert len(server.requests) == 2  # resumed (or, where ranges are ignored, fetched again) once
@@ -143,11 +141,11 @@ def test_the_next_run_resumes_from_the_kept_part(tmp_path):
     try:
         dest = tmp_path / "archive.zip"
         with pytest.raises(PipelineError, match=r"connection broken after 512,000 bytes .*; rerun to resume$"):
-            download.download(server.url, dest, md5(PAYLOAD), len(PAYLOAD), progress=False, attempts=1)
-        assert not dest.exists() and Path(paths.partial_download(str(dest), md5(PAYLOAD))).stat().st_size == len(PAYLOAD) // 2
-        download.download(server.url, dest, md5(PAYLOAD), len(PAYLOAD), progress=False, attempts=1)
+            download.download(server.url, dest, digest(PAYLOAD), len(PAYLOAD), progress=False, attempts=1)
+        assert not dest.exists() and Path(paths.partial_download(str(dest), digest(PAYLOAD))).stat().st_size == len(PAYLOAD) // 2
+        download.download(server.url, dest, digest(PAYLOAD), len(PAYLOAD), progress=False, attempts=1)
         assert dest.read_bytes() == PAYLOAD and server.requests[1] == f"bytes={len(PAYLOAD) // 2}-"
-        assert not Path(paths.partial_download(str(dest), md5(PAYLOAD))).exists()
+        assert not Path(paths.partial_download(str(dest), digest(PAYLOAD))).exists()
     finally:
         server.close()
 
@@ -161,8 +159,8 @@ def test_a_killed_download_resumes_from_what_it_kept(tmp_path):
 
     slow, fast = _Flaky(PAYLOAD, drip=0.001), _Flaky(PAYLOAD, drops=0)
     dest = tmp_path / "archive.zip"
-    part = Path(paths.partial_download(str(dest), md5(PAYLOAD)))
-    code = (f"from imgclf import download; download.download({slow.url!r}, {str(dest)!r}, {md5(PAYLOAD)!r}, "
+    part = Path(paths.partial_download(str(dest), digest(PAYLOAD)))
+    code = (f"from imgclf import download; download.download({slow.url!r}, {str(dest)!r}, {digest(PAYLOAD)!r}, "
             f"{len(PAYLOAD)}, progress=False)")
     process = subprocess.Popen([sys.executable, "-c", code])
     try:
@@ -173,7 +171,7 @@ def test_a_killed_download_resumes_from_what_it_kept(tmp_path):
         process.wait()
         kept = part.stat().st_size
         assert 100 < kept < len(PAYLOAD) and not dest.exists()
-        download.download(fast.url, dest, md5(PAYLOAD), len(PAYLOAD), progress=False)
+        download.download(fast.url, dest, digest(PAYLOAD), len(PAYLOAD), progress=False)
         assert dest.read_bytes() == PAYLOAD and fast.requests == [f"bytes={kept}-"] and not part.exists()
     finally:
         process.kill()
@@ -186,9 +184,9 @@ def test_a_stalling_server_meets_the_deadline(tmp_path):
     try:
         started = time.monotonic()
         with pytest.raises(PipelineError, match=r"not complete after the deadline of 1 s \(data.download_deadline_s\)"):
-            download.download(server.url, tmp_path / "a.zip", md5(PAYLOAD), len(PAYLOAD), progress=False, deadline=1)
+            download.download(server.url, tmp_path / "a.zip", digest(PAYLOAD), len(PAYLOAD), progress=False, deadline=1)
         assert time.monotonic() - started < 5
-        assert not (tmp_path / "a.zip").exists() and 0 < Path(paths.partial_download(str(tmp_path / "a.zip"), md5(PAYLOAD))).stat().st_size < 20
+        assert not (tmp_path / "a.zip").exists() and 0 < Path(paths.partial_download(str(tmp_path / "a.zip"), digest(PAYLOAD))).stat().st_size < 20
     finally:
         server.close()
 
@@ -202,7 +200,7 @@ def test_the_deadline_cuts_the_wait_for_the_next_read(tmp_path, stall):
         started = time.monotonic()
         with pytest.raises(PipelineError, match=r"not complete after the deadline of 1 s \(data.download_deadline_s\); "
                                                  r"\d+ of 1,024,000 bytes kept in .*\.part to resume from$"):
-            download.download(server.url, tmp_path / "a.zip", md5(PAYLOAD), len(PAYLOAD), progress=False, deadline=1)
+            download.download(server.url, tmp_path / "a.zip", digest(PAYLOAD), len(PAYLOAD), progress=False, deadline=1)
         assert time.monotonic() - started < 2.5
         assert not (tmp_path / "a.zip").exists()
     finally:
@@ -216,7 +214,7 @@ def test_a_stall_after_the_headers_fails_after_one_timeout_not_five(tmp_path):
     try:
         started = time.monotonic()
         with pytest.raises(PipelineError, match=r"tiny-imagenet-200.zip: no data for 1 s after 0 bytes; rerun to resume$"):
-            download.download(server.url, tmp_path / "a.zip", md5(PAYLOAD), len(PAYLOAD), progress=False, timeout=1)
+            download.download(server.url, tmp_path / "a.zip", digest(PAYLOAD), len(PAYLOAD), progress=False, timeout=1)
         assert time.monotonic() - started < 2.5 and len(server.requests) == 1
     finally:
         server.close()
@@ -251,7 +249,7 @@ def test_a_full_disk_removes_the_partial_download(tmp_path, served, monkeypatch)
     dest = tmp_path / "a.zip"
     with pytest.raises(PipelineError, match=rf"^{dest}: no space left on device \(the partial download, "
                                              r"\d[\d,]* of 1,024,000 bytes, was removed\)$"):
-        download.download(served, dest, md5(PAYLOAD), len(PAYLOAD), progress=False)
+        download.download(served, dest, digest(PAYLOAD), len(PAYLOAD), progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -282,7 +280,7 @@ def test_a_server_that_never_answers_times_out(tmp_path):
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/tiny-imagenet-200.zip"
         started = time.monotonic()
         with pytest.raises(PipelineError, match=r"127\.0\.0\.1:\d+/tiny-imagenet-200.zip: no response within 1 s$"):
-            download.download(url, tmp_path / "a.zip", md5(PAYLOAD), len(PAYLOAD), progress=False, timeout=1)
+            download.download(url, tmp_path / "a.zip", digest(PAYLOAD), len(PAYLOAD), progress=False, timeout=1)
         assert time.monotonic() - started < 10
         assert list(tmp_path.iterdir()) == []
     finally:
@@ -304,14 +302,14 @@ def test_cli_downloads_a_path_source_and_refuses_a_folder(tmp_path, small_tiny_z
                                           "size": small_tiny_zip.stat().st_size, "layout": "tiny_imagenet_zip"}
     sources["tree"] = {"path": str(tmp_path), "layout": "folder"}
     params["data"]["imagenet200"]["source"] = "local"
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    write_params(tmp_path / "params.yaml", params)
     command = ["imgclf", "download", "imagenet200", "--out", str(tmp_path / "raw.zip"), "--params",
                str(tmp_path / "params.yaml"), "--quiet"]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "source local" in result.stdout and (tmp_path / "raw.zip").read_bytes() == small_tiny_zip.read_bytes()
     params["data"]["imagenet200"]["source"] = "tree"
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    write_params(tmp_path / "params.yaml", params)
     result = subprocess.run([*command[:4], str(tmp_path / "again.zip"), *command[5:]], capture_output=True, text=True)
     assert result.returncode != 0 and not (tmp_path / "again.zip").exists()
     assert result.stderr.strip().splitlines()[-1] == "error: data.sources.tree: a folder source is read in place; nothing to download"
@@ -341,7 +339,7 @@ def test_the_deadline_covers_the_status_line_and_headers(tmp_path):
         started = time.monotonic()
         with pytest.raises(PipelineError, match=r"not complete after the deadline of 1 s \(data.download_deadline_s\); "
                                                  r"0 of 1,024,000 bytes kept"):
-            download.download(url, tmp_path / "a.zip", md5(PAYLOAD), len(PAYLOAD), progress=False, timeout=2, deadline=1)
+            download.download(url, tmp_path / "a.zip", digest(PAYLOAD), len(PAYLOAD), progress=False, timeout=2, deadline=1)
         assert time.monotonic() - started < 2
         assert not (tmp_path / "a.zip").exists()
     finally:

@@ -3,11 +3,12 @@ ImageNet layout served over HTTP on 127.0.0.1, goes through the data stages with
 DVC (identical bytes, and each engine reruns only what changed), and trains seed_cnn in both."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import dvc_stages_to_run, file_hashes, load_params, make_project, run, snakemake_jobs
+from conftest import dvc_stages_to_run, edit_params, file_hashes, load_params, make_project, run, snakemake_jobs
 from imgclf import download
 
 pytestmark = pytest.mark.slow
@@ -35,11 +36,20 @@ def projects(module_tmp, http_server, small_tiny_zip):
     return smk, dvc
 
 
-def set_param(project, section, key, value):
-    path = project / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    params[section][key] = value
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
+@pytest.fixture(scope="module")
+def trained(projects):
+    """The projects after the whole pipeline, in each engine."""
+    smk, dvc = projects
+    run(["snakemake", "--cores", "2"], smk)
+    run(["dvc", "repro"], dvc)
+    return projects
+
+
+@pytest.fixture
+def copies(projects, tmp_path):
+    """Copies of the projects as the module fixture left them (git, DVC cache, Snakemake's records
+    and all), for a test that changes its project."""
+    return tuple(Path(shutil.copytree(project, tmp_path / project.name, symlinks=True)) for project in projects)
 
 
 def test_both_engines_write_identical_arrays(projects):
@@ -49,13 +59,11 @@ def test_both_engines_write_identical_arrays(projects):
     assert file_hashes(dvc, "data/prepared/imagenet200", "data/raw") == expected
 
 
-def test_user_source_trains_seed_cnn_in_both_engines(projects):
+def test_user_source_trains_seed_cnn_in_both_engines(trained):
     """Download (over HTTP), prepare, train, evaluate and report from the user's source, in each
     engine: the same numbers, the report labels the row with its data, and the embedded sample,
     which no data set uses, is never generated."""
-    smk, dvc = projects
-    run(["snakemake", "--cores", "2"], smk)
-    run(["dvc", "repro"], dvc)
+    projects = smk, dvc = trained
     metrics = [yaml.safe_load((project / "reports/metrics/seed_cnn/seed0.json").read_text()) for project in projects]
     assert metrics[0]["test_images"] > 40 and metrics[0]["epochs"] == 2
     # the same run in either engine: every figure, the weights (the saved model, byte for byte),
@@ -69,10 +77,10 @@ def test_user_source_trains_seed_cnn_in_both_engines(projects):
         assert not (project / "data/sample").exists()
 
 
-def test_a_corrupt_metrics_file_is_rebuilt_by_the_command_its_message_names(projects):
+def test_a_corrupt_metrics_file_is_rebuilt_by_the_command_its_message_names(trained):
     """A truncated metrics file: the report fails in one line naming the file, the JSON error's
     place and the rebuild; that command alone gives back the complete table and the same numbers."""
-    smk, dvc = projects
+    smk, dvc = trained
     metrics = "reports/metrics/seed_cnn/seed0.json"
     for project, engine in ((smk, "snakemake"), (dvc, "dvc")):
         good = (project / metrics).read_text()
@@ -102,10 +110,10 @@ def test_second_run_does_nothing(projects):
     assert "didn't change, skipping" in result
 
 
-def test_image_size_reruns_prepare_not_download(projects):
-    smk, dvc = projects
-    for project in projects:
-        set_param(project, "data", "image_size", 16)
+def test_image_size_reruns_prepare_not_download(copies):
+    smk, dvc = copies
+    for project in copies:
+        edit_params(project / "params.yaml", {"data.image_size": 16})
     assert snakemake_jobs(smk, "data/prepared/imagenet200") == {"prepare": 1}
     # DVC: first its check of params.yaml, which writes each stage's params values (its file under
     # config/resolved); then, of the stages upstream of the prepared arrays, prepare alone
@@ -119,11 +127,9 @@ def test_image_size_reruns_prepare_not_download(projects):
     assert meta["image_size"] == 16 and meta["n_classes"] == 10
 
 
-def test_wrong_checksum_fails_the_download_stage_cleanly(projects):
-    _, dvc = projects
-    params = yaml.safe_load((dvc / "params.yaml").read_text())
-    params["data"]["sources"]["mydata"]["md5"] = "f" * 32
-    (dvc / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+def test_wrong_checksum_fails_the_download_stage_cleanly(copies):
+    _, dvc = copies
+    edit_params(dvc / "params.yaml", {"data.sources.mydata.md5": "f" * 32})
     result = run(["dvc", "repro", "download@imagenet200"], dvc, check=False)
     assert result.returncode != 0
     assert "MD5 mismatch" in result.stdout + result.stderr

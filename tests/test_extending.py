@@ -7,7 +7,7 @@ import os
 import pytest
 import yaml
 
-from conftest import make_project, run
+from conftest import dvc_commands, make_project, run, snakemake_commands, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -31,12 +31,6 @@ def _env(project):
     return {**os.environ, "PYTHONPATH": str(project / "src")}
 
 
-def _dvc_commands(project, env) -> dict:
-    out = run(["python", "-c", "from dvc.repo import Repo\nwith Repo('.') as r:\n"
-               "    [print(s.addressing, '|', s.cmd) for s in r.index.stages]"], project, env=env).stdout
-    return dict(line.split(" | ", 1) for line in out.splitlines() if " | " in line)
-
-
 def _append(path, text):
     path.write_text(path.read_text() + text)
 
@@ -50,14 +44,14 @@ def test_add_a_model_and_an_experiment(tmp_path):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["experiments"].append("tinynet_exp")
     params["tinynet_exp"] = {"threads": 1}
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_params(project / "params.yaml", params)
     run(["imgclf", "schema"], project, env=env)  # step 3
     run(["imgclf", "runs"], project, env=env)
-    commands = _dvc_commands(project, env)
+    commands = dvc_commands(project, env)
     assert "train@tinynet_exp-s0" in commands and "evaluate@tinynet_exp-s0" in commands
-    dry = run(["snakemake", "-n", "-p", "--forceall", "--cores", "1"], project, env=env).stdout
-    assert commands["train@tinynet_exp-s0"] in dry
-    assert dry.count("Shell command: imgclf train ") == sum(1 for name in commands if name.startswith("train"))
+    planned = snakemake_commands(project, "--forceall", env=env)
+    assert any(commands["train@tinynet_exp-s0"] in command for command in planned)
+    assert sum(command.startswith("imgclf train ") for command in planned) == sum(name.startswith("train") for name in commands)
     runs = yaml.safe_load((project / "config/runs.yaml").read_text())
     assert runs["train"]["tinynet_exp-s0"]["module"] == "src/imgclf/models/tinynet.py"
     run(["imgclf", "check-params", "--resolved", "config/resolved"], project, env=env)
@@ -74,11 +68,11 @@ def test_add_a_data_set(tmp_path):
             '\nregister(Experiment("cifar_b", "cifar_cnn", "cifar10b", defaults={"epochs": 1}))\n')
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["experiments"].append("cifar_b")
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_params(project / "params.yaml", params)
     run(["imgclf", "schema"], project, env=env)
     run(["imgclf", "runs"], project, env=env)
-    commands = _dvc_commands(project, env)
+    commands = dvc_commands(project, env)
     assert {"download_sample@cifar10b", "prepare@cifar10b", "train@cifar_b-s0"} <= set(commands)
-    dry = run(["snakemake", "-n", "-p", "--forceall", "--cores", "1"], project, env=env).stdout
+    planned = snakemake_commands(project, "--forceall", env=env)
     for name in ("download_sample@cifar10b", "prepare@cifar10b", "train@cifar_b-s0", "evaluate@cifar_b-s0"):
-        assert commands[name] in dry, name
+        assert any(commands[name] in command for command in planned), name

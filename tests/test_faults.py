@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, run
+from conftest import ROOT, run, write_params
 from imgclf import arrays, io_utils
 from imgclf.errors import PipelineError
 
@@ -156,7 +156,7 @@ def _twelve_class_params(path):
     """params.yaml for the 12-class test zip (conftest's small_tiny_zip)."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"]["imagenet200"]["n_classes"] = 12
-    path.write_text(yaml.safe_dump(params))
+    write_params(path, params)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import dvc_stages_to_run, file_hashes, load_params, make_project, run, snakemake_jobs
+from conftest import dvc_stages_to_run, dvc_up_to_date, edit_params, file_hashes, load_params, make_project, run, snakemake_jobs, write_params
 from imgclf import decode, sample
 from imgclf.errors import PipelineError
 from imgclf.sources import common, tree
@@ -117,7 +117,7 @@ def _params(root, path, profile="params.yaml"):
     params["data"].setdefault("sources", {})["mine"] = {"path": str(path), "layout": "folder"}
     params["data"]["imagenet200"].update(source="mine", n_classes=4)
     params["experiments"] = ["seed_cnn"]
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_params(root / "params.yaml", params)
     return root / "params.yaml"
 
 
@@ -209,9 +209,7 @@ def test_a_missing_folder_is_refused_by_both_engines_by_its_key(projects):
     root, smk, dvc = projects
 
     def point_at(project, path):
-        params = yaml.safe_load((project / "params.yaml").read_text())
-        params["data"]["sources"]["mine"]["path"] = str(path)
-        (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        edit_params(project / "params.yaml", {"data.sources.mine.path": str(path)})
 
     for project in (smk, dvc):
         point_at(project, "/does/not/exist")
@@ -236,10 +234,10 @@ def test_a_folder_source_settles_in_both_engines(tmp_path):
     project = make_project(tmp_path / "p")
     params = yaml.safe_load(_params(project, root, "config/ci.yaml").read_text())
     params["seed_cnn"]["seeds"] = [0]
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_params(project / "params.yaml", params)
     run(["imgclf", "runs"], project)
     run(["dvc", "repro"], project, timeout=900)
-    assert run(["dvc", "status", "--quiet"], project, check=False).returncode == 0
+    assert dvc_up_to_date(project)
     run(["make", "-s", "sync", "STAMP="], project, timeout=300)
     assert snakemake_jobs(project) == {} and dvc_stages_to_run(project) == set()
     (root / "class0" / "20.JPEG").write_bytes((root / "class1" / "0.JPEG").read_bytes())

@@ -9,7 +9,7 @@ import math
 import pytest
 import yaml
 
-from conftest import load_params, make_project, run
+from conftest import load_params, make_project, run, write_params
 
 pytestmark = pytest.mark.slow
 SEEDS = {"cifar_base_cnn": [0, 1, 2], "seed_cnn": [0, 1]}
@@ -56,7 +56,7 @@ def test_what_is_tensorflows_alone_is_refused_in_one_line(tmp_path):
     from conftest import ROOT
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    write_params(tmp_path / "params.yaml", params)
     result = run(["imgclf", "check-params", "--set", "autokeras.backend=jax"], tmp_path, check=False)
     assert result.returncode == 2 and result.stderr.splitlines() == [
         "error: params.yaml with overrides autokeras.backend=jax: autokeras.backend: AutoKeras runs on the TensorFlow "

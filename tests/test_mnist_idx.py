@@ -5,7 +5,6 @@ what users get wrong is refused in one line naming the file; both engines prepar
 alike and settle; Fashion-MNIST from Debian, where it is installed, is read and checked."""
 
 import gzip
-import hashlib
 import json
 import os
 import re
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import file_hashes, load_params, make_project, run, snakemake_jobs
+from conftest import digest, file_hashes, load_params, make_project, run, snakemake_jobs, write_params
 from imgclf import arrays, config, datasets, stages
 from imgclf.errors import PipelineError
 from imgclf.sources import mnist_idx, tree
@@ -116,7 +115,7 @@ def test_the_prefix_picks_one_emnist_split_and_checksums_are_of_the_decompressed
     balanced, letters = make_files(seed=1), make_files(seed=2)
     folder = write_folder(tmp_path / "emnist", balanced, prefix="emnist-balanced-", gz=())
     write_folder(folder, letters, prefix="emnist-letters-", gz=tuple(NAMES))
-    md5 = {role: hashlib.md5(data).hexdigest() for role, data in letters.items()}
+    md5 = {role: digest(data) for role, data in letters.items()}
     mnist_idx.prepare(folder, tmp_path / "out", settings(prefix="emnist-letters-", idx_md5=md5))
     assert (load_prepared(tmp_path / "out")[1]["test"][1] == mnist_idx.parse_idx(letters["test_labels"], "t", 1)).all()
     with pytest.raises(PipelineError, match=r"^.*emnist-balanced-train-images-idx3-ubyte: MD5 of its IDX bytes is "
@@ -186,7 +185,7 @@ def test_the_cli_exits_2_with_one_line(tmp_path):
     params = load_params()
     params["data"]["sources"] = {"mine": {"path": str(folder), "layout": "mnist_idx"}}
     params["data"]["imagenet200"] = {"source": "mine", "n_classes": 4}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    write_params(tmp_path / "params.yaml", params)
     result = run(["imgclf", "prepare", "imagenet200", "--source", str(folder), "--out", "out", "--params", "params.yaml"],
                  tmp_path, check=False)
     assert result.returncode == 2 and not (tmp_path / "out").exists()
@@ -370,7 +369,7 @@ def test_debians_fashion_mnist_is_the_builtin_source_and_its_checksums_hold(fash
     for path in Path(FASHION).iterdir():
         (copy / path.name.removesuffix(".gz")).write_bytes(gzip.decompress(path.read_bytes()))
     files = mnist_idx.read_files(copy)
-    assert {role: hashlib.md5(data).hexdigest() for role, (_, data) in files.items()} == \
+    assert {role: digest(data) for role, (_, data) in files.items()} == \
         datasets.BUILTIN_SOURCES["fashion_mnist"]["idx_md5"]
 
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, load_params, put, run
-from imgclf import config, datasets, experiments, overrides, paths, stages
+from conftest import ROOT, edit_params, load_params, put, run, snakemake_commands, write_params
+from imgclf import config, datasets, overrides, paths, stages
 from imgclf.errors import PipelineError
 
 
@@ -101,7 +101,7 @@ def test_bad_params_name_the_key(params, edit, message):
 def test_cli_rejects_bad_params_in_one_line(tmp_path, params):
     params["alexnet32"]["learning_rate"] = -1
     bad = tmp_path / "params.yaml"
-    bad.write_text(yaml.safe_dump(params))
+    write_params(bad, params)
     result = run(["imgclf", "check-params", "--params", str(bad)], tmp_path, check=False)
     assert result.returncode == 2 and result.stdout == ""
     assert [line for line in result.stderr.splitlines() if line.strip()] == [
@@ -113,7 +113,7 @@ def test_snakemake_rejects_bad_params_before_any_job(tmp_path, params):
     Snakemake stops before it builds the DAG, so no job is even planned."""
     params["data"]["n_classes_typo"] = 3
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump(params))
+    write_params(bad, params)
     result = run(["snakemake", "--cores", "1", "--dry-run", "--configfile", str(bad)], ROOT, check=False)
     assert result.returncode != 0
     lines = (result.stdout + result.stderr).splitlines()
@@ -158,9 +158,7 @@ def test_a_stale_run_list_stops_both_engines(tmp_path):
     from conftest import make_project
 
     project = make_project(tmp_path / "p")
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["alexnet32"]["seeds"] = [0, 7]
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    edit_params(project / "params.yaml", {"alexnet32.seeds": [0, 7]})
     result = run(["snakemake", "-n", "--cores", "1"], project, check=False)
     assert result.returncode != 0 and "config/runs.yaml: out of date with params.yaml" in result.stdout + result.stderr
     result = run(["imgclf", "check-params", "--resolved", "r"], project, check=False)
@@ -181,10 +179,9 @@ def test_configfile_is_what_the_stage_commands_read(tmp_path):
     project = make_project(tmp_path / "p", load_params("config/ci.yaml"))
     other = load_params("config/ci.yaml")
     other["data"]["image_size"] = 16
-    (project / "other.yaml").write_text(yaml.safe_dump(other, sort_keys=False))
+    write_params(project / "other.yaml", other)
     before = (project / "params.yaml").read_text()
-    dry = run(["snakemake", "-n", "-p", "--forceall", "--cores", "2", "--configfile", "other.yaml"], project).stdout
-    commands = [line.split("Shell command: ", 1)[1] for line in dry.splitlines() if "Shell command: " in line]
+    commands = snakemake_commands(project, "--forceall", "--configfile", "other.yaml")
     stage_commands = [c for c in commands if c.startswith("imgclf ") and not c.startswith("imgclf make-sample")]
     named = {c.split("--params ", 1)[1].split()[0] for c in stage_commands}
     assert len(stage_commands) > 20 and named == {"params.yaml"}, stage_commands[:3]
@@ -207,7 +204,7 @@ def test_load_errors_name_the_file(tmp_path):
         config.load(tmp_path / "list.yaml")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["seed_cnn"]["epochs"] = "three"
-    (tmp_path / "typo.yaml").write_text(yaml.safe_dump(params))
+    write_params(tmp_path / "typo.yaml", params)
     with pytest.raises(PipelineError, match=rf"^{tmp_path / 'typo.yaml'}: seed_cnn.epochs: 'three' is not of type 'integer'$"):
         config.load(tmp_path / "typo.yaml")
     params["seed_cnn"]["epochs"] = 3
@@ -334,7 +331,7 @@ def test_snakemake_config_entries_become_typed_dotted_overrides(params):
 
 def test_overrides_go_through_the_same_validation(tmp_path, params):
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
+    write_params(path, params)
     loaded = config.load(path, {"seed_cnn.epochs": 3, "data.imagenet200.n_classes": 10})
     assert loaded["seed_cnn"]["epochs"] == 3 and loaded["data"]["imagenet200"]["n_classes"] == 10
     assert config.load(path)["seed_cnn"]["epochs"] == params["seed_cnn"]["epochs"]  # the file is untouched
@@ -373,7 +370,7 @@ def test_an_override_reaches_only_the_stages_that_read_it(params):
 
 def test_the_cli_applies_set_options(tmp_path, params):
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
+    write_params(path, params)
     result = run(["imgclf", "check-params", "--params", str(path), "--set", "seed_cnn.batch_size=-1"], tmp_path,
                  check=False)
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
@@ -435,8 +432,8 @@ def test_a_bad_profile_is_refused_in_one_line(tmp_path, profile, overlay, messag
 def test_several_configfiles_are_laid_over_params_yaml_in_order():
     """As in any Snakemake workflow, several --configfile are laid over params.yaml in order (and
     --config on top); the stages read params.yaml with the differences (``--set``)."""
-    result = run(["snakemake", "--cores", "1", "--dry-run", "--printshellcmds", "--forceall", "--configfile",
-                  "config/ci.yaml", "config/full.yaml", "--config", "seed_cnn={epochs: 2}"], ROOT)
-    commands = [line for line in result.stdout.splitlines() if line.startswith("Shell command: imgclf train seed_cnn ")]
+    commands = [command for command in snakemake_commands(ROOT, "--forceall", "--configfile", "config/ci.yaml",
+                                                           "config/full.yaml", "--config", "seed_cnn={epochs: 2}")
+                if command.startswith("imgclf train seed_cnn ")]
     assert len(commands) == 1  # full.yaml's seeds: [0] over ci.yaml's [0, 1]
     assert "--set seed_cnn.epochs=2 " in commands[0] and "--set seed_cnn.threads=4 " in commands[0]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run, snakemake_jobs
+from conftest import ROOT, file_hashes, run, snakemake_jobs
 from imgclf import config, experiments, paths, stages
 
 pytestmark = pytest.mark.slow
@@ -151,20 +151,24 @@ def _tracked(project) -> dict[str, bytes]:
             if (project / name).is_file() and name != ".slurm-run.log"}  # run_pipeline's SLURM log
 
 
-def test_a_second_clean_run_leaves_every_tracked_file_byte_for_byte(ci_project, tmp_path):
-    """Results files hold results only (timings go to logs/, models are saved without dates or
-    addresses): a second clean run of the same commit writes every tracked file, dvc.lock included,
-    byte for byte as the first, and leaves DVC with nothing to do. The second runs on local
-    Snakemake: where the first went through SLURM (CI), every run's figures and weights (dvc.lock
-    holds each model directory's hash) are shown equal across the two executors."""
-    from conftest import load_params, make_project, run_pipeline
+def test_dvc_repro_of_the_same_commit_writes_every_tracked_file_byte_for_byte(ci_project, tmp_path):
+    """Both engines on every experiment: ``dvc repro`` of the same commit in a fresh clone runs every
+    stage of the ci DAG and writes every tracked file as the Snakemake run did, byte for byte: each
+    model's weights (dvc.lock holds each model directory's hash, and is itself equal), every metrics,
+    evaluation and per-epoch file, and the results table. Results files hold results only (timings
+    go to logs/, models are saved without dates or addresses). Where the Snakemake run went through
+    SLURM (CI), the two executors agree as well. DVC has nothing left to do in either project."""
+    from conftest import load_params, make_project
 
-    second = make_project(tmp_path / "second", load_params("config/ci.yaml"))
-    run_pipeline(second, slurm=False)
+    second = make_project(tmp_path / "dvc", load_params("config/ci.yaml"))
+    run(["dvc", "repro"], second, timeout=2400)
     first, again = _tracked(ci_project), _tracked(second)
     assert "dvc.lock" in first and any(name.startswith("reports/metrics/") for name in first)
+    models = {name for name in (ci_project / "models").rglob("*") if name.is_file()}
+    assert len({path.parent.parent for path in models}) == len(EXPERIMENTS)  # every experiment trained
     assert sorted(again) == sorted(first)
     assert [name for name in first if first[name] != again[name]] == []
+    assert file_hashes(second, "models") == file_hashes(ci_project, "models")  # outside git: cache: false or DVC-tracked
     for project in (ci_project, second):
         assert "up to date" in run(["dvc", "status"], project).stdout
     timings = second / paths.timings_file("seed_cnn", 0, "train")

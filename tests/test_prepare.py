@@ -9,7 +9,7 @@ import pytest
 import yaml
 from PIL import Image, UnidentifiedImageError
 
-from conftest import ROOT, run
+from conftest import ROOT, digest, run, write_params
 from imgclf import arrays, config, datasets, decode, sample, splits
 from imgclf.sources import cifar10, common, tiny_imagenet, zipread
 from imgclf.sources import folder as folder_source
@@ -332,7 +332,7 @@ def test_bad_archives_fail_cleanly_through_the_cli(case, message, small_tiny_zip
         archive = small_tiny_zip
     chosen = yaml.safe_load(params.read_text())
     chosen["data"]["imagenet200"]["n_classes"] = 13 if case == "too_many_classes" else 12
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(chosen))
+    write_params(tmp_path / "params.yaml", chosen)
     out = tmp_path / "prepared"
     result = run(["imgclf", "prepare", "imagenet200", "--source", str(archive), "--out", str(out),
                   "--params", str(tmp_path / "params.yaml"), "--threads", "2"], tmp_path, check=False)
@@ -461,11 +461,10 @@ def test_prepare_decodes_in_as_many_processes_as_threads(small_tiny_zip, tmp_pat
 def test_split_file_bytes_are_stable(tmp_path):
     """The .npz bytes are pinned: a changed byte would change the prepared data's DVC hash and
     rerun every training stage downstream, though no number changed."""
-    import hashlib
 
     images = np.arange(500 * 32 * 32 * 3, dtype=np.uint64).astype(np.uint8).reshape(500, 32, 32, 3)
     arrays.save_split(tmp_path / "s.npz", images, np.arange(500, dtype=np.int32))
-    assert hashlib.md5((tmp_path / "s.npz").read_bytes()).hexdigest() == "ffde75b2f2fc7b1230556b1401e4984c"
+    assert digest(tmp_path / "s.npz") == "ffde75b2f2fc7b1230556b1401e4984c"
     loaded_images, loaded_labels = arrays.load_split(tmp_path / "s.npz")
     assert np.array_equal(loaded_images, images) and np.array_equal(loaded_labels, np.arange(500))
 

@@ -14,7 +14,7 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, put
+from conftest import ROOT, put, write_params
 from imgclf import config, evaluate, overrides, report, splits
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -301,7 +301,7 @@ def test_a_profile_reads_back_over_params_yaml(overlay):
     with tempfile.TemporaryDirectory() as tmp:
         params_path, profile = Path(tmp, "params.yaml"), Path(tmp, "profile.yaml")
         params_path.write_text(base_text)
-        profile.write_text(yaml.safe_dump(overlay))
+        write_params(profile, overlay)
         note = f"# {profile} laid over this file (`imgclf params --profile {profile}`)\n"
         text, params = config.apply_profile(params_path, str(profile))
         assert yaml.safe_load(text) == expected

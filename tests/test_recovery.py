@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import dvc_stages_to_run, fault_env, file_hashes, load_params, make_project, run, snakemake_jobs
+from conftest import dvc_stages_to_run, dvc_up_to_date, edit_params, fault_env, file_hashes, load_params, make_project, run, snakemake_jobs, write_params
 
 pytestmark = pytest.mark.slow
 TRACKED = ("data/sample", "data/raw", "data/prepared", "models", "reports")
@@ -107,7 +107,7 @@ def project(finished, tmp_path):
 
 def both_idle(project: Path) -> bool:
     return snakemake_jobs(project) == {} and dvc_stages_to_run(project) == set() and \
-        run(["dvc", "status", "--quiet"], project, check=False).returncode == 0
+        dvc_up_to_date(project)
 
 
 def rerun(project: Path, engine: str) -> None:
@@ -339,7 +339,6 @@ def test_make_report_writes_snakemakes_html_report(project):
 def test_a_cluster_resource_reruns_nothing(project, key):
     """Scheduling keys choose where a job runs, not what it computes: neither engine reruns a
     stage (DVC only re-checks params.yaml, its check_params stage, which writes the same files)."""
-    import yaml
 
     from imgclf import experiments
 
@@ -347,14 +346,12 @@ def test_a_cluster_resource_reruns_nothing(project, key):
 
     assert experiments.COMMON[key].role == "scheduling"
     path = project / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    params["seed_cnn"][key] = config.load(path)["seed_cnn"][key] + 7
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    edit_params(path, {f"seed_cnn.{key}": config.load(path)["seed_cnn"][key] + 7})
     assert snakemake_jobs(project) == {}
     assert dvc_stages_to_run(project) == {"check_params"}
     result = run(["dvc", "repro"], project).stdout
     assert result.count("Running stage") == 1 and "Running stage 'check_params'" in result
-    assert run(["dvc", "status", "--quiet"], project, check=False).returncode == 0
+    assert dvc_up_to_date(project)
 
 
 @pytest.mark.parametrize("batch_size", [64, 32], ids=["the default", "another value"])
@@ -372,7 +369,7 @@ def test_a_param_left_to_its_default_is_tracked_like_a_stated_one(finished, proj
     params = yaml.safe_load(path.read_text())
     assert "batch_size" not in params["seed_cnn"] and config.load(path)["seed_cnn"]["batch_size"] == 64
     params["seed_cnn"]["batch_size"] = batch_size
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    write_params(path, params)
     run(["imgclf", "runs", "--check"], project)
     changed = batch_size != 64
     assert snakemake_jobs(project) == ({"train": 1, "evaluate": 1, "report": 1} if changed else {})
@@ -381,7 +378,7 @@ def test_a_param_left_to_its_default_is_tracked_like_a_stated_one(finished, proj
     assert names == {"check_params", *((DVC_STAGE["train"], DVC_STAGE["evaluate"], "report") if changed else ())}
     resolved = json.loads((project / "config/resolved/train/seed_cnn.json").read_text())
     assert resolved["seed_cnn.batch_size"] == batch_size
-    assert run(["dvc", "status", "--quiet"], project, check=False).returncode == 0
+    assert dvc_up_to_date(project)
     assert (outputs(project) != expected) == changed
 
 
@@ -389,12 +386,9 @@ def test_a_param_left_to_its_default_is_tracked_like_a_stated_one(finished, proj
 def test_two_selected_experiments_give_a_two_row_report(project, engine):
     """Selecting a second experiment (on the other data set) and writing the run list again: either
     engine runs just the new experiment's chain and a report of exactly the two."""
-    import yaml
 
     path = project / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    params["experiments"] = ["cifar_base_cnn", "seed_cnn"]
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    edit_params(path, {"experiments": ["cifar_base_cnn", "seed_cnn"]})
     stale = run(["dvc", "repro"], project, check=False)
     assert stale.returncode != 0 and "error: config/runs.yaml: out of date with params.yaml" in stale.stdout + stale.stderr
     run(["imgclf", "runs"], project)
@@ -456,9 +450,7 @@ def test_metrics_and_plots_compare_in_a_fresh_clone_without_the_remote(project, 
     metrics = "reports/metrics/seed_cnn/seed0.json"
     head = json.loads((clone / metrics).read_text())
     path = clone / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    params["seed_cnn"]["learning_rate"] *= 3
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    edit_params(path, {"seed_cnn.learning_rate": yaml.safe_load(path.read_text())["seed_cnn"]["learning_rate"] * 3})
     run(["dvc", "repro", DVC_STAGE["evaluate"]], clone, timeout=900)
     new = json.loads((clone / metrics).read_text())
     assert new["loss"] != head["loss"]

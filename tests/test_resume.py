@@ -9,9 +9,8 @@ import subprocess
 
 import numpy as np
 import pytest
-import yaml
 
-from conftest import fault_env, load_params, run
+from conftest import fault_env, load_params, run, write_params
 
 pytestmark = pytest.mark.slow
 RESULT_KEYS = ("top1", "top5", "loss", "train_top1", "train_top5", "train_loss", "top_class_share",
@@ -28,7 +27,7 @@ def workspace(module_tmp, small_tiny_zip):
     params["cifar_densenet201_finetune"].update(epochs=1, batch_size=16, kfold=2, train_subset=60, val_subset=24,
                                                 unfreeze_from="conv5_block31_")
     params["autokeras"].update(epochs=2, batch_size=16, max_trials=2, train_subset=120, val_subset=24)
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    write_params(root / "params.yaml", params)
     run(["imgclf", "prepare", "imagenet200", "--source", str(small_tiny_zip), "--out", "data", "--threads", "1"], root)
     return root
 

@@ -1,7 +1,7 @@
 """The CI pipeline on a real single-node SLURM cluster through --profile profiles/slurm (the
 session's ``ci_project`` run goes through SLURM where slurm-wlm is installed): every non-local
 job is submitted with sbatch, and the outputs equal a local run's (every run's, byte for byte, in
-test_pipeline.py's second clean run)."""
+test_pipeline.py's ``dvc repro`` of the same commit)."""
 
 import os
 import re

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from conftest import ROOT, load_params, own_work_tree
-from imgclf import codedeps, config, overrides, paths, resolved, stages
+from imgclf import codedeps, config, paths, resolved, stages
 from imgclf.errors import PipelineError
 
 LIVE = ("metrics.json", "plots")  # dvc.yaml tracks DVCLive's two parts; Snakemake the directory

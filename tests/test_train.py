@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import write_params
 from imgclf import data, datasets, experiments, seeding, splits
 from imgclf.models import transfer
 from test_models import _local_weights
@@ -271,7 +272,6 @@ def test_train_command_honours_threads(ten_class_data, tmp_path):
     """``--threads`` (what Snakemake passes) sizes TensorFlow's pools in the training process; without
     it (DVC's command) the experiment's ``threads`` param does. train.json reads the pools back from
     TensorFlow after the run configured them."""
-    import yaml
 
     from conftest import run
 
@@ -279,7 +279,7 @@ def test_train_command_honours_threads(ten_class_data, tmp_path):
     params = json.loads(json.dumps(params))
     params["cifar_base_cnn"].update(epochs=1, batch_size=32, train_subset=100, val_subset=20, train_eval_images=20,
                                     threads=2, seeds=[0])
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_params(tmp_path / "params.yaml", params)
     base = ["imgclf", "train", "cifar_base_cnn", "--seed", "0", "--data", str(data_dir), "--params", "params.yaml"]
     for out, extra, expected in (("one", ["--threads", "1"], 1), ("param", [], 2)):
         run([*base, "--out", out, *extra], tmp_path, timeout=600)
@@ -293,7 +293,6 @@ def test_the_cpu_isa_param_caps_onednn(ten_class_data, tmp_path):
     """``cpu_isa`` caps the instruction set oneDNN uses in the training process, by oneDNN's own
     verbose log (the ISA it runs with): ``sse41``, below what any x86-64 machine this stack runs on
     has, gives SSE4.1, and ``avx2`` AVX2; ``native`` (no cap) is what the machine offers."""
-    import yaml
 
     from conftest import run
 
@@ -305,7 +304,7 @@ def test_the_cpu_isa_param_caps_onednn(ten_class_data, tmp_path):
     isas = {}
     for isa in ("sse41", "avx2", "native"):
         params["cifar_base_cnn"]["cpu_isa"] = isa
-        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        write_params(tmp_path / "params.yaml", params)
         result = run(["imgclf", "train", "cifar_base_cnn", "--seed", "0", "--data", str(data_dir), "--params",
                       "params.yaml", "--out", isa, "--threads", "1"], tmp_path, timeout=600, env=env)
         isas[isa] = {line.split("isa:", 1)[1] for line in result.stdout.splitlines()
@@ -318,14 +317,15 @@ def test_the_cpu_isa_param_caps_onednn(ten_class_data, tmp_path):
 @pytest.mark.slow
 def test_two_devices_train_save_and_evaluate_like_one(ten_class_data, tmp_path):
     """gpus: 2 on two logical CPU devices (the CPU split by the test harness, ``fault_env``): training
-    runs under MirroredStrategy (train.json says 2 replicas), the global batch split across them,
-    and the saved model evaluates like the single-device one's: its training loss falls as far, and
-    its test top-1 is the same within a few images."""
+    runs under MirroredStrategy (train.json says 2 replicas), the global batch split across them
+    (each replica's ``train_step`` is handed 16 of the 32 images, as the harness's
+    ``IMGCLF_REPLICA_BATCHES`` observes, and every image still trains once an epoch), and the saved
+    model evaluates like the single-device one's: its training loss falls as far, and its test top-1
+    is the same within a few images."""
     import copy
     import os
     import subprocess
 
-    import yaml
 
     from conftest import fault_env
 
@@ -335,19 +335,23 @@ def test_two_devices_train_save_and_evaluate_like_one(ten_class_data, tmp_path):
     for gpus in (1, 2):
         params["cifar_base_cnn"].update(epochs=2, batch_size=32, augment_flip=False, augment_crop=0, gpus=gpus,
                                         train_subset=480, train_eval_images=200, seeds=[0])
-        (tmp_path / f"p{gpus}.yaml").write_text(yaml.safe_dump(params))
+        write_params(tmp_path / f"p{gpus}.yaml", params)
         # training on two logical CPU devices; evaluation on the one CPU device, as on one GPU
+        batches = tmp_path / f"batches{gpus}.txt"
         for command, env in ((["train", "cifar_base_cnn", "--data", str(data_dir), "--out", f"m{gpus}"],
-                              fault_env(logical_cpus=2)),
+                              {**fault_env(logical_cpus=2), "IMGCLF_REPLICA_BATCHES": str(batches)}),
                              (["evaluate", "cifar_base_cnn", "--data", str(data_dir), "--model", f"m{gpus}",
                                "--metrics", f"m{gpus}.json", "--out", f"e{gpus}"], os.environ)):
             done = subprocess.run(["imgclf", *command, "--threads", "2", "--params", f"p{gpus}.yaml"], cwd=tmp_path,
                                   env=env, capture_output=True, text=True, timeout=600)
             assert done.returncode == 0, done.stderr[-3000:]
         meta = json.loads((tmp_path / f"m{gpus}" / "train.json").read_text())
-        results[gpus] = meta, json.loads((tmp_path / f"m{gpus}.json").read_text())
-    (one, one_metrics), (two, two_metrics) = results[1], results[2]
+        results[gpus] = meta, json.loads((tmp_path / f"m{gpus}.json").read_text()), \
+            [int(line) for line in batches.read_text().split()]
+    (one, one_metrics, one_batches), (two, two_metrics, two_batches) = results[1], results[2]
     assert one["replicas"] == 1 and two["replicas"] == 2
+    assert max(one_batches) == 32 and max(two_batches) == 16 and len(two_batches) == 2 * len(one_batches)
+    assert sum(one_batches) == sum(two_batches) == 2 * one["train_images"], (one_batches, two_batches)
     assert one["params"] == two["params"] and one["epochs"] == two["epochs"] == 2
     # dropout masks and each replica's BatchNorm batch statistics differ, so the losses agree only
     # statistically; both fall the same way and the saved models test alike
@@ -364,14 +368,13 @@ def test_a_batch_the_devices_cannot_share_is_refused(ten_class_data, tmp_path):
     import copy
     import subprocess
 
-    import yaml
 
     from conftest import fault_env
 
     data_dir, params = ten_class_data
     params = copy.deepcopy(params)
     params["cifar_base_cnn"].update(batch_size=33, gpus=2, seeds=[0])
-    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    write_params(tmp_path / "p.yaml", params)
     done = subprocess.run(["imgclf", "train", "cifar_base_cnn", "--data", str(data_dir), "--out", "m", "--threads", "2",
                            "--params", "p.yaml"], cwd=tmp_path, env=fault_env(logical_cpus=2), capture_output=True,
                           text=True, timeout=600)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, dvc_stages_to_run, file_hashes, load_params, run, snakemake_jobs
+from conftest import ROOT, dvc_stages_to_run, dvc_up_to_date, edit_params, file_hashes, load_params, run, snakemake_jobs
 from imgclf import config, experiments, paths, stages
 
 pytestmark = pytest.mark.slow
@@ -131,10 +131,8 @@ def _edit_params(project, section, key, value):
     path = project / "params.yaml"
     before, stat = path.read_text(), path.stat()
     check = ["imgclf", "check-params", "--resolved", paths.RESOLVED_DIR]
-    params = yaml.safe_load(before)
     assert config.load(path)[section][key] != value
-    params.setdefault(section, {})[key] = value
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    edit_params(path, {f"{section}.{key}": value})
     run(check, project)
 
     def undo():
@@ -223,7 +221,7 @@ RECHECKS = {"data param", "experiment param", "upstream model param", "the exper
 def test_nothing_changed_nothing_reruns(ci_project):
     assert snakemake_jobs(ci_project) == {}
     assert dvc_stages_to_run(ci_project) == set()
-    assert run(["dvc", "status", "--quiet"], ci_project, check=False).returncode == 0
+    assert dvc_up_to_date(ci_project)
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -306,6 +304,6 @@ def test_push_then_pull_into_a_fresh_clone(ci_project, tmp_path):
     run(["make", "-s", "pull", "STAMP="], clone)
     tracked = ("data/prepared", "models", "reports/metrics", "reports/figures")
     assert file_hashes(clone, *tracked) == file_hashes(ci_project, *tracked)
-    assert run(["dvc", "status", "--quiet"], clone, check=False).returncode == 0
+    assert dvc_up_to_date(clone)
     assert dvc_stages_to_run(clone) == set()
     assert snakemake_jobs(clone) == {}
