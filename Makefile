@@ -52,11 +52,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	pytest -q -ra -m "not slow" --random-order-bucket=module
 
-# Mutation testing of the cores that decide numbers and reruns ([tool.mutmut] in pyproject.toml):
-# prints mutmut's last lines, the score and every surviving mutant with its reason, records them in
-# bench/records/mutation-<date>.log, and fails when mutmut fails or the score is under the target.
-# MUTANTS='imgclf.evaluate.*' runs and scores only the mutants it matches, and records nothing
-# (CI's check that mutmut's stats run works at every commit).
+# Mutation testing of the modules the promises rest on ([tool.mutmut] in pyproject.toml): prints
+# mutmut's last lines, the score per module and every surviving mutant with its reason, records them
+# in bench/records/mutation-<date>.log (with the digest of what it scored, which the suite compares
+# with the work tree), and fails when mutmut fails, a target is missed or a survivor has no reason.
+# MUTANTS='imgclf.evaluate.*' runs and scores only the mutants it matches, and records nothing.
 mutate: $(STAMP)
 	$(VENV)/bin/pip install --quiet -c requirements.lock -e '.[mutate]'
 	rm -rf mutants
