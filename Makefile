@@ -54,9 +54,10 @@ test-fast: $(STAMP)
 
 # Mutation testing of the modules the promises rest on ([tool.mutmut] in pyproject.toml): prints
 # mutmut's last lines, the score per module and every surviving mutant with its reason, records them
-# in bench/records/mutation-<date>.log (with the digest of what it scored, which the suite compares
-# with the work tree), and fails when mutmut fails, a target is missed or a survivor has no reason.
-# MUTANTS='imgclf.evaluate.*' runs and scores only the mutants it matches, and records nothing.
+# in bench/records/mutation-<date>.log (with the digest of what it scored, which
+# `python bench/mutation_score.py --check` compares with the work tree), and fails when mutmut fails,
+# a target is missed or a survivor has no reason. MUTANTS='imgclf.evaluate.*' runs and scores only
+# the mutants it matches (CI's check that mutmut runs at every commit), and records nothing.
 mutate: $(STAMP)
 	$(VENV)/bin/pip install --quiet -c requirements.lock -e '.[mutate]'
 	rm -rf mutants
