@@ -52,7 +52,7 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	pytest -q -ra -m "not slow" --random-order-bucket=module
 
-# Mutation testing of the modules the promises rest on ([tool.mutmut] in pyproject.toml): prints
+# Mutation testing of the cores that decide numbers and reruns ([tool.mutmut] in pyproject.toml): prints
 # mutmut's last lines, the score per module and every surviving mutant with its reason, records them
 # in bench/records/mutation-<date>.log (with the digest of what it scored, which
 # `python bench/mutation_score.py --check` compares with the work tree), and fails when mutmut fails,
