@@ -1,10 +1,12 @@
 """Keras' JAX backend (``backend: jax``): the ci profile's cifar_base_cnn and seed_cnn, trained and
 evaluated by the pipeline's own commands on JAX, score within the seed spread of the same runs on
-TensorFlow; what is TensorFlow's alone is refused in one line. (A JAX run killed mid-epoch resuming
+TensorFlow (three seeds each, compared by their medians: at the ci profile's sizes one seed_cnn run
+in a few collapses onto few classes, in either backend and depending on the CPU's instruction sets); what is TensorFlow's alone is refused in one line. (A JAX run killed mid-epoch resuming
 to the undisturbed JAX run's weights: tests/test_resume.py.)"""
 
 import json
 import math
+import statistics
 
 import pytest
 import yaml
@@ -12,7 +14,7 @@ import yaml
 from conftest import load_params, make_project, run, write_params
 
 pytestmark = pytest.mark.slow
-SEEDS = {"cifar_base_cnn": [0, 1, 2], "seed_cnn": [0, 1]}
+SEEDS = {"cifar_base_cnn": [0, 1, 2], "seed_cnn": [0, 1, 2]}
 DATASET = {"cifar_base_cnn": "cifar10", "seed_cnn": "imagenet200"}
 
 
@@ -41,14 +43,14 @@ def scores(module_tmp):
 
 @pytest.mark.parametrize("name", list(SEEDS))
 def test_jax_runs_score_within_the_tensorflow_seed_spread(scores, name):
-    """The JAX runs' mean test top-1 lies within the TensorFlow runs' range, widened by two
+    """The JAX runs' median test top-1 lies within the TensorFlow runs' range, widened by two
     standard errors of a top-1 on this test split (the spread a handful of seeds can miss)."""
     tf = [scores[name, "tensorflow", seed]["top1"] for seed in SEEDS[name]]
     jax = [scores[name, "jax", seed]["top1"] for seed in SEEDS[name]]
     images = scores[name, "tensorflow", SEEDS[name][0]]["test_images"]
-    mean = sum(tf) / len(tf)
-    margin = 2 * math.sqrt(max(mean * (1 - mean), 1 / images) / images)
-    assert min(tf) - margin <= sum(jax) / len(jax) <= max(tf) + margin, (tf, jax, margin)
+    middle = statistics.median(tf)
+    margin = 2 * math.sqrt(max(middle * (1 - middle), 1 / images) / images)
+    assert min(tf) - margin <= statistics.median(jax) <= max(tf) + margin, (tf, jax, margin)
     assert all(scores[name, "jax", seed]["top1"] > scores[name, "jax", seed]["chance_top1"] for seed in SEEDS[name])
 
 
