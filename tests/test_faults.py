@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, run, write_params
-from imgclf import arrays, io_utils
+from imgclf import arrays, config, io_utils
 from imgclf.errors import PipelineError
 
 
@@ -115,8 +115,11 @@ def test_a_directory_output_is_swapped_not_deleted_first(tmp_path, monkeypatch, 
     assert sorted(p.name for p in out.iterdir()) == ["new"] and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-def test_tidy_removes_stale_temporaries_of_every_output(tmp_path):
+def test_tidy_removes_stale_temporaries_of_every_output(tmp_path, monkeypatch, capsys):
+    """``imgclf tidy`` (called in this process) removes what killed runs left beside the stage
+    outputs, and a partial download no selected source resumes from; nothing else."""
     from conftest import make_project
+    from imgclf import cli, datasets, paths
 
     project = make_project(tmp_path / "p")
     dead = _dead_pid()
@@ -125,11 +128,21 @@ def test_tidy_removes_stale_temporaries_of_every_output(tmp_path):
     for path in stale:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.mkdir() if not path.name.endswith(".tmp") else path.write_text("{")
-    keep = project / "models/seed_cnn/notes.txt"
-    keep.write_text("mine")
-    result = run(["imgclf", "tidy"], project)
-    assert sorted(result.stdout.splitlines()) == sorted(f"removed {p.relative_to(project)} (left by a killed run)" for p in stale)
-    assert not any(p.exists() for p in stale) and keep.exists()
+    source = datasets.source_of("imagenet200", config.load(project / "params.yaml")["data"])[1]
+    resumed = project / paths.partial_download(paths.raw_archive("imagenet200", ".zip"), source["md5"])
+    other = project / paths.partial_download(paths.raw_archive("imagenet200", ".zip"), "0" * 32)
+    for part in (resumed, other):
+        part.parent.mkdir(parents=True, exist_ok=True)
+        part.write_bytes(b"x")
+    stale.append(other)
+    keep = [project / "models/seed_cnn/notes.txt", project / f"models/seed_cnn/.seed0.{os.getpid()}.y", resumed]
+    for path in keep[:2]:
+        path.write_text("mine")
+    monkeypatch.chdir(project)
+    assert cli.main(["tidy"]) == 0
+    assert sorted(capsys.readouterr().out.splitlines()) == sorted(
+        f"removed {p.relative_to(project)} (left by a killed run)" for p in stale)
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in keep)
 
 
 def test_disk_full_names_the_output_and_leaves_nothing(tmp_path, monkeypatch):

@@ -437,3 +437,26 @@ def test_several_configfiles_are_laid_over_params_yaml_in_order():
                 if command.startswith("imgclf train seed_cnn ")]
     assert len(commands) == 1  # full.yaml's seeds: [0] over ci.yaml's [0, 1]
     assert "--set seed_cnn.epochs=2 " in commands[0] and "--set seed_cnn.threads=4 " in commands[0]
+
+
+def test_a_run_depends_on_its_sections_result_keys_not_on_scheduling_runs_or_evaluation():
+    """What a training run's record (train.json, the resolved params) keeps of its section: every
+    key but the cluster requests, the seed list and what only the evaluation reads."""
+    from imgclf import experiments
+
+    section = config.load(ROOT / "params.yaml")["cifar_densenet201_finetune"]
+    kept = experiments.result_params(section)
+    assert set(section) - set(kept) == {"runtime_min", "mem_mb", "gpus", "seeds", "train_eval_images"}
+    assert {"kfold", "lr_factor", "unfreeze_from", "epochs", "threads", "cpu_isa"} <= set(kept)
+    assert kept == {key: section[key] for key in kept}
+
+
+def test_an_experiment_is_found_by_name_and_an_unknown_one_is_refused_naming_the_known():
+    from imgclf import experiments
+
+    assert all(experiments.get(name).name == name for name in experiments.EXPERIMENTS)
+    with pytest.raises(PipelineError) as caught:
+        experiments.get("resnet50")
+    assert str(caught.value) == ("unknown experiment 'resnet50'; known: seed_cnn, seed_cnn_hwc, autokeras, alexnet32, "
+                                 "densenet121, densenet169, densenet201, densenet161, densenet121_small_stem, "
+                                 "cifar_base_cnn, cifar_densenet201_transfer, cifar_densenet201_finetune")

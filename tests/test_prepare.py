@@ -9,7 +9,7 @@ import pytest
 import yaml
 from PIL import Image, UnidentifiedImageError
 
-from conftest import ROOT, digest, run, write_params
+from conftest import ROOT, digest, load_params, run, write_params
 from imgclf import arrays, config, datasets, decode, sample, splits
 from imgclf.sources import cifar10, common, tiny_imagenet, zipread
 from imgclf.sources import folder as folder_source
@@ -278,6 +278,27 @@ def test_prepare_is_byte_identical_and_worker_independent(small_tiny_zip, tmp_pa
     tiny_imagenet.prepare(small_tiny_zip, tmp_path / "b", data, workers=2)
     for name in ("train.npz", "val.npz", "test.npz", "classes.tsv"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_the_prepare_command_reads_each_source_with_its_layouts_module(small_tiny_zip, tmp_path, data_params, capsys):
+    """``imgclf prepare`` (called in this process) picks the module of the source's layout: the
+    archive's arrays are those of the layout's own ``prepare``, and a CIFAR-10 source goes through
+    the CIFAR reader."""
+    from imgclf import cli
+
+    chosen = load_params()
+    chosen["data"]["imagenet200"]["n_classes"] = 12
+    params = write_params(tmp_path / "params.yaml", chosen)
+    out = tmp_path / "cli"
+    assert cli.main(["prepare", "imagenet200", "--source", str(small_tiny_zip), "--out", str(out),
+                     "--params", str(params), "--threads", "1"]) == 0
+    assert capsys.readouterr().out == f"{out}: 216 train, 24 val, 60 test images, 12 classes at 32x32\n"
+    tiny_imagenet.prepare(small_tiny_zip, tmp_path / "direct", small_data(data_params), workers=1)
+    for name in ("train.npz", "val.npz", "test.npz", "classes.tsv"):
+        assert (out / name).read_bytes() == (tmp_path / "direct" / name).read_bytes()
+    assert {name: datasets.layout_module(name).__name__ for name in datasets.LAYOUTS} == {
+        "tiny_imagenet_zip": "imgclf.sources.tiny_imagenet", "cifar10_binary": "imgclf.sources.cifar10",
+        "folder": "imgclf.sources.folder", "mnist_idx": "imgclf.sources.mnist_idx"}
 
 
 def test_image_size_and_filter_apply(small_tiny_zip, tmp_path, data_params):

@@ -171,6 +171,36 @@ def test_folder_source_replaces_the_tiny_imagenet_archive(tmp_path):
     assert table["prepare@cifar10"].deps == ["data/raw/cifar10.tar.gz"]  # CIFAR-10 keeps its archive
 
 
+def test_snakemakes_trigger_for_a_folder_source_is_its_listing_and_a_missing_path_is_named(tmp_path):
+    """Snakemake's input in place of a folder source: an image tree's listing digest (names, sizes,
+    times), an IDX folder's content digest; an archive source has none; a source path that is not
+    there stops both engines in one line naming the params key."""
+    import os
+
+    from imgclf.sources import tree
+
+    params = config.validate(load_params("config/ci.yaml"))
+    assert stages.source_listings(params, "params.yaml") == {}  # the embedded samples are archives
+    images, idx = tmp_path / "images", tmp_path / "idx"
+    (images / "cat").mkdir(parents=True)
+    (images / "cat" / "a.jpg").write_bytes(b"jpeg")
+    idx.mkdir()
+    (idx / "train-images-idx3-ubyte").write_bytes(b"idx")
+    params["data"]["sources"]["imagenet"] = {"path": str(images), "layout": "folder"}
+    params["data"]["sources"]["idx"] = {"path": str(idx), "layout": "mnist_idx", "classes": [str(i) for i in range(10)]}
+    params["data"]["imagenet200"]["source"], params["data"]["cifar10"]["source"] = "imagenet", "idx"
+    listings = stages.source_listings(params, "params.yaml")
+    assert listings == {"imagenet200": tree.listing_digest(images), "cifar10": tree.content_digest(idx)}
+    os.utime(idx / "train-images-idx3-ubyte", (1, 1))  # a time alone leaves an IDX folder's digest
+    os.utime(images / "cat" / "a.jpg", (1, 1))  # and changes an image tree's
+    assert stages.source_listings(params, "params.yaml") == {"imagenet200": tree.listing_digest(images),
+                                                             "cifar10": listings["cifar10"]} != listings
+    params["data"]["sources"]["imagenet"]["path"] = str(tmp_path / "gone")
+    with pytest.raises(PipelineError) as caught:
+        stages.source_listings(params, "params.yaml")
+    assert str(caught.value) == f"params.yaml: data.sources.imagenet.path: {tmp_path / 'gone'} does not exist"
+
+
 def test_each_experiment_names_the_module_of_its_model():
     """Training imports only the experiment's model module: the one whose @register_model defines
     the model (read from the sources), or its kind's module."""
