@@ -97,14 +97,21 @@ def test_a_read_is_bounded_whatever_the_size_claims(tmp_path):
     (b"<!DOCTYPE html><html>", r"not a JPEG, PNG or other image format \(it starts with b'<!DOCTYP'\)"),
     ("jpeg-half", "truncated JPEG"),
     ("png-half", "truncated PNG"),
+    ("gif-half", "truncated GIF"),
+    ("webp-half", "corrupt WebP: could not create decoder object"),
+    ("jpeg-scrambled", "corrupt JPEG: cannot identify image file"),  # its end marker in place: not cut short
+    ("png-scrambled", "corrupt PNG: cannot identify image file"),
 ])
 def test_an_undecodable_image_says_what_is_wrong(data, expected):
     import io
 
     if isinstance(data, str):
+        kind, damage = data.split("-")
         buffer = io.BytesIO()
-        Image.fromarray(sample.class_image(3, np.random.default_rng(0))).save(buffer, data.split("-")[0].upper())
-        data = buffer.getvalue()[: len(buffer.getvalue()) // 2]
+        Image.fromarray(sample.class_image(3, np.random.default_rng(0))).save(buffer, kind.upper())
+        data = buffer.getvalue()
+        # half the file, or its middle inverted (the first 40 bytes and last 20, signature and end, kept)
+        data = data[: len(data) // 2] if damage == "half" else data[:40] + bytes(b ^ 0xFF for b in data[40:-20]) + data[-20:]
     with pytest.raises(Exception) as raised:
         decode.decode_resize(data, decode.ResizeSpec(32))
     message = decode.what_is_wrong(data, raised.value)
