@@ -7,8 +7,9 @@ import json
 import subprocess
 
 import pytest
+import yaml
 
-from conftest import ROOT, load_params, own_work_tree
+from conftest import ROOT, digest, load_params, own_work_tree
 from imgclf import codedeps, config, paths, resolved, stages
 from imgclf.errors import PipelineError
 
@@ -262,3 +263,33 @@ def test_a_run_another_starts_from_trains_first(tmp_path):
         if found and re.search(r"^\s+priority: 1$", job, re.M):
             prioritized.add(found[1])
     assert prioritized == {"densenet201", "cifar_densenet201_transfer"}
+
+
+def test_a_snakemake_run_is_recorded_in_dvc_lock_with_its_outputs_times_kept(tmp_path, monkeypatch):
+    """``imgclf record`` (Snakemake's success hook; called here in this process): the stages a run
+    ran, and check_params, go into dvc.lock with their outputs' hashes, after which DVC has nothing
+    to do for them; the outputs keep their file times (Snakemake compares them). A stage the run list
+    lacks, a stage without its output and a directory that is no DVC project are each one line."""
+    from conftest import make_project, run as run_command
+
+    project = make_project(tmp_path / "p")
+    run_command(["snakemake", "--cores", "1", "data/raw/imagenet200.zip"], project, timeout=300)
+    monkeypatch.chdir(project)
+    params = config.load("params.yaml")
+    names = ["sample@tiny_imagenet", "download_sample@imagenet200"]
+    outs = [project / "data/sample/tiny-imagenet-200.zip", project / "data/raw/imagenet200.zip"]
+    times = [path.stat().st_mtime_ns for path in outs]
+    assert resolved.record(params, names) == "dvc.lock: 2 stages recorded"
+    assert [path.stat().st_mtime_ns for path in outs] == times
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    assert {"check_params", *names} <= set(lock)
+    assert lock["download_sample@imagenet200"]["outs"][0]["md5"] == digest(outs[1])
+    status = run_command(["dvc", "status", "--json", "check_params", *names], project).stdout
+    assert json.loads(status) == {}
+    assert resolved.record(params, ["train@nothing-s9"]) == (
+        "not recording in dvc.lock: train@nothing-s9 not in config/runs.yaml (run `imgclf runs`)")
+    failed = resolved.record(params, ["prepare@imagenet200"])  # its output was never made
+    assert failed.startswith("warning: dvc commit failed; dvc.lock not updated: ") and failed.endswith(
+        " (then run `make sync` or `dvc commit`)") and "\n" not in failed
+    monkeypatch.chdir(tmp_path)
+    assert resolved.record(params, names) == "not a DVC repository: nothing recorded"
