@@ -7,10 +7,13 @@ test it needs>``; "no reason recorded" for a new one). The targets: 85 % overall
 module, or the module's exception with its reason (a ``module <name><TAB><reason>`` row of the same
 file). Exit status 1 when a target is missed or a survivor has no reason.
 
-    python bench/mutation_score.py [--record bench/records/mutation-<date>.log | --only PATTERN | --check]
+    python bench/mutation_score.py [--record bench/records/mutation-<date>.log [--scored DIGEST] | --only PATTERN
+                                    | --check | --digest]
 
 ``--record`` also writes what it prints, headed by the commit and by the digest of what was scored
-(the mutated modules, the tests mutmut runs against them and the mutmut settings), to that file;
+(the mutated modules, the tests mutmut runs against them and the mutmut settings), to that file, and
+refuses to when the digest ``--digest`` printed before mutmut ran (``--scored``) is no longer the work
+tree's: a file changed during the run;
 ``--only`` scores the mutants whose names match PATTERN (fnmatch, as ``mutmut run PATTERN`` took
 them) and no others, and fails only under 85 %. ``--check`` runs no mutmut: it fails when the newest record under
 bench/records/ scored other code or tests than the work tree holds, or lists a survivor that
@@ -179,19 +182,28 @@ def main(argv: list[str]) -> int:
         problems = check()
         print("\n".join(problems) or "the mutation record scored this work tree: every target met, every survivor explained")
         return 1 if problems else 0
+    if argv == ["--digest"]:  # taken before mutmut runs, given back to --record as --scored
+        print(scored_digest())
+        return 0
+    record = argv[1] if argv[:1] == ["--record"] and len(argv) in (2, 4) else None
+    scored = argv[3] if record and argv[2:3] == ["--scored"] else scored_digest()
+    if scored != scored_digest():
+        print(f"not recorded: the scored files changed while mutmut ran (digest {scored} before, {scored_digest()} "
+              "now); run `make mutate` again")
+        return 1
     lines: list[str] = []
     only = argv[1] if argv[:1] == ["--only"] and len(argv) == 2 else None
     code = report(lines.append, only)
     text = "\n".join(lines) + "\n"
     print(text, end="")
-    if argv[:1] == ["--record"] and len(argv) == 2:
+    if record:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
                                text=True).stdout.strip()
-        with open(argv[1], "w") as handle:
+        with open(record, "w") as handle:
             handle.write(f"commit {commit}{' (with uncommitted changes)' if dirty else ''}\n"
-                         f"scored {scored_digest()}\n{text}")
-        print(f"recorded in {argv[1]}")
+                         f"scored {scored}\n{text}")
+        print(f"recorded in {record}")
     return code
 
 

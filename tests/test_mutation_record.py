@@ -59,3 +59,17 @@ def test_a_survivor_without_a_reason_and_a_module_under_target_fail(copy):
     reasons.write_text("imgclf.paths.x_f__mutmut_*\tequivalent: a test\n")  # codedeps' exception gone
     assert any("imgclf.codedeps: 5/10 = 50.0% < 75% and no exception recorded" in line
                for line in mutation_score.check(root=copy))
+
+
+def test_a_record_is_refused_when_the_scored_files_changed_during_the_run(tmp_path, capsys):
+    record = tmp_path / "mutation-2000-01-01.log"
+    assert mutation_score.main(["--record", str(record), "--scored", "0" * 64]) == 1
+    assert capsys.readouterr().out.startswith(f"not recorded: the scored files changed while mutmut ran (digest {'0' * 64} before, ")
+    assert not record.exists()
+
+
+def test_the_committed_record_scored_this_work_tree():
+    """The newest record under bench/records/ is of this work tree's mutated modules and selected
+    tests, meets the targets and explains every survivor: after a change to either, `make mutate`
+    and its record are due."""
+    assert mutation_score.check() == []
