@@ -316,7 +316,8 @@ def test_files_dated_in_the_future_are_refused_in_one_line_naming_the_newest(tmp
     model.write_bytes(b"weights")
     os.utime(model, (now, now))
     os.utime(model.parent, (now, now))
-    os.utime(project / "README.md", (now + 7200, now + 7200))  # no stage's file
+    (project / "notes.txt").write_text("mine")
+    os.utime(project / "notes.txt", (now + 7200, now + 7200))  # no stage's file
     os.utime(project / "src/imgclf/train.py", (now + 0.5, now + 0.5))  # within a second
     stages.check_clock(params, now)
     os.utime(model, (now + 3 * 3600, now + 3 * 3600))
