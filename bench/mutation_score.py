@@ -186,10 +186,11 @@ def main(argv: list[str]) -> int:
         print(scored_digest())
         return 0
     record = argv[1] if argv[:1] == ["--record"] and len(argv) in (2, 4) else None
-    scored = argv[3] if record and argv[2:3] == ["--scored"] else scored_digest()
-    if scored != scored_digest():
-        print(f"not recorded: the scored files changed while mutmut ran (digest {scored} before, {scored_digest()} "
-              "now); run `make mutate` again")
+    current = scored_digest()
+    scored = argv[3] if record and argv[2:3] == ["--scored"] else current
+    if scored != current:
+        print(f"not recorded: the scored files changed while mutmut ran (digest {scored} before, {current} now); "
+              "run `make mutate` again")
         return 1
     lines: list[str] = []
     only = argv[1] if argv[:1] == ["--only"] and len(argv) == 2 else None
