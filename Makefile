@@ -57,13 +57,14 @@ test-fast: $(STAMP)
 # in bench/records/mutation-<date>.log (with the digest of what it scored, which
 # `python bench/mutation_score.py --check` and the suite compare with the work tree), and fails when
 # mutmut fails, a target is missed or a survivor has no reason. MUTANTS='imgclf.evaluate.*' runs and
-# scores only the mutants it matches, and records nothing.
+# scores only the mutants it matches, and records nothing. CI=true: Hypothesis's derandomized profile, so a
+# rerun of the same tree gives the same record.
 mutate: $(STAMP)
 	$(VENV)/bin/pip install --quiet -c requirements.lock -e '.[mutate]'
 	rm -rf mutants
 	mkdir -p logs
 	python bench/mutation_score.py --digest > logs/mutation-digest
-	IMGCLF_SLURM=off mutmut run --max-children $(or $(JOBS),2) $(if $(MUTANTS),'$(MUTANTS)') > logs/mutmut.log 2>&1; \
+	CI=true IMGCLF_SLURM=off mutmut run --max-children $(or $(JOBS),2) $(if $(MUTANTS),'$(MUTANTS)') > logs/mutmut.log 2>&1; \
 	  status=$$?; tr '\r' '\n' < logs/mutmut.log | grep -v '^\s*$$' | tail -n 5; exit $$status
 	python bench/mutation_score.py $(if $(MUTANTS),--only '$(MUTANTS)',--record bench/records/mutation-$$(date +%F).log --scored $$(cat logs/mutation-digest))
 
