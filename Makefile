@@ -55,7 +55,7 @@ test-fast: $(STAMP)
 # Mutation testing of the cores that decide numbers and reruns ([tool.mutmut] in pyproject.toml): prints
 # mutmut's last lines, the score per module and every surviving mutant with its reason, records them
 # in bench/records/mutation-<date>.log (with the digest of what it scored, which
-# `python bench/mutation_score.py --check` and the suite compare with the work tree), and fails when
+# `python tools/mutation_score.py --check` and the suite compare with the work tree), and fails when
 # mutmut fails, a target is missed or a survivor has no reason. MUTANTS='imgclf.evaluate.*' runs and
 # scores only the mutants it matches, and records nothing. CI=true: Hypothesis's derandomized profile, so a
 # rerun of the same tree gives the same record.
@@ -63,10 +63,10 @@ mutate: $(STAMP)
 	$(VENV)/bin/pip install --quiet -c requirements.lock -e '.[mutate]'
 	rm -rf mutants
 	mkdir -p logs
-	python bench/mutation_score.py --digest > logs/mutation-digest
+	python tools/mutation_score.py --digest > logs/mutation-digest
 	CI=true IMGCLF_SLURM=off mutmut run --max-children $(or $(JOBS),2) $(if $(MUTANTS),'$(MUTANTS)') > logs/mutmut.log 2>&1; \
 	  status=$$?; tr '\r' '\n' < logs/mutmut.log | grep -v '^\s*$$' | tail -n 5; exit $$status
-	python bench/mutation_score.py $(if $(MUTANTS),--only '$(MUTANTS)',--record bench/records/mutation-$$(date +%F).log --scored $$(cat logs/mutation-digest))
+	python tools/mutation_score.py $(if $(MUTANTS),--only '$(MUTANTS)',--record bench/records/mutation-$$(date +%F).log --scored $$(cat logs/mutation-digest))
 
 clean:
 	rm -rf mutants .snakemake logs .resume data/sample data/raw data/prepared models/*/ reports/*/ reports/results.*

@@ -11,7 +11,7 @@ the full validation split, is evaluated on the full test split and is reported, 
 Recorded per stage (Snakemake's ``benchmark:`` files and each run's timings log): wall time, peak
 RSS, training img/s, output size on disk; then the DVC cache's size, the time ``imgclf record``
 (``dvc commit``, hashing every output) took at the end of the run, and the no-op ``dvc status`` and
-``snakemake -n`` on the full workspace. ``bench/resources.py`` derives the ``full`` profile's
+``snakemake -n`` on the full workspace. ``tools/resources.py`` derives the ``full`` profile's
 cluster requests and the projected cost of the full reproduction from the record.
 
     python bench/bench_paper_scale.py [--workdir bench/out/paper_scale] [--steps 3] [--cores 2]

@@ -1,4 +1,4 @@
-"""``bench/mutation_score.py --check``: a mutation record (`make mutate`,
+"""``tools/mutation_score.py --check``: a mutation record (`make mutate`,
 bench/records/mutation-<date>.log) holds for a work tree when it scored the mutated modules and the
 tests that run against them as they are there, meets the targets (85 % overall, 75 % in every module
 or the module's recorded exception) and every survivor it lists has its reason in
@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ROOT
 
-spec = importlib.util.spec_from_file_location("mutation_score", ROOT / "bench" / "mutation_score.py")
+spec = importlib.util.spec_from_file_location("mutation_score", ROOT / "tools" / "mutation_score.py")
 mutation_score = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(mutation_score)
 

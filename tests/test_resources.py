@@ -1,4 +1,4 @@
-"""bench/resources.py, the full reproduction's cost table: measured stages from a finished run of
+"""tools/resources.py, the full reproduction's cost table: measured stages from a finished run of
 the ``full`` profile replace the projections, and every figure says which it is."""
 
 import importlib.util
@@ -9,7 +9,7 @@ import sys
 
 from conftest import ROOT
 
-spec = importlib.util.spec_from_file_location("resources", ROOT / "bench" / "resources.py")
+spec = importlib.util.spec_from_file_location("resources", ROOT / "tools" / "resources.py")
 resources = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(resources)
 REHEARSAL = sorted((ROOT / "bench" / "records").glob("paper_scale-*.json"))[-1]
@@ -44,7 +44,7 @@ def test_measured_stages_replace_projections_and_say_so():
 def test_the_table_marks_every_figure(tmp_path):
     run = tmp_path / "run.json"
     run.write_text(json.dumps(_run()))
-    out = subprocess.run([sys.executable, "bench/resources.py", "--measured", str(run)], cwd=ROOT, capture_output=True,
+    out = subprocess.run([sys.executable, "tools/resources.py", "--measured", str(run)], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("densenet121 ", "seed_cnn "))}
     assert f"measured stages: {run}" in out

@@ -7,7 +7,7 @@ test it needs>``; "no reason recorded" for a new one). The targets: 85 % overall
 module, or the module's exception with its reason (a ``module <name><TAB><reason>`` row of the same
 file). Exit status 1 when a target is missed or a survivor has no reason.
 
-    python bench/mutation_score.py [--record bench/records/mutation-<date>.log [--scored DIGEST] | --only PATTERN
+    python tools/mutation_score.py [--record bench/records/mutation-<date>.log [--scored DIGEST] | --only PATTERN
                                     | --check | --digest]
 
 ``--record`` also writes what it prints, headed by the commit and by the digest of what was scored
@@ -32,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET, MODULE_TARGET = 0.85, 0.75
-REASONS = Path(__file__).with_name("mutation-survivors.tsv")
+REASONS = ROOT / "bench" / "mutation-survivors.tsv"
 RECORDS = ROOT / "bench" / "records"
 SURVIVOR = re.compile(r"  (\S+) \[([^\]]+)\]: ")
 MODULE_ROW = re.compile(r"(imgclf\.\S+)\s+(\d+)\s+(\d+)\s+[\d.]+ %")

@@ -1,7 +1,7 @@
 """The package's import graph: modules, lines, cycles and layers (the longest import chain,
 counted in modules), read from the sources with the stage families' own scanner.
 
-    python bench/import_graph.py            # summary; exits 1 on a cycle
+    python tools/import_graph.py            # summary; exits 1 on a cycle
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ the record names. Each figure of the table says which it is: ``m`` measured, ``p
 projection x 3 + 15 min, rounded up to 15 min: the profile asks for a GPU) of every experiment in
 ``config/full.yaml``. On a CPU partition (``gpus: 0``) a job needs the CPU projection instead.
 
-    python bench/resources.py [--record bench/records/paper_scale-DATE.json] [--measured RUN.json ...] [--write]
+    python tools/resources.py [--record bench/records/paper_scale-DATE.json] [--measured RUN.json ...] [--write]
 """
 
 from __future__ import annotations
