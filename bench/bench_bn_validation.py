@@ -54,10 +54,11 @@ def worker(args) -> None:
     """One training run in this process; prints its figures as JSON."""
     import numpy as np
 
-    from imgclf import batchnorm, config, data, experiments, models, train
+    from imgclf import batchnorm, config, data
     from imgclf.resume import fit
     from imgclf.runtime import configure_runtime
     from imgclf.training_log import TrainingLog
+    from recipes import pipeline_model
 
     name, overrides = CASES[args.case]
     section = {**config.load(ROOT / "params.yaml")[name], **overrides, "epochs": args.epochs, "val_subset": None,
@@ -77,8 +78,7 @@ def worker(args) -> None:
     batchnorm.Recalibration.applied = timed
     runtime = configure_runtime(args.threads, section, 0)
     splits = data.load_training(args.data, section, 0, name)
-    model = models.build(experiments.get(name).model, splits.image_shape, splits.num_classes)
-    train.compile_model(model, section, runtime, section["learning_rate"], train.steps_for(splits, section))
+    model = pipeline_model(name, section, runtime, splits)
     with tempfile.TemporaryDirectory() as work:
         rows = fit(model, splits, section, Path(work), 0, TrainingLog(None, None))
     digest = hashlib.md5(b"".join(np.ascontiguousarray(w.numpy()).tobytes() for w in model.weights)).hexdigest()
@@ -111,7 +111,7 @@ def main() -> None:
         return worker(args)
 
     from imgclf import runtime
-    from ten_classes import prepare_ten_classes
+    from recipes import prepare_ten_classes
 
     print(json.dumps(runtime.cpu_description()))
     with tempfile.TemporaryDirectory() as tmp:

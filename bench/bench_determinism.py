@@ -91,7 +91,7 @@ def main() -> None:
         return worker(args)
 
     from imgclf import runtime
-    from ten_classes import prepare_ten_classes
+    from recipes import prepare_ten_classes
 
     print(json.dumps(runtime.cpu_description()))
     with tempfile.TemporaryDirectory() as tmp:

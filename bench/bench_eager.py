@@ -39,16 +39,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
-    from imgclf import config, experiments, sample
+    from imgclf import config, experiments
 
-    from imgclf import datasets
-    from imgclf.sources import tiny_imagenet
+    from recipes import prepared_sample
 
     params = config.load(ROOT / "params.yaml")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        sample.make_tiny_imagenet(tmp / "t.zip")
-        tiny_imagenet.prepare(tmp / "t.zip", tmp / "data", datasets.settings("imagenet200", params["data"]), 2)
+        prepared_sample(tmp)
         print(f"{'experiment':<24} {'images x epochs':>15} {'graph s':>8} {'eager s':>8}  faster  (params.yaml)",
               flush=True)
         for name in args.experiments:

@@ -52,6 +52,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+from recipes import keras_compile, pipeline_model, prepared_sample  # noqa: E402  (bench/, the script's directory)
 # training images per model: steady epochs long enough to time, short enough for one run
 IMAGES = {"densenet121": 1600, "densenet169": 1200, "densenet201": 1000}
 # --full: mini-batches per epoch (of 64 images), each epoch's training about 10-25 s on 2 threads
@@ -116,13 +118,12 @@ def worker_bare(args) -> None:
     import keras
     import numpy as np
 
-    from imgclf import data, models
+    from imgclf import data
 
     experiment = experiments.get(args.model)
     splits = data.load_training(args.data, section, 0, args.model)
     model = bare_model(experiment, splits.image_shape, splits.num_classes)
-    model.compile(optimizer=keras.optimizers.Adam(section["learning_rate"]), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")])
+    keras_compile(model, section["learning_rate"])
     seconds = []
 
     class Timer(keras.callbacks.Callback):
@@ -211,21 +212,17 @@ def worker_full(args) -> None:
 
     section = {**section_for(args.model, args), "epochs": 1}
     runtime = configure_runtime(args.threads, section, 0)
-    import keras
     import numpy as np
 
-    from imgclf import data, models, train
+    from imgclf import data
     from imgclf.resume import fit
     from imgclf.training_log import TrainingLog
 
     experiment = experiments.get(args.model)
     splits = data.load_training(args.data, section, 0, args.model)
     steps = section["steps_per_epoch"]
-    ours_model = models.build(experiment.model, splits.image_shape, splits.num_classes)
-    train.compile_model(ours_model, section, runtime, section["learning_rate"], train.steps_for(splits, section))
-    bare = bare_model(experiment, splits.image_shape, splits.num_classes)
-    bare.compile(optimizer=keras.optimizers.Adam(section["learning_rate"]), loss="sparse_categorical_crossentropy",
-                 metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")])
+    ours_model = pipeline_model(args.model, section, runtime, splits)
+    bare = keras_compile(bare_model(experiment, splits.image_shape, splits.num_classes), section["learning_rate"])
     x_train, x_val = splits.x_train.astype(np.float32), splits.x_val.astype(np.float32)
     work = Path(args.data).parent / args.model
     log = TrainingLog(work / "live", work / "tensorboard")
@@ -297,16 +294,12 @@ def main() -> None:
     if args.worker == "full":
         return worker_full(args)
 
-    from imgclf import config, runtime, sample
-    from imgclf import datasets
-    from imgclf.sources import tiny_imagenet
+    from imgclf import runtime
 
     print(json.dumps(runtime.cpu_description()))
-    data_params = config.load(ROOT / "params.yaml")["data"]
     if args.full:
         import numpy as np
 
-        sys.path.insert(0, str(ROOT / "bench"))
         from bench_paper_scale import prepare_full
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -322,8 +315,7 @@ def main() -> None:
     print(f"fp32 matmul peak ({args.threads} threads): {peak:.0f} GFLOP/s", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        sample.make_tiny_imagenet(tmp / "t.zip")  # the embedded sample, prepared as the pipeline does
-        tiny_imagenet.prepare(tmp / "t.zip", tmp / "data", datasets.settings("imagenet200", data_params), 2)
+        prepared_sample(tmp)  # the embedded sample, prepared as the pipeline does
         header = (f"{'model':<12} {'images':>6} {'bare img/s':>10} {'ours img/s':>10} {'ratio':>6} "
                   f"{'1st epoch s (bare/ours)':>23} {'graph s (bare/ours)':>19} {'process s (bare/ours)':>21} "
                   f"{'GFLOP/s':>8} {'of peak':>7}")

@@ -50,13 +50,12 @@ def build(name: str, image_shape, num_classes: int, mixed: bool, xla: bool, lear
     import keras
 
     from imgclf import experiments, models
+    from recipes import keras_compile
 
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
     experiment = experiments.get(name)
     model = models.build(experiment.model, image_shape, num_classes)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"], jit_compile=xla)
-    return model
+    return keras_compile(model, learning_rate, top5=False, jit_compile=xla)
 
 
 def numpy_batches(x, y, batch: int, steps: int, seed: int = 0):
@@ -166,15 +165,10 @@ def prepared_sample(data_dir: Path | None):
     section = {"train_subset": None, "val_subset": None}
     if data_dir is not None:
         return data.load_training(data_dir, section, 0, "gpu_check")
-    from imgclf import config, sample
-    from imgclf import datasets
-    from imgclf.sources import tiny_imagenet
+    from recipes import prepared_sample
 
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        sample.make_tiny_imagenet(tmp / "t.zip")
-        tiny_imagenet.prepare(tmp / "t.zip", tmp / "data", datasets.settings("imagenet200", config.load(ROOT / "params.yaml")["data"]), 4)
-        return data.load_training(tmp / "data", section, 0, "gpu_check")
+        return data.load_training(prepared_sample(Path(tmp), 4), section, 0, "gpu_check")
 
 
 def main() -> int:
@@ -246,5 +240,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT / "src"))
+    sys.path[:0] = [str(ROOT / "src"), str(ROOT / "bench")]
     sys.exit(main())
