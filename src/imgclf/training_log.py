@@ -1,8 +1,9 @@
-"""Per-epoch training logs in the two standard formats: DVCLive files (``reports/live/<exp>/seed<N>/``:
+"""Per-epoch training logs in the two standard formats: DVCLive's layout (``reports/live/<exp>/seed<N>/``:
 ``metrics.json`` with the latest epoch, ``plots/metrics/<name>.tsv`` with every epoch), which
-``dvc exp show`` and ``dvc plots`` read while a run trains, and TensorBoard event files
-(``logs/tensorboard/<exp>/seed<N>/{train,validation}``, as Keras' own TensorBoard callback lays
-them out).
+``dvc exp show``, ``dvc metrics`` and ``dvc plots`` read while a run trains, and TensorBoard event
+files (``logs/tensorboard/<exp>/seed<N>/{train,validation}``, as Keras' own TensorBoard callback
+lays them out). The DVCLive files are written here as DVCLive's ``Live.log_metric`` and
+``Live.make_summary`` write them, byte for byte, without its repository set-up.
 
 An epoch is logged once its checkpoint is on disk. A (re)started run clears both logs and replays
 the epochs its checkpoint already holds before training on, so the logs of a run killed and
@@ -11,6 +12,8 @@ per-epoch wall time is left out of these logs (it is in ``train.json``), so the 
 byte-identical too."""
 
 import csv
+import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -18,22 +21,40 @@ from pathlib import Path
 LOGGED = ("loss", "accuracy", "top5", "val_loss", "val_accuracy", "val_top5")
 
 
-def _live_class():
-    from dvclive import Live
+class LiveFiles:
+    """A DVCLive directory: each metric's history (``plots/metrics/<name>.tsv``, a ``step`` column
+    and the metric's) and the summary of the latest values with their step (``metrics.json``)."""
 
-    class FilesLive(Live):
-        """DVCLive's logger, minus what it does on its own outside a DVC pipeline: there it would
-        ``dvc init`` a plain git repository, and it fails in one without commits. Under ``dvc repro``
-        or ``dvc exp run`` (DVC_ROOT set) it does what DVCLive always does."""
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self.summary: dict = {}
+        self.step: int | None = None
 
-        def _init_dvc(self):
-            if os.getenv("DVC_ROOT"):
-                try:
-                    super()._init_dvc()
-                except Exception as exc:  # noqa: BLE001 - logging must never stop a training run
-                    print(f"warning: dvclive: {exc} (logging to files only)", flush=True)
+    def log(self, step: int, name: str, value: float) -> None:
+        if math.isnan(value) or math.isinf(value):  # as DVCLive: "nan", "inf", not invalid JSON
+            value = str(value)
+        self.step = step
+        path = self.directory / "plots" / "metrics" / f"{name}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        existed = path.exists()
+        with open(path, "a", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle, delimiter="\t", lineterminator=os.linesep)
+            if not existed:
+                writer.writerow(["step", os.path.basename(name)])
+            writer.writerow([step, value])
+        *parents, last = name.split("/")
+        node = self.summary
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
 
-    return FilesLive
+    def write_summary(self) -> None:
+        if self.step is not None:
+            self.summary["step"] = self.step
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / "metrics.json", "w", encoding="utf-8") as handle:
+            json.dump(self.summary, handle, indent=4)
+            handle.write("\n")
 
 
 class TrainingLog:
@@ -44,7 +65,7 @@ class TrainingLog:
         self.writers: dict[str, object] = {}
         if live_dir is not None:
             shutil.rmtree(live_dir, ignore_errors=True)  # also what an earlier, longer run left
-            self.live = _live_class()(str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None)
+            self.live = LiveFiles(live_dir)
         if tensorboard_dir is not None:
             self.tensorboard_dir = Path(tensorboard_dir)
             shutil.rmtree(self.tensorboard_dir, ignore_errors=True)
@@ -54,10 +75,9 @@ class TrainingLog:
         ``prefix`` names the fit it belongs to (``fold1/``: a cross-validation fold)."""
         values = {name: float(row[name]) for name in LOGGED if row.get(name) not in (None, "")}
         if self.live is not None:
-            self.live.step = int(row["epoch"])
             for name, value in values.items():
-                self.live.log_metric(f"{prefix}{name}", value)
-            self.live.make_summary()
+                self.live.log(int(row["epoch"]), f"{prefix}{name}", value)
+            self.live.write_summary()
         if self.tensorboard_dir is not None:
             import tensorflow as tf
             for name, value in values.items():

@@ -3,11 +3,12 @@
 # line is the one dvc.yaml runs for the same stage (plus Snakemake's --threads).
 import os
 import re
-import shlex
 import subprocess
+import time
 
 from imgclf import datasets, experiments
 
+STARTED = time.time()  # outputs written after this were written by this run's jobs
 EXPERIMENTS = list(experiments.EXPERIMENTS)
 UPSTREAMS = {experiments.EXPERIMENTS[name].upstream for name in PARAMS["experiments"]}
 SAMPLE_OF = {sample.filename: name for name, sample in datasets.SAMPLES.items()}
@@ -39,20 +40,64 @@ def stage(name):
     return STAGES[name]
 
 
-def run_stage(kind, wildcards):
-    """The stage of one (experiment, seed) run: train@<experiment>-s<seed>, evaluate@..."""
-    return stage(stages.run_stage(kind, wildcards.experiment, int(wildcards.seed)))
+# each rule's stage, from its wildcards
+def sample_stage(wildcards):
+    return stage(f"sample@{SAMPLE_OF[wildcards.filename]}")
 
 
-def values(entry):
-    """The values a stage's result depends on (its config/resolved file): a change reruns it."""
-    return VALUES.get(entry.resolved, {})
+def download_stage(wildcards):
+    return DOWNLOAD_OF[wildcards.raw]
 
 
-def settings(entry):
-    """What follows a stage's explicit paths on its command line: ``--params FILE`` and the
-    ``--config`` overrides it reads (``--set``), as in dvc.yaml."""
-    return " ".join(entry.settings)
+def prepare_stage(wildcards):
+    return PREPARE_OF[wildcards.dataset]
+
+
+def train_stage(wildcards):
+    return stage(stages.run_stage("train", wildcards.experiment, int(wildcards.seed)))
+
+
+def evaluate_stage(wildcards):
+    return stage(stages.run_stage("evaluate", wildcards.experiment, int(wildcards.seed)))
+
+
+# each rule's input function (unpack): its inputs by name, and its code
+def download_inputs(wildcards):
+    """The embedded sample, where that is the source (generated first), and the code."""
+    entry = download_stage(wildcards)
+    return {"sample": entry.item.get("sample", []), "code": entry.code}
+
+
+def prepare_inputs(wildcards):
+    """The archive, or for a folder read in place its listing (its digest, rewritten when it changes), and the code."""
+    entry = prepare_stage(wildcards)
+    return {"source": LISTINGS.get(wildcards.dataset) or entry.item["source"], "code": entry.code}
+
+
+def train_inputs(wildcards):
+    """The prepared data, the model the run starts from (transfer, fine-tuning) and the code."""
+    entry = train_stage(wildcards)
+    return {"data": paths.prepared(entry.item["dataset"]), "upstream": entry.item.get("upstream", []), "code": entry.code}
+
+
+def evaluate_inputs(wildcards):
+    entry = evaluate_stage(wildcards)
+    return {"model": paths.model_dir(wildcards.experiment, int(wildcards.seed)),
+            "data": paths.prepared(entry.item["dataset"]), "code": entry.code}
+
+
+def stage_params(stage_of):
+    """A rule's params: ``settings``, what follows the stage's explicit paths on its command line
+    (``--params FILE`` and the ``--config`` overrides it reads, as in dvc.yaml), and ``values``,
+    what its result depends on: a change of either reruns it."""
+    return {"settings": lambda wildcards: " ".join(stage_of(wildcards).settings),
+            "values": lambda wildcards: VALUES.get(stage_of(wildcards).resolved, {})}
+
+
+def cpus_per_gpu(wildcards):
+    """Per-experiment cluster request: the experiment's threads on each GPU it asks for."""
+    section = PARAMS[wildcards.experiment]
+    return section["threads"] if section["gpus"] else 0
 
 
 def upstream_flag(wildcards, input):
@@ -61,13 +106,13 @@ def upstream_flag(wildcards, input):
 
 
 def record_in_dvc():
-    """After a successful run, record every stage it ran in dvc.lock (`imgclf record`). Skipped when
-    the run overrode params.yaml (dvc.lock would record the wrong params)."""
+    """After a successful run, record in dvc.lock every stage whose outputs this run's jobs wrote
+    (`imgclf record`). Skipped when the run overrode params.yaml (dvc.lock would record the wrong params)."""
     if OVERRIDES:
         print("note: not recording in dvc.lock: this run overrode params.yaml (--configfile, --config); to keep "
               "the change, put it in params.yaml, or run `dvc exp run -S key=value`")
         return
-    stage_of = {out: name for name, entry in STAGES.items() for out in entry.outs}
-    names = sorted({stage_of[str(f)] for job in workflow.dag.jobs for f in job.output if str(f) in stage_of})
+    names = sorted(name for name, entry in STAGES.items()
+                   if any(os.path.exists(out) and os.stat(out).st_mtime >= STARTED for out in entry.outs))
     if names:
         print(subprocess.run(["imgclf", "record", *names], capture_output=True, text=True).stdout.strip())

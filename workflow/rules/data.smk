@@ -4,11 +4,11 @@
 
 rule sample:
     input:
-        code=lambda w: stage(f"sample@{SAMPLE_OF[w.filename]}").code,
+        code=lambda wildcards: sample_stage(wildcards).code,
     output:
         "data/sample/{filename}",
     params:
-        sample=lambda w: SAMPLE_OF[w.filename],
+        sample=lambda wildcards: SAMPLE_OF[wildcards.filename],
     log:
         "logs/sample/{filename}.log",
     threads: 1
@@ -21,14 +21,12 @@ rule sample:
 
 rule download:
     input:
-        sample=lambda w: DOWNLOAD_OF[w.raw].deps,
-        code=lambda w: DOWNLOAD_OF[w.raw].code,
+        unpack(download_inputs),
     output:
         "data/raw/{raw}",
     params:
-        dataset=lambda w: DOWNLOAD_OF[w.raw].key,
-        settings=lambda w: settings(DOWNLOAD_OF[w.raw]),
-        values=lambda w: values(DOWNLOAD_OF[w.raw]),
+        dataset=lambda wildcards: download_stage(wildcards).key,
+        **stage_params(download_stage),
     log:
         "logs/download/{raw}.log",
     benchmark:
@@ -40,14 +38,12 @@ rule download:
 
 rule prepare:
     input:
-        source=lambda w: LISTINGS.get(w.dataset) or PREPARE_OF[w.dataset].deps,  # a folder's listing, or the archive
-        code=lambda w: PREPARE_OF[w.dataset].code,
+        unpack(prepare_inputs),
     output:
         directory("data/prepared/{dataset}"),
     params:
-        source=lambda w: PREPARE_OF[w.dataset].item["source"],
-        settings=lambda w: settings(PREPARE_OF[w.dataset]),
-        values=lambda w: values(PREPARE_OF[w.dataset]),
+        source=lambda wildcards: prepare_stage(wildcards).item["source"],
+        **stage_params(prepare_stage),
     log:
         "logs/prepare/{dataset}.log",
     benchmark:

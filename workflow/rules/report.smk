@@ -15,8 +15,7 @@ rule report:
             category="Figures",
         ),
     params:
-        settings=settings(stage("report")),
-        values=values(stage("report")),
+        **stage_params(lambda wildcards: stage("report")),
     log:
         "logs/report/report.log",
     benchmark:
