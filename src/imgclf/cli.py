@@ -16,14 +16,6 @@ from imgclf.errors import PipelineError
 from imgclf.io_utils import DISK_FULL, proc_stat, write_text
 
 
-def _threads(value: int | None, section: dict | None = None) -> int:
-    """``--threads``, else the ``threads`` param of ``section``, else all cores. For train/evaluate's
-    TensorFlow threads Snakemake passes the rule's threads (the experiment's ``threads`` param unless
-    --cores is smaller); without it, that param. Never "all cores" there: CPU results depend on the
-    thread count, so a DVC run (no ``--threads``) must use the same count as a Snakemake run."""
-    return value if value and value > 0 else (section or {}).get("threads") or runtime.available_cores()
-
-
 def _write_generated(path: str, text: str, check: bool, how: str) -> None:
     """Write a generated file, or with ``check`` fail if the committed one differs."""
     if not check:
@@ -86,15 +78,9 @@ def cmd_download(args) -> None:
 def cmd_prepare(args) -> None:
     data = _params(args)["data"]
     layout = datasets.layout_module(datasets.source_of(args.dataset, data)[1]["layout"])
-    meta = layout.prepare(Path(args.source), args.out, datasets.settings(args.dataset, data), _threads(args.threads))
+    meta = layout.prepare(Path(args.source), args.out, datasets.settings(args.dataset, data), runtime.threads(args.threads))
     print(f"{args.out}: {meta['train_images']} train, {meta['val_images']} val, {meta['test_images']} test images, "
           f"{meta['n_classes']} classes at {meta['image_size']}x{meta['image_size']}")
-
-
-def _seed(value: int | None, section: dict) -> int:
-    if value is not None and value < 0:
-        raise PipelineError(f"--seed: {value} is negative")
-    return section["seeds"][0] if value is None else value
 
 
 def cmd_train(args) -> None:
@@ -102,9 +88,9 @@ def cmd_train(args) -> None:
     experiment, section = experiments.get(args.experiment), params[args.experiment]
     runtime.select_backend(section["backend"])
     from imgclf import train
-    seed = _seed(args.seed, section)
+    seed = runtime.seed(args.seed, section)
     meta = train.run(experiment, args.data, args.out, section, experiments.result_params(section),
-                     _threads(args.threads, section), seed, args.upstream, args.live, args.tensorboard,
+                     runtime.threads(args.threads, section), seed, args.upstream, args.live, args.tensorboard,
                      paths.timings_file(experiment.name, seed, "train"))
     print(f"{args.out}: {meta['epochs']} epochs on {meta['train_images']} images in {meta['train_seconds']:.1f} s "
           f"({meta['device']}, {meta['params']:,} parameters)")
@@ -114,8 +100,8 @@ def cmd_evaluate(args) -> None:
     experiment, section = experiments.get(args.experiment), _params(args)[args.experiment]
     runtime.select_backend(section["backend"])
     from imgclf import evaluate
-    seed = _seed(args.seed, section)
-    metrics = evaluate.run(experiment, args.data, args.model, args.metrics, args.out, _threads(args.threads, section),
+    seed = runtime.seed(args.seed, section)
+    metrics = evaluate.run(experiment, args.data, args.model, args.metrics, args.out, runtime.threads(args.threads, section),
                            section, seed, args.confusion,
                            timings_path=paths.timings_file(experiment.name, seed, "evaluate"))
     print(f"{args.metrics}: top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f}, loss {metrics['loss']:.4f} "

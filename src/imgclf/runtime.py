@@ -25,6 +25,21 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def threads(value: int | None, section: dict | None = None) -> int:
+    """``--threads``, else the ``threads`` param of ``section``, else all cores. For train/evaluate's
+    TensorFlow threads Snakemake passes the rule's threads (the experiment's ``threads`` param unless
+    --cores is smaller); without it, that param. Never "all cores" there: CPU results depend on the
+    thread count, so a DVC run (no ``--threads``) must use the same count as a Snakemake run."""
+    return value if value and value > 0 else (section or {}).get("threads") or available_cores()
+
+
+def seed(value: int | None, section: dict) -> int:
+    """``--seed``, else the experiment's first seed."""
+    if value is not None and value < 0:
+        raise PipelineError(f"--seed: {value} is negative")
+    return section["seeds"][0] if value is None else value
+
+
 def select_backend(backend: str) -> None:
     """Make ``backend`` Keras' backend (KERAS_BACKEND, read when Keras is first imported): the
     ``backend`` param decides, whatever the environment says. Where Keras is loaded already with
