@@ -73,3 +73,18 @@ def test_the_committed_record_scored_this_work_tree():
     tests, meets the targets and explains every survivor: after a change to either, `make mutate`
     and its record are due."""
     assert mutation_score.check() == []
+
+
+def test_a_mutant_whose_tests_time_out_or_crash_is_caught_one_no_test_reaches_is_not(monkeypatch):
+    states = {"imgclf.m.x_f__mutmut_1": "killed", "imgclf.m.x_f__mutmut_2": "timeout",
+              "imgclf.m.x_f__mutmut_3": "segfault", "imgclf.m.x_f__mutmut_4": "no tests",
+              "imgclf.m.x_f__mutmut_5": "survived"}
+    monkeypatch.setattr(mutation_score, "results", lambda: states)
+    monkeypatch.setattr(mutation_score, "changed_line", lambda name: "a  ->  b")
+    monkeypatch.setattr(mutation_score, "reasons", lambda path=None: ({"imgclf.m.x_f__mutmut_*": "a reason"}, {}))
+    lines = []
+    assert mutation_score.report(lines.append) == 1  # 3/5 = 60 %: under both targets
+    assert lines[0].startswith("mutation score: 3/5 killed = 60.0%")
+    assert "2 not killed:" in "\n".join(lines)
+    listed = [line.split(" [")[0].strip() for line in lines if line.startswith("  imgclf.")]
+    assert listed == ["imgclf.m.x_f__mutmut_4", "imgclf.m.x_f__mutmut_5"]

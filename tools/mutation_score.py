@@ -1,6 +1,7 @@
 """Mutation score of the modules that carry the project's promises, after `mutmut run` (`make mutate`).
 
-Prints killed / all mutants (a mutant no fast test reaches counts as not killed), the score per
+Prints killed / all mutants (a mutant no fast test reaches counts as not killed; one whose tests
+never end, stopped at mutmut's timeout, or crash counts as killed), the score per
 module and per function, and every survivor with its changed line and its reason from
 bench/mutation-survivors.tsv (``<mutant name or fnmatch pattern><TAB><one line: equivalent, or the
 test it needs>``; "no reason recorded" for a new one). The targets: 85 % overall and 75 % in every
@@ -35,6 +36,8 @@ TARGET, MODULE_TARGET = 0.85, 0.75
 REASONS = ROOT / "bench" / "mutation-survivors.tsv"
 RECORDS = ROOT / "bench" / "records"
 SURVIVOR = re.compile(r"  (\S+) \[([^\]]+)\]: ")
+# a mutant is caught when its tests fail, or never end (stopped at mutmut's timeout), or crash
+CAUGHT = ("killed", "timeout", "segfault")
 MODULE_ROW = re.compile(r"(imgclf\.\S+)\s+(\d+)\s+(\d+)\s+[\d.]+ %")
 
 
@@ -122,22 +125,23 @@ def report(out, only: str | None = None) -> int:
         by_function[function][state] += 1
     modules: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
     for function, counter in by_function.items():
-        modules[module_of(function)][0] += counter["killed"]
+        modules[module_of(function)][0] += sum(counter[state] for state in CAUGHT)
         modules[module_of(function)][1] += sum(counter.values())
     why, exceptions = reasons()
     killed = sum(k for k, _ in modules.values())
     total = sum(t for _, t in modules.values())
     out(f"mutation score: {killed}/{total} killed = {killed / total:.1%} (target {TARGET:.0%}, "
-        f"{MODULE_TARGET:.0%} in every module or its recorded exception)")
+        f"{MODULE_TARGET:.0%} in every module or its recorded exception; a timeout or a crash counts as killed)")
     out(f"{'module':45s} {'killed':>7s} {'of':>6s} {'score':>8s}  exception")
     for module, (k, t) in sorted(modules.items()):
         exception = exceptions.get(module, "") if k / t < MODULE_TARGET else ""
         out(f"{module:45s} {k:7d} {t:6d} {100 * k / t:6.1f} %  {exception}")
-    out(f"\n{'function':45s} {'killed':>7s} {'survived':>9s} {'no test':>8s} {'other':>6s}")
+    out(f"\n{'function':45s} {'killed':>7s} {'timeout':>8s} {'survived':>9s} {'no test':>8s} {'other':>6s}")
     for function, counter in sorted(by_function.items()):
-        other = sum(counter.values()) - counter["killed"] - counter["survived"] - counter["no tests"]
-        out(f"{function:45s} {counter['killed']:7d} {counter['survived']:9d} {counter['no tests']:8d} {other:6d}")
-    survivors = [name for name, state in status.items() if state != "killed"]
+        other = sum(counter.values()) - sum(counter[state] for state in (*CAUGHT, "survived", "no tests")) + counter["segfault"]
+        out(f"{function:45s} {counter['killed']:7d} {counter['timeout']:8d} {counter['survived']:9d} "
+            f"{counter['no tests']:8d} {other:6d}")
+    survivors = [name for name, state in status.items() if state not in CAUGHT]
     out(f"\n{len(survivors)} not killed:")
     unexplained = 0
     for name in survivors:
