@@ -2,7 +2,6 @@
 ImageNet layout served over HTTP on 127.0.0.1, goes through the data stages with Snakemake and with
 DVC (identical bytes, and each engine reruns only what changed), and trains seed_cnn in both."""
 
-import re
 import shutil
 from pathlib import Path
 
@@ -74,7 +73,7 @@ def test_user_source_trains_seed_cnn_in_both_engines(trained):
     assert outputs[0] == outputs[1]
     assert (smk / "reports/results.md").read_text() == (dvc / "reports/results.md").read_text()
     for project in projects:
-        assert re.search(r"^\| seed_cnn(\[\^\d+\])* \| imagenet200 \(mydata\) \|", (project / "reports/results.md").read_text(), re.M)
+        assert "| seed_cnn | imagenet200 (mydata) |" in (project / "reports/results.md").read_text()
         assert not (project / "data/sample").exists()
 
 
@@ -100,7 +99,7 @@ def test_a_corrupt_metrics_file_is_rebuilt_by_the_command_its_message_names(trai
         run(rebuild.split(), project)
         results = [{k: v for k, v in yaml.safe_load(text).items() if "second" not in k} for text in ((project / metrics).read_text(), good)]
         assert results[0] == results[1]  # the same figures (timings aside)
-        assert re.search(r"^\| seed_cnn(\[\^\d+\])* \| imagenet200 \(mydata\) \|", (project / "reports/results.md").read_text(), re.M)
+        assert "| seed_cnn | imagenet200 (mydata) |" in (project / "reports/results.md").read_text()
 
 
 def test_second_run_does_nothing(projects):
