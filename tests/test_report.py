@@ -112,13 +112,12 @@ def test_report_aggregates_seeds_and_flags(tmp_path):
     flagged = table.set_index("experiment").loc["densenet121"]["flag"]
     assert "collapsed" in flagged and "chance on test" in flagged
     text = report.markdown(table)
-    seed_line = next(line for line in text.splitlines() if line.startswith("| seed_cnn[^1] |"))
+    seed_line = next(line for line in text.splitlines() if line.startswith("| seed_cnn |"))
     assert "| 12.00 ± 2.83 | 30.00 ± 0.00 |" in seed_line and "| ok |" in seed_line
-    densenet_line = next(line for line in text.splitlines() if line.startswith("| densenet121[^3] |"))
+    densenet_line = next(line for line in text.splitlines() if line.startswith("| densenet121 |"))
     assert "⚠ collapsed" in densenet_line
-    # the paper's DenseNet figures are error rates on another task: in the footnote, in no column
-    assert "25.02" not in densenet_line and "\n[^3]: The paper prints DenseNet-121 25.02/7.71," in text
-    assert text.count("25.02") == 1
+    # the paper's figure as printed, not 1 - x, marked: this run is on the sample, not the real data
+    assert "| 25.02 (on real data) | 7.71 (on real data) |" in densenet_line
     # a selection: two rows, registry order, the metrics of the others not read
     params["experiments"] = ["alexnet32", "seed_cnn"]
     (tmp_path / "metrics" / "densenet121" / "seed0.json").unlink()
@@ -199,23 +198,23 @@ def test_results_table_cells_exactly(tmp_path):
     assert rows.loc["seed_cnn", "train_images"] == 90 and "train_seconds" not in rows  # results only, no timings
     assert rows.loc["seed_cnn", "top_class_share"] == pytest.approx(0.8)
     assert rows.loc["cifar_densenet201_finetune", "cv_top1_std"] == pytest.approx(0.05)
+    assert bool(rows.loc["densenet121", "paper_same_task"]) is False and bool(rows.loc["alexnet32", "paper_same_task"])
     lines = {line.split(" | ")[0][2:]: line for line in report.markdown(table).splitlines()}
-    assert lines["experiment"] == ("| experiment | data | seeds | epochs | test top-1 % | train top-1 % | top-5 % "
-                                   "| chance % | check | params (M) |")
-    assert report.markdown(table).splitlines()[1] == "|" + "---|" * 10
-    assert lines["densenet121[^3]"].split(" | ")[9] == "1.001 (paper 8) |"
-    assert lines["seed_cnn[^1]"] == (
-        "| seed_cnn[^1] | imagenet200 (sample_tiny_imagenet) | 0 1 | 3 | 20.00 ± 7.07 | 40.00 ± 14.14 | 60.00 ± 14.14 "
-        "| 4.00 | ⚠ seed 1: collapsed: 80% of test predictions are one class | 1.235 (paper 0.795) |")
-    assert lines["cifar_densenet201_finetune[^5]"] == (
-        "| cifar_densenet201_finetune[^5] | cifar10 (sample_cifar10) | 0 | 3 | 10.00 (paper 80.50 on real data) | 20.00 "
-        "| 50.00 | 4.00 | ok | 1.235 |")
-    # each note once, numbered in the order the rows first need it; the densenets share theirs
-    footnotes = [line for line in report.markdown(table).splitlines() if line.startswith("[^")]
-    notes = [paper.of(name).note for name in ("seed_cnn", "autokeras", "densenet121", "cifar_densenet201_transfer")]
-    assert footnotes == [*(f"[^{n}]: {note[0].upper()}{note[1:]}." for n, note in enumerate(notes, 1)),
-                         "[^5]: Cross-validation top-1 over its folds: 40.00 ± 5.00 %."]
-    assert all(lines[f"{name}[^3]"] for name in ("densenet169", "densenet201", "densenet161"))
+    assert lines["experiment"] == ("| experiment | data | seeds | test top-1 % | train top-1 % | top-5 % | loss | chance % "
+                                   "| check | params (M) | epochs | k-fold top-1 % | paper top-1 % "
+                                   "| paper top-5 % | paper params (M) | paper note |")
+    assert report.markdown(table).splitlines()[1] == "|" + "---|" * 16
+    assert lines["densenet121"].split(" | ")[9] == "1.001"
+    note = paper.of("seed_cnn").note
+    assert lines["seed_cnn"] == (
+        "| seed_cnn | imagenet200 (sample_tiny_imagenet) | 0 1 | 20.00 ± 7.07 | 40.00 ± 14.14 | 60.00 ± 14.14 | 2.000 ± 0.707 | 4.00 "
+        "| ⚠ seed 1: collapsed: 80% of test predictions are one class | 1.235 | 3 |  |  |  | 0.795 "
+        f"| {note} |")
+    finetune = paper.of("cifar_densenet201_finetune")
+    assert lines["cifar_densenet201_finetune"] == (
+        "| cifar_densenet201_finetune | cifar10 (sample_cifar10) | 0 | 10.00 | 20.00 | 50.00 | 2.000 | 4.00 | ok | 1.235 | 3 "
+        f"| 40.00 ± 5.00 | {report._pct(finetune.top1)} (on real data) | {report._pct(finetune.top5)} | "
+        f"{'' if finetune.params_m is None else f'{finetune.params_m:g}'} | {finetune.note} |")
     two = {**_metrics(0.001, 0.9, 0.9), "top5": 0.1, "loss": 1.0}
     assert report.flags(two) == ["collapsed: 90% of test predictions are one class",
                                  "chance on test (0.1%) but 90.0% on training images"]
@@ -232,14 +231,14 @@ def test_paper_figures_stand_beside_runs_on_the_real_data_only(tmp_path):
     sample = report.collect(tmp_path, params, _recorded(tmp_path, params))
     assert np.isnan(report.paper_bars(sample)).all()
     line = next(line for line in report.markdown(sample).splitlines() if line.startswith("| alexnet32 |"))
-    assert " (paper 12.00 on real data) |" in line and line.endswith("| 1.235 (paper 0.8) |")
+    assert "| 12.00 (on real data) |" in line
     params["data"]["imagenet200"]["source"], params["data"]["cifar10"]["source"] = "tiny_imagenet", "cifar10"
     real = report.collect(tmp_path, params, _recorded(tmp_path, params))
     bars = dict(zip(real["experiment"], report.paper_bars(real)))
     assert bars["alexnet32"] == pytest.approx(12.0) and bars["cifar_base_cnn"] == pytest.approx(82.0)
     assert np.isnan(bars["densenet121"]) and np.isnan(bars["seed_cnn"])  # another task; no figure
     line = next(line for line in report.markdown(real).splitlines() if line.startswith("| alexnet32 |"))
-    assert " (paper 12.00) |" in line and "on real data" not in line
+    assert "| 12.00 |" in line and "on real data" not in line
 
 
 def test_the_summary_names_the_table_the_best_runs_and_the_flagged(tmp_path):
@@ -276,7 +275,7 @@ def test_a_row_names_the_source_its_data_came_from_not_the_params(tmp_path):
                                              "tiny_imagenet as params say (rerun the pipeline)")
     assert not rows.loc["alexnet32", "real_data"] and rows.loc["cifar_base_cnn", "flag"] == ""
     line = next(line for line in report.markdown(rows.reset_index()).splitlines() if line.startswith("| alexnet32 |"))
-    assert " (paper 12.00 on real data) |" in line and "⚠ evaluated on data prepared from sample_tiny_imagenet" in line
+    assert "| 12.00 (on real data) |" in line and "⚠ evaluated on data prepared from sample_tiny_imagenet" in line
 
 
 @pytest.mark.parametrize("content, problem", [

@@ -113,23 +113,21 @@ def collect(metrics_dir: Path, params: dict, eval_dir: Path) -> pd.DataFrame:
             "flag": "; ".join(problems), "params": first["params"], "epochs": first["epochs"],
             "train_images": first["train_images"], "cv_top1_mean": first.get("cv_top1_mean"),
             "cv_top1_std": first.get("cv_top1_std"), "paper_top1": printed.top1, "paper_top5": printed.top5,
-            "paper_params_m": printed.params_m, "paper_note": printed.note})
+            "paper_params_m": printed.params_m, "paper_same_task": printed.same_task, "paper_note": printed.note})
     return pd.DataFrame(rows)
 
 
-def _beside(ours: str, paper_value, real_data: bool, scale: float = 100, form: str = "{:.2f}") -> str:
-    """Our figure and, where the paper prints one of the same kind, the paper's beside it; beside a
-    run on other data than the real data set the paper's is marked as the real data's."""
-    if paper_value is None or pd.isna(paper_value):
-        return ours
-    return f"{ours} (paper {form.format(scale * paper_value)}{'' if real_data else ' on real data'})"
+def _paper(value, real_data: bool) -> str:
+    """A paper figure as printed; beside a run on other data than the real data set it is marked."""
+    text = _pct(value)
+    return f"{text} (on real data)" if text and not real_data else text
 
 
 def paper_bars(table: pd.DataFrame) -> list[float]:
-    """The paper's top-1 (percent) to plot beside each row: only beside a run on the real data set
-    (NaN elsewhere)."""
-    return [100 * row.paper_top1 if row.real_data and row.paper_top1 is not None and not pd.isna(row.paper_top1)
-            else np.nan for row in table.itertuples()]
+    """The paper's top-1 (percent) to plot beside each row: only a figure measured on the same task,
+    beside a run on the real data set (NaN elsewhere)."""
+    return [100 * row.paper_top1 if row.paper_same_task and row.real_data and row.paper_top1 is not None
+            and not pd.isna(row.paper_top1) else np.nan for row in table.itertuples()]
 
 
 def summary(table: pd.DataFrame, out_dir: str | Path = "reports") -> list[str]:
@@ -148,25 +146,21 @@ def summary_of(results_csv: str | Path) -> list[str]:
 
 
 def markdown(table: pd.DataFrame) -> str:
-    """The results table: the paper's figures in the columns of ours, marked; its notes and the
-    k-fold figures as footnotes, each text once (the loss and the rest: results.csv)."""
-    header = ["experiment", "data", "seeds", "epochs", "test top-1 %", "train top-1 %", "top-5 %", "chance %",
-              "check", "params (M)"]
-    lines, notes = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)], {}
+    header = ["experiment", "data", "seeds", "test top-1 %", "train top-1 %", "top-5 %", "loss", "chance %", "check",
+              "params (M)", "epochs", "k-fold top-1 %", "paper top-1 %", "paper top-5 %",
+              "paper params (M)", "paper note"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table.itertuples():
-        texts = [row.paper_note] if row.paper_note else []
-        if row.cv_top1_mean is not None and not pd.isna(row.cv_top1_mean):
-            texts.append(f"cross-validation top-1 over its folds: {100 * row.cv_top1_mean:.2f} ± {100 * row.cv_top1_std:.2f} %")
-        marks = "".join(f"[^{notes.setdefault(text, len(notes) + 1)}]" for text in texts)
-        cells = [row.experiment + marks, f"{row.dataset} ({row.source})", row.seeds, str(row.epochs),
-                 _beside(_pct_std(row.top1, row.top1_std, row.n_seeds), row.paper_top1, row.real_data),
+        cv = "" if row.cv_top1_mean is None or pd.isna(row.cv_top1_mean) else f"{100 * row.cv_top1_mean:.2f} ± {100 * row.cv_top1_std:.2f}"
+        loss = f"{row.loss:.3f}" if row.n_seeds < 2 else f"{row.loss:.3f} ± {row.loss_std:.3f}"
+        cells = [row.experiment, f"{row.dataset} ({row.source})", row.seeds, _pct_std(row.top1, row.top1_std, row.n_seeds),
                  _pct_std(row.train_top1, row.train_top1_std, row.n_seeds),
-                 _beside(_pct_std(row.top5, row.top5_std, row.n_seeds), row.paper_top5, row.real_data),
-                 _pct(row.chance_top1), f"⚠ {row.flag}" if row.flag else "ok",
-                 _beside(f"{row.params / 1e6:.3f}", row.paper_params_m, True, 1, "{:g}")]
+                 _pct_std(row.top5, row.top5_std, row.n_seeds), loss, _pct(row.chance_top1),
+                 f"⚠ {row.flag}" if row.flag else "ok",
+                 f"{row.params / 1e6:.3f}", str(row.epochs), cv, _paper(row.paper_top1, row.real_data), _paper(row.paper_top5, row.real_data),
+                 "" if pd.isna(row.paper_params_m) else f"{row.paper_params_m:g}", row.paper_note]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    footnotes = [""] + [f"[^{number}]: {text[0].upper()}{text[1:]}." for text, number in notes.items()] if notes else []
-    return "\n".join(lines + footnotes) + "\n"
+    return "\n".join(lines) + "\n"
 
 
 # Figures: what each one draws is tested through its artists (tests/test_report.py); their sizes,
@@ -263,9 +257,9 @@ def run(metrics_dir: str | Path, live_dir: str | Path, eval_dir: str | Path, out
              "inference mode, a stratified subset of the images each model trained on. The check column flags runs "
              "whose test predictions collapse onto one class, that score near chance (at most 2x) on both the test "
              "split and their training images, or that test near chance while scoring far above it on their "
-             "training images. The paper's figures stand in brackets beside ours, as the paper prints "
-             "them, marked \"on real data\" beside a run on other data (the embedded sample, a source of your own); "
-             "those beside a run on the real data set are plotted beside ours. The loss and the rest: results.csv.\n\n")
+             "training images. Paper figures exactly as the paper prints them, marked "
+             "\"(on real data)\" beside a run on other data (the embedded sample, a source of your own); only those "
+             "measured on the same task, beside a run on the real data set, are plotted beside ours.\n\n")
     write_text(out_dir / "results.md", intro + markdown(table) + published(table, params))
     return table
 
