@@ -41,10 +41,6 @@ def stage(name):
 
 
 # each rule's stage, from its wildcards
-def sample_stage(wildcards):
-    return stage(f"sample@{SAMPLE_OF[wildcards.filename]}")
-
-
 def download_stage(wildcards):
     return DOWNLOAD_OF[wildcards.raw]
 
@@ -53,12 +49,12 @@ def prepare_stage(wildcards):
     return PREPARE_OF[wildcards.dataset]
 
 
-def train_stage(wildcards):
-    return stage(stages.run_stage("train", wildcards.experiment, int(wildcards.seed)))
+def run_stage(kind):
+    """The rule's stage of one (experiment, seed) run: train@<experiment>-s<seed>, evaluate@..."""
+    return lambda wildcards: stage(stages.run_stage(kind, wildcards.experiment, int(wildcards.seed)))
 
 
-def evaluate_stage(wildcards):
-    return stage(stages.run_stage("evaluate", wildcards.experiment, int(wildcards.seed)))
+train_stage, evaluate_stage = run_stage("train"), run_stage("evaluate")
 
 
 # each rule's input function (unpack): its inputs by name, and its code
@@ -74,16 +70,14 @@ def prepare_inputs(wildcards):
     return {"source": LISTINGS.get(wildcards.dataset) or entry.item["source"], "code": entry.code}
 
 
-def train_inputs(wildcards):
-    """The prepared data, the model the run starts from (transfer, fine-tuning) and the code."""
-    entry = train_stage(wildcards)
-    return {"data": paths.prepared(entry.item["dataset"]), "upstream": entry.item.get("upstream", []), "code": entry.code}
-
-
-def evaluate_inputs(wildcards):
-    entry = evaluate_stage(wildcards)
-    return {"model": paths.model_dir(wildcards.experiment, int(wildcards.seed)),
-            "data": paths.prepared(entry.item["dataset"]), "code": entry.code}
+def run_inputs(stage_of):
+    """A run's input function: its prepared data, for training the model it starts from
+    (transfer, fine-tuning), and the code."""
+    def inputs(wildcards):
+        entry = stage_of(wildcards)
+        return {"data": paths.prepared(entry.item["dataset"]), "upstream": entry.item.get("upstream", []),
+                "code": entry.code}
+    return inputs
 
 
 def stage_params(stage_of):

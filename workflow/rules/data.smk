@@ -4,7 +4,7 @@
 
 rule sample:
     input:
-        code=lambda wildcards: sample_stage(wildcards).code,
+        code=lambda wildcards: stage(f"sample@{SAMPLE_OF[wildcards.filename]}").code,
     output:
         "data/sample/{filename}",
     params:

@@ -3,7 +3,7 @@
 
 rule train:
     input:
-        unpack(train_inputs),
+        unpack(run_inputs(train_stage)),
     output:
         model=directory("models/{experiment}/seed{seed}"),
         live=directory("reports/live/{experiment}/seed{seed}"),
@@ -33,7 +33,8 @@ rule train:
 
 rule evaluate:
     input:
-        unpack(evaluate_inputs),
+        unpack(run_inputs(evaluate_stage)),
+        model="models/{experiment}/seed{seed}",
     output:
         metrics="reports/metrics/{experiment}/seed{seed}.json",
         details=directory("reports/eval/{experiment}/seed{seed}"),
